@@ -1,0 +1,1 @@
+//! NVIDIA Tegra241 CMDQV: VINTFs and VCMDQs beside the SMMUv3 (feature `cmdqv`).

@@ -1,0 +1,1 @@
+//! Software models of an SMMUv3 (and CMDQV) for host tests (feature `fakes`).

@@ -1,0 +1,1 @@
+//! The physical SMMUv3 driver: probe, reset, stream tables, command queue, IRQ-path drains.

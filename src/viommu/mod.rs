@@ -1,0 +1,1 @@
+//! Virtualisation: one `Viommu` per VM, vDEVICEs, vEVENTQ rings fed from the IRQ path.
