@@ -1,0 +1,179 @@
+//! The CMDQV error interrupt (tegra241-cmdqv §7.6): VINTF_ERR_MAP → LVCMDQ_ERR_MAP → GERROR.
+//!
+//! No allocation, no lock, no panic, no unbounded wait: at most two VINTF_ERR_MAP reads, two
+//! LVCMDQ_ERR_MAP reads per flagged VINTF, and a constant number of accesses per flagged host
+//! queue. The interrupt is edge-triggered, so every flagged bit is handled in one call.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use core::sync::atomic::Ordering;
+
+use super::host::{ERR_MASK, cmdq_error, publish_barrier};
+use super::regs::{VCMDQ_CONS, VCMDQ_GERROR};
+use super::{Cmdqv, VintfId};
+use crate::command::{CmdqEntry, Command};
+use crate::error::CmdqError;
+use crate::platform::Platform;
+use crate::queue::{CMDQ_ENTRY_BYTES, QueueIndex};
+
+/// Where queue errors of guest-owned VINTFs go: the owning vIOMMU's vEVENTQ of type
+/// `TEGRA241_CMDQV`, as one `iommu_vevent_tegra241_cmdqv` record (tegra241-cmdqv §8.5).
+///
+/// Called from the interrupt handler: implementations must not block, allocate or panic.
+pub trait CmdqvEventSink {
+    /// VINTF `vintf` has queues in error; `lvcmdq_err_map` is its LVCMDQ_ERR_MAP (bit *l* =
+    /// logical queue *l*), the payload of the vEVENT, raw.
+    fn report(&self, vintf: VintfId, lvcmdq_err_map: [u64; 2]);
+}
+
+impl<T: CmdqvEventSink + ?Sized> CmdqvEventSink for &T {
+    fn report(&self, vintf: VintfId, lvcmdq_err_map: [u64; 2]) {
+        (**self).report(vintf, lvcmdq_err_map);
+    }
+}
+
+/// What one run of [`Cmdqv::handle_error`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct CmdqvErrorStats {
+    /// Host queues whose error was recovered (bad command skipped, GERRORN acknowledged).
+    pub host_recovered: u32,
+    /// Host queues flagged in LVCMDQ_ERR_MAP with no active error (already recovered by a
+    /// submitter polling its queue).
+    pub host_already_clear: u32,
+    /// Records reported for guest VINTFs.
+    pub guest_reports: u32,
+    /// Flagged VINTFs or queues that are not in use or beyond the configured counts.
+    pub ignored: u32,
+}
+
+impl<P: Platform> Cmdqv<P> {
+    /// Handles the CMDQV error interrupt (tegra241-cmdqv §7.6): reads VINTF_ERR_MAP (high word at
+    /// `0x18`, low at `0x14`); for VINTF0, reads its LVCMDQ_ERR_MAP and recovers each flagged
+    /// host queue (an illegal command at CONS becomes a CMD_SYNC, then GERRORN = GERROR); for each
+    /// flagged guest VINTF in use, reports its two LVCMDQ_ERR_MAP words to `sink` and leaves the
+    /// guest's GERROR alone (the guest acknowledges through its VINTF page 0).
+    pub fn handle_error<S: CmdqvEventSink + ?Sized>(&self, sink: &S) -> CmdqvErrorStats {
+        let mut stats = CmdqvErrorStats::default();
+        let page = self.config_page();
+        let hi = self.read(&page.VINTF_ERR_MAP_HI);
+        let lo = self.read(&page.VINTF_ERR_MAP_LO);
+        let mut map = (u64::from(hi) << 32) | u64::from(lo);
+        log_warn!("cmdqv: error interrupt, VINTF_ERR_MAP {=u64:#x}", map);
+        while map != 0 {
+            let v = map.trailing_zeros() as usize;
+            map &= map - 1;
+            if v == 0 {
+                self.handle_host_errors(&mut stats);
+                continue;
+            }
+            let in_use = v < self.num_vintfs
+                && self
+                    .guests
+                    .get(v)
+                    .is_some_and(|g| g.in_use.load(Ordering::Acquire));
+            let Some(r) = self.vintf_regs(v).filter(|_| in_use) else {
+                stats.ignored += 1;
+                continue;
+            };
+            let [w0, w1] = &r.LVCMDQ_ERR_MAP;
+            let words = [self.read(w0), self.read(w1)];
+            sink.report(VintfId(v as u8), words);
+            stats.guest_reports += 1;
+        }
+        stats
+    }
+
+    fn handle_host_errors(&self, stats: &mut CmdqvErrorStats) {
+        if !self.ready.load(Ordering::Acquire) {
+            stats.ignored += 1;
+            return;
+        }
+        let Some(r) = self.vintf_regs(0) else { return };
+        for (m, word) in r.LVCMDQ_ERR_MAP.iter().enumerate() {
+            let mut bits = self.read(word);
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let l = 64 * m + b;
+                if l >= self.per_vintf {
+                    stats.ignored += 1;
+                    continue;
+                }
+                match self.recover_host_queue(l) {
+                    Some(_) => stats.host_recovered += 1,
+                    None => stats.host_already_clear += 1,
+                }
+            }
+        }
+    }
+
+    /// Recovers host queue `l` if its GERROR.CMDQ_ERR is active: for CERROR_ILL, ILL_ACCESS and
+    /// unknown codes the command at CONS is replaced by a CMD_SYNC (CS = NONE); CERROR_ABT and
+    /// CERROR_ATC_INV_SYNC need nothing (the fetch, or the CMD_SYNC, is retried). Then GERRORN is
+    /// written with the GERROR value read, which restarts the queue. The error is recorded for
+    /// the submitter. Returns the error, or `None` when none was active. Safe to run from the
+    /// submitter and the interrupt handler at once: both write the same values.
+    pub(super) fn recover_host_queue(&self, l: usize) -> Option<CmdqError> {
+        let hq = self.host.get(l)?;
+        let (q, _) = self.lvcmdq(0, l)?;
+        let gerror = self.read(&q.GERROR);
+        let gerrorn = self.read(&q.GERRORN);
+        if (gerror ^ gerrorn) & VCMDQ_GERROR::CMDQ_ERR::SET.value == 0 {
+            if gerror != gerrorn {
+                self.write(&q.GERRORN, gerror);
+            }
+            return None;
+        }
+        let cons_raw = self.read(&q.CONS);
+        let code = VCMDQ_CONS::ERR.read(cons_raw);
+        let cons = QueueIndex::from_reg(hq.log2, cons_raw & !ERR_MASK);
+        let offset = cons.index() as usize * CMDQ_ENTRY_BYTES;
+        let mut raw = [0u64; 2];
+        if offset + CMDQ_ENTRY_BYTES <= hq.ring.size {
+            // SAFETY: `offset + 16 <= ring.size` (checked); the ring is lent for the driver's life
+            // and 16-byte aligned. The entry at CONS was published before PROD moved past it and
+            // is not written by the submitter again until CONS passes it.
+            let p = unsafe { hq.ring.vaddr.add(offset).cast::<u64>() };
+            if !self.cfg.coherent {
+                self.platform.dma_invalidate(p.cast(), CMDQ_ENTRY_BYTES);
+            }
+            // SAFETY: as above; volatile because the SMMU shares the memory.
+            raw = unsafe {
+                [
+                    u64::from_le(p.read_volatile()),
+                    u64::from_le(p.add(1).read_volatile()),
+                ]
+            };
+            if !matches!(code, 2 | 3) {
+                let sync: CmdqEntry = Command::sync().encode();
+                // SAFETY: as above; the queue is stopped at this entry, so the SMMU is not
+                // reading it until GERRORN is written below.
+                unsafe {
+                    p.write_volatile(sync.0[0].to_le());
+                    p.add(1).write_volatile(sync.0[1].to_le());
+                }
+                if !self.cfg.coherent {
+                    self.platform.dma_flush(p.cast(), CMDQ_ENTRY_BYTES);
+                }
+            }
+        }
+        let err = cmdq_error(code, raw);
+        log_error!("cmdqv: host LVCMDQ{=usize} stopped: {}", l, err);
+        hq.err_code.store(code, Ordering::Relaxed);
+        if let (Some(a), Some(b)) = (hq.err_raw.first(), hq.err_raw.get(1)) {
+            a.store(raw[0], Ordering::Relaxed);
+            b.store(raw[1], Ordering::Relaxed);
+        }
+        hq.err_epoch.fetch_add(1, Ordering::Release);
+        // The replacement CMD_SYNC must be visible before the queue restarts.
+        publish_barrier();
+        self.write(&q.GERRORN, gerror);
+        Some(err)
+    }
+}

@@ -1,0 +1,836 @@
+//! Tests of the CMDQV driver against the software model.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::{Arc, Mutex};
+
+use super::regs::{self, offset as off};
+use super::*;
+use crate::command::{CmdqEntry, TlbiRange};
+use crate::error::{CmdqError, errno};
+use crate::fake::cmdqv::{
+    AckTarget, CmdqvArena, CmdqvReg, FakeCmdqv, FakeCmdqvParams, ModelError, RecordingMainCmdq,
+    StandalonePlatform, VcmdqFault,
+};
+use crate::ids::{Asid, StreamId, VStreamId};
+use crate::platform::DmaMemory;
+
+struct Rig {
+    fake: Arc<FakeCmdqv>,
+    arena: Arc<CmdqvArena>,
+    cmdqv: Cmdqv<StandalonePlatform>,
+    main: RecordingMainCmdq,
+}
+
+fn config(fake: &FakeCmdqv) -> CmdqvConfig {
+    CmdqvConfig {
+        host_queue_log2: 4,
+        ..CmdqvConfig::new(fake.phys(), fake.size(), 8)
+    }
+}
+
+fn rig_with(params: FakeCmdqvParams, tweak: impl FnOnce(&FakeCmdqv, &mut CmdqvConfig)) -> Rig {
+    let (fake, arena, platform) = FakeCmdqv::standalone(params);
+    let mut cfg = config(&fake);
+    tweak(&fake, &mut cfg);
+    // SAFETY: the model's window is `fake.size()` bytes, lives as long as `fake`, and only this
+    // driver (and tests acting as guests) touch it.
+    let cmdqv = unsafe { Cmdqv::new(fake.base(), platform, &*arena, cfg) }.unwrap();
+    Rig {
+        fake,
+        arena,
+        cmdqv,
+        main: RecordingMainCmdq::default(),
+    }
+}
+
+fn ready_rig() -> Rig {
+    let mut r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    r.cmdqv.reset(&r.main).unwrap();
+    r
+}
+
+fn tlbi_asid(vmid: u16, asid: u16) -> Command {
+    Command::TlbiNhAsid {
+        vmid: Vmid(vmid),
+        asid: Asid(asid),
+    }
+}
+
+fn tlbi_va(asid: u16, addr: u64) -> Command {
+    Command::TlbiNhVa {
+        vmid: Vmid(0),
+        asid: Asid(asid),
+        addr,
+        leaf: true,
+        range: TlbiRange::NONE,
+    }
+}
+
+fn cfgi_ste(sid: u32) -> Command {
+    Command::CfgiSte {
+        sid: StreamId(sid),
+        leaf: true,
+    }
+}
+
+fn atc_inv(sid: u32) -> Command {
+    Command::AtcInv {
+        sid: StreamId(sid),
+        ssid: None,
+        global: false,
+        addr: 0x1000,
+        size: 0,
+    }
+}
+
+#[test]
+fn probe_decodes_param_and_hw_info() {
+    let r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    let p = r.cmdqv.param();
+    assert_eq!(
+        (p.version, p.vcmdqs_log2, p.vintfs_log2, p.sids_log2),
+        (1, 4, 2, 4)
+    );
+    assert_eq!(r.cmdqv.num_vintfs(), 4);
+    assert_eq!(r.cmdqv.lvcmdqs_per_vintf(), 4);
+    assert_eq!(r.cmdqv.sid_slots(), 16);
+    let info = r.cmdqv.hw_info();
+    assert_eq!(info.to_bytes(), [0, 0, 0, 0, 1, 2, 4, 0]);
+    assert!(!r.cmdqv.is_ready());
+    // Probe only reads PARAM.
+    let c = r.fake.mmio_counts();
+    assert_eq!((c.reads, c.writes), (1, 0));
+    assert_eq!(c.get(CmdqvReg::Param), (1, 0));
+    // One 256-byte ring per host queue, naturally aligned.
+    assert_eq!(
+        r.arena.alloc(1, 1).unwrap().paddr.0,
+        CmdqvArena::PA_BASE + 4 * 256
+    );
+}
+
+#[test]
+fn probe_refuses_unusable_params_and_windows() {
+    let (fake, arena, platform) = FakeCmdqv::standalone(FakeCmdqvParams {
+        version: 1,
+        vcmdqs_log2: 1,
+        vintfs_log2: 2,
+        sids_log2: 4,
+    });
+    // SAFETY: as in `rig_with`.
+    let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, config(&fake)) };
+    assert_eq!(e.unwrap_err(), Error::Unsupported(Feature::Cmdqv));
+    let mut small = config(&fake);
+    small.window_size = 0x40000;
+    // SAFETY: as in `rig_with`.
+    let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, small) };
+    assert_eq!(e.unwrap_err(), Error::Unsupported(Feature::Cmdqv));
+    let (fake, arena, platform) = FakeCmdqv::standalone(FakeCmdqvParams::TEST);
+    let mut deep = config(&fake);
+    deep.host_queue_log2 = 9;
+    // SAFETY: as in `rig_with`.
+    let e = unsafe { Cmdqv::new(fake.base(), platform, &*arena, deep) };
+    assert_eq!(e.unwrap_err(), Error::InvalidArgument);
+}
+
+#[test]
+fn window_smaller_than_param_caps_the_vintfs() {
+    let r = rig_with(FakeCmdqvParams::TEST, |_, cfg| {
+        cfg.window_size = regs::window_size(2)
+    });
+    assert_eq!(r.cmdqv.num_vintfs(), 2);
+    assert_eq!(
+        r.cmdqv.lvcmdqs_per_vintf(),
+        4,
+        "the partition still follows PARAM"
+    );
+}
+
+#[test]
+fn reset_enables_vintf0_with_hyp_own_and_maps_its_queues_in_order() {
+    let r = ready_rig();
+    assert!(r.cmdqv.is_ready());
+    assert!(r.cmdqv.hyp_own());
+    assert!(r.fake.enabled());
+    let (cfg, en) = r.fake.vintf(0).unwrap();
+    assert!(en);
+    assert_eq!(cfg, (1 << 17) | 1, "HYP_OWN, VMID 0, EN");
+    for l in 0..4 {
+        assert_eq!(r.fake.global_of(0, l), Some(l), "static partition v*per+l");
+        let q = r.fake.queue(l).unwrap();
+        assert!(q.enabled);
+        assert_eq!(q.base & 0x1F, 4);
+        assert_eq!(q.base & !0x1F, CmdqvArena::PA_BASE + 256 * l as u64);
+    }
+    // Other VINTFs' CMDQ_ALLOC carry their static assignment, unallocated.
+    assert_eq!(r.fake.queue(5).unwrap().alloc, (1 << 15) | (1 << 1));
+    assert_eq!(r.fake.errors(), vec![]);
+    // Each VCMDQ teardown during init issued one CMD_SYNC on the SMMU's queue.
+    assert_eq!(r.main.batches(), vec![Vec::<Command>::new(); 4]);
+}
+
+#[test]
+fn reset_twice_tears_down_in_descending_order_first() {
+    let mut r = ready_rig();
+    r.cmdqv.reset(&r.main).unwrap();
+    assert_eq!(r.fake.errors(), vec![]);
+    assert!(r.cmdqv.is_ready());
+    assert_eq!(r.main.batches().len(), 4 + 4 + 4);
+}
+
+#[test]
+fn every_enable_handshake_is_bounded() {
+    for (target, what) in [
+        (AckTarget::Cmdqv, WaitFor::CmdqvEnable),
+        (AckTarget::Vintf(0), WaitFor::VintfEnable),
+        (AckTarget::Vcmdq(2), WaitFor::VcmdqEnable),
+    ] {
+        let mut r = rig_with(FakeCmdqvParams::TEST, |_, cfg| cfg.timeout_us = 50);
+        r.fake.set_never_ack(target, true);
+        let start = r.cmdqv.platform().now_us();
+        assert_eq!(r.cmdqv.reset(&r.main), Err(Error::Timeout(what)));
+        assert!(r.cmdqv.platform().now_us() - start <= 60);
+        assert!(!r.cmdqv.is_ready());
+    }
+}
+
+#[test]
+fn host_batch_runs_on_the_cpus_queue_with_one_prod_write_and_one_cons_read() {
+    let r = ready_rig();
+    r.fake.reset_mmio_counts();
+    let cmds = [tlbi_asid(0, 7), cfgi_ste(3), tlbi_va(7, 0x4000)];
+    r.cmdqv.submit(CpuIndex(5), &cmds, &r.main).unwrap();
+    let mut want = cmds.to_vec();
+    want.push(Command::sync());
+    assert_eq!(r.fake.commands(1), want, "CPU 5 → LVCMDQ 5 % 4 = 1");
+    for q in [0, 2, 3] {
+        assert!(r.fake.commands(q).is_empty());
+    }
+    let c = r.fake.mmio_counts();
+    assert_eq!(c.get(CmdqvReg::Prod), (0, 1));
+    assert_eq!(c.get(CmdqvReg::Cons), (1, 0));
+    assert_eq!(c.total(), 2, "nothing else per batch");
+    assert_eq!(
+        r.main.batches().len(),
+        4,
+        "only the init syncs went to the SMMU queue"
+    );
+}
+
+#[test]
+fn batches_larger_than_the_ring_wait_for_space_and_keep_order() {
+    let r = ready_rig();
+    let cmds: Vec<Command> = (0..40).map(|i| tlbi_asid(0, i)).collect();
+    for _ in 0..3 {
+        r.cmdqv.submit(CpuIndex(2), &cmds, &r.main).unwrap();
+    }
+    let log = r.fake.commands(2);
+    assert_eq!(log.len(), 3 * 41);
+    for chunk in log.chunks(41) {
+        assert_eq!(&chunk[..40], &cmds[..]);
+        assert_eq!(chunk[40], Command::sync());
+    }
+    assert_eq!(r.fake.errors(), vec![]);
+}
+
+#[test]
+fn bypass_and_not_ready_use_the_smmu_queue() {
+    let r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    r.cmdqv
+        .submit(CpuIndex(0), &[cfgi_ste(1)], &r.main)
+        .unwrap();
+    assert_eq!(r.main.batches(), vec![vec![cfgi_ste(1)]]);
+
+    let mut r = rig_with(FakeCmdqvParams::TEST, |_, cfg| cfg.bypass_vcmdq = true);
+    r.cmdqv.reset(&r.main).unwrap();
+    r.cmdqv
+        .submit(CpuIndex(0), &[cfgi_ste(2)], &r.main)
+        .unwrap();
+    assert_eq!(r.main.batches().last(), Some(&vec![cfgi_ste(2)]));
+    assert!(r.fake.commands(0).is_empty());
+}
+
+#[test]
+fn without_hyp_own_only_the_guest_subset_goes_to_the_vcmdq() {
+    let mut r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    r.fake.set_hyp_own_wired_zero(true);
+    r.cmdqv.reset(&r.main).unwrap();
+    assert!(!r.cmdqv.hyp_own(), "HYP_OWN read back as 0");
+    let before = r.main.batches().len();
+    let cmds = [
+        tlbi_asid(0, 1),
+        cfgi_ste(9),
+        cfgi_ste(10),
+        tlbi_va(1, 0x2000),
+        atc_inv(4),
+    ];
+    // The model rejects an ATC_INV whose SID has no SID_MATCH: bind one on VINTF0 by hand.
+    r.fake.write32(off::VINTF + off::SID_REPLACE, 4);
+    r.fake.write32(off::VINTF + off::SID_MATCH, (4 << 1) | 1);
+    r.cmdqv.submit(CpuIndex(0), &cmds, &r.main).unwrap();
+    assert_eq!(
+        r.fake.commands(0),
+        vec![
+            tlbi_asid(0, 1),
+            Command::sync(),
+            tlbi_va(1, 0x2000),
+            atc_inv(4),
+            Command::sync()
+        ]
+    );
+    assert_eq!(
+        r.main.batches()[before..],
+        [vec![cfgi_ste(9), cfgi_ste(10)]]
+    );
+}
+
+#[test]
+fn tegra264_repeats_cfgi_and_tlbi_after_the_sync_but_never_atc_inv() {
+    let mut r = rig_with(FakeCmdqvParams::TEST, |_, cfg| cfg.board = Board::Tegra264);
+    r.cmdqv.reset(&r.main).unwrap();
+    r.fake.reset_mmio_counts();
+    let cmds = [cfgi_ste(1), atc_inv(2), tlbi_va(3, 0x8000)];
+    r.cmdqv.submit(CpuIndex(0), &cmds, &r.main).unwrap();
+    assert_eq!(
+        r.fake.commands(0),
+        vec![
+            cfgi_ste(1),
+            atc_inv(2),
+            tlbi_va(3, 0x8000),
+            Command::sync(),
+            cfgi_ste(1),
+            tlbi_va(3, 0x8000),
+            Command::sync()
+        ]
+    );
+    assert_eq!(r.fake.mmio_counts().get(CmdqvReg::Prod), (0, 2));
+    // A batch of only ATC_INV is not repeated.
+    r.cmdqv.submit(CpuIndex(0), &[atc_inv(5)], &r.main).unwrap();
+    assert_eq!(r.fake.commands(0).len(), 7 + 2);
+    assert!(tegra264_repeats(&Command::CfgiAll));
+    assert!(tegra264_repeats(&Command::TlbiNsnhAll));
+    assert!(!tegra264_repeats(&Command::sync()));
+}
+
+#[test]
+fn illegal_command_on_a_host_queue_is_skipped_and_reported() {
+    let r = ready_rig();
+    r.fake.inject_error(3, 1, VcmdqFault::Illegal);
+    let cmds = [tlbi_asid(0, 1), cfgi_ste(2), tlbi_asid(0, 3)];
+    let err = r.cmdqv.submit(CpuIndex(3), &cmds, &r.main).unwrap_err();
+    assert_eq!(err, Error::Cmdq(CmdqError::Illegal(cfgi_ste(2).encode().0)));
+    assert_eq!(err.errno(), -errno::EIO);
+    assert_eq!(
+        r.fake.commands(3),
+        vec![
+            tlbi_asid(0, 1),
+            Command::sync(),
+            tlbi_asid(0, 3),
+            Command::sync()
+        ],
+        "the bad command became a CMD_SYNC"
+    );
+    let q = r.fake.queue(3).unwrap();
+    assert_eq!(q.gerror, q.gerrorn, "acknowledged");
+    assert_eq!(q.gerror, 1);
+    assert_eq!(r.fake.irq_count(), 1);
+    assert_eq!(
+        r.fake.vintf_err_map(),
+        0,
+        "maps cleared by the acknowledgement"
+    );
+    // The interrupt that arrives late finds nothing to do.
+    assert_eq!(r.cmdqv.handle_error(&NoSink), CmdqvErrorStats::default());
+    // The next batch is clean.
+    r.cmdqv
+        .submit(CpuIndex(3), &[tlbi_asid(0, 4)], &r.main)
+        .unwrap();
+}
+
+#[test]
+fn abort_and_atc_inv_sync_are_acknowledged_and_retried() {
+    let r = ready_rig();
+    r.fake.inject_error(0, 0, VcmdqFault::Abort);
+    let err = r
+        .cmdqv
+        .submit(CpuIndex(0), &[cfgi_ste(1)], &r.main)
+        .unwrap_err();
+    assert_eq!(err, Error::Cmdq(CmdqError::Abort));
+    assert_eq!(
+        r.fake.commands(0),
+        vec![cfgi_ste(1), Command::sync()],
+        "fetch retried"
+    );
+
+    r.fake.inject_error(1, 0, VcmdqFault::AtcInvSync);
+    let err = r
+        .cmdqv
+        .submit(CpuIndex(1), &[atc_inv(1)], &r.main)
+        .unwrap_err();
+    assert_eq!(err, Error::Cmdq(CmdqError::AtcInvSync));
+    assert_eq!(
+        r.fake.commands(1),
+        vec![atc_inv(1), Command::sync()],
+        "sync retried"
+    );
+}
+
+#[test]
+fn a_stuck_host_queue_times_out() {
+    let mut r = rig_with(FakeCmdqvParams::TEST, |_, cfg| cfg.timeout_us = 100);
+    r.cmdqv.reset(&r.main).unwrap();
+    // Disable queue 0 behind the driver's back: PROD is not consumed.
+    r.fake.write32(regs::vintf_page0(0) + off::VCMDQ_CONFIG, 0);
+    assert_eq!(
+        r.cmdqv.submit(CpuIndex(0), &[cfgi_ste(1)], &r.main),
+        Err(Error::Timeout(WaitFor::CmdSync))
+    );
+}
+
+struct NoSink;
+impl CmdqvEventSink for NoSink {
+    fn report(&self, vintf: VintfId, _map: [u64; 2]) {
+        panic!("unexpected report for {vintf}");
+    }
+}
+
+#[derive(Default)]
+struct VecSink(Mutex<Vec<(VintfId, [u64; 2])>>);
+impl CmdqvEventSink for VecSink {
+    fn report(&self, vintf: VintfId, map: [u64; 2]) {
+        self.0.lock().unwrap().push((vintf, map));
+    }
+}
+
+// ---- guest VINTFs ----
+
+fn guest_queue(r: &Rig, bytes: u64) -> PhysAddr {
+    r.arena.alloc(bytes as usize, bytes as usize).unwrap().paddr
+}
+
+#[test]
+fn guest_vintf_gets_its_vmid_no_hyp_own_and_a_mappable_page() {
+    let r = ready_rig();
+    let g = r.cmdqv.vintf_alloc(Vmid(0x42)).unwrap();
+    assert_eq!(g.id, VintfId(1));
+    assert_eq!(g.page0.phys, PhysAddr(FakeCmdqv::DEFAULT_PHYS.0 + 0x50000));
+    assert_eq!(g.page0.mmap_offset, 0x50000);
+    assert_eq!(g.page0.mmap_length, 0x10000);
+    assert_eq!(r.cmdqv.vintf_page(g.id), Some(g.page0));
+    let (cfg, en) = r.fake.vintf(1).unwrap();
+    assert!(en);
+    assert_eq!(cfg, (0x42 << 1) | 1, "VMID, EN, HYP_OWN clear");
+    assert_eq!(r.cmdqv.vintf_alloc(Vmid(2)).unwrap().id, VintfId(2));
+    assert_eq!(r.cmdqv.vintf_alloc(Vmid(3)).unwrap().id, VintfId(3));
+    assert_eq!(r.cmdqv.vintf_alloc(Vmid(4)), Err(Error::NoSpace));
+    r.cmdqv.vintf_free(VintfId(2)).unwrap();
+    assert!(!r.fake.vintf(2).unwrap().1);
+    assert_eq!(r.cmdqv.vintf_page(VintfId(2)), None);
+    assert_eq!(r.cmdqv.vintf_alloc(Vmid(5)).unwrap().id, VintfId(2));
+    assert_eq!(r.cmdqv.vintf_free(VintfId(0)), Err(Error::NotFound));
+    assert_eq!(r.cmdqv.vintf_free(VintfId(9)), Err(Error::NotFound));
+}
+
+#[test]
+fn guest_vintf_needs_reset_first() {
+    let r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    assert_eq!(r.cmdqv.vintf_alloc(Vmid(1)), Err(Error::Disabled));
+}
+
+#[test]
+fn vdevice_binding_programs_sid_replace_then_sid_match() {
+    let r = ready_rig();
+    let g = r.cmdqv.vintf_alloc(Vmid(1)).unwrap();
+    r.fake.reset_mmio_counts();
+    let s = r
+        .cmdqv
+        .vdevice_bind(g.id, VStreamId(0x10), StreamId(0x1234))
+        .unwrap();
+    assert_eq!(s, SidSlot(0));
+    assert_eq!(r.fake.sid_pair(1, 0), Some(((0x10 << 1) | 1, 0x1234)));
+    let c = r.fake.mmio_counts();
+    assert_eq!(c.get(CmdqvReg::SidReplace), (0, 1));
+    assert_eq!(c.get(CmdqvReg::SidMatch), (0, 1));
+    assert_eq!(
+        r.cmdqv.vdevice_bind(g.id, VStreamId(0x10), StreamId(1)),
+        Err(Error::Exists)
+    );
+    assert_eq!(
+        r.cmdqv
+            .vdevice_bind(g.id, VStreamId(1 << 20), StreamId(1))
+            .map_err(Error::errno),
+        Err(-errno::EINVAL)
+    );
+    for i in 1..16 {
+        r.cmdqv
+            .vdevice_bind(g.id, VStreamId(0x100 + i), StreamId(i))
+            .unwrap();
+    }
+    assert_eq!(
+        r.cmdqv.vdevice_bind(g.id, VStreamId(0x200), StreamId(1)),
+        Err(Error::NoSpace)
+    );
+    assert_eq!(r.cmdqv.vintf_free(g.id), Err(Error::Busy));
+    r.cmdqv.vdevice_unbind(g.id, VStreamId(0x10)).unwrap();
+    assert_eq!(r.fake.sid_pair(1, 0), Some((0, 0)));
+    assert_eq!(
+        r.cmdqv.vdevice_unbind(g.id, VStreamId(0x10)),
+        Err(Error::NotFound)
+    );
+    assert_eq!(
+        r.cmdqv.vdevice_bind(g.id, VStreamId(0x300), StreamId(7)),
+        Ok(SidSlot(0))
+    );
+}
+
+#[test]
+fn hw_queue_allocation_follows_the_linux_rules() {
+    let r = ready_rig();
+    let g = r.cmdqv.vintf_alloc(Vmid(7)).unwrap();
+    let pa = guest_queue(&r, 0x1000);
+    let e = |x: Result<(), Error>| x.map_err(Error::errno);
+    let syncs = r.main.batches().len();
+    // Index bounds, ascending order, length and alignment.
+    assert_eq!(
+        e(r.cmdqv.hw_queue_alloc(g.id, 4, pa, 256, &r.main)),
+        Err(-errno::EINVAL)
+    );
+    assert_eq!(
+        e(r.cmdqv.hw_queue_alloc(g.id, 1, pa, 256, &r.main)),
+        Err(-errno::EIO)
+    );
+    assert_eq!(
+        e(r.cmdqv.hw_queue_alloc(g.id, 0, pa, 0, &r.main)),
+        Err(-errno::EINVAL)
+    );
+    assert_eq!(
+        e(r.cmdqv.hw_queue_alloc(g.id, 0, pa, 48, &r.main)),
+        Err(-errno::EINVAL)
+    );
+    assert_eq!(
+        e(r.cmdqv.hw_queue_alloc(g.id, 0, pa, 16, &r.main)),
+        Err(-errno::EINVAL)
+    );
+    assert_eq!(
+        e(r.cmdqv.hw_queue_alloc(g.id, 0, pa, 16 << 9, &r.main)),
+        Err(-errno::EINVAL),
+        "beyond 2^(CMDQS + 4) bytes"
+    );
+    assert_eq!(
+        e(r.cmdqv.hw_queue_alloc(g.id, 0, pa.add(0x20), 256, &r.main)),
+        Err(-errno::EINVAL)
+    );
+    assert_eq!(
+        e(r.cmdqv
+            .hw_queue_alloc(g.id, 0, PhysAddr(1 << 48), 256, &r.main)),
+        Err(-errno::EINVAL)
+    );
+    assert_eq!(
+        e(r.cmdqv
+            .hw_queue_alloc(g.id, 0, PhysAddr(!0xFF), 512, &r.main)),
+        Err(-errno::EOVERFLOW)
+    );
+    assert_eq!(r.main.batches().len(), syncs, "nothing touched on refusal");
+    assert_eq!(
+        e(r.cmdqv.hw_queue_alloc(VintfId(2), 0, pa, 256, &r.main)),
+        Err(-errno::ENOENT)
+    );
+    // The extremes of the length rule are accepted.
+    r.cmdqv.hw_queue_alloc(g.id, 0, pa, 32, &r.main).unwrap();
+    assert_eq!(
+        e(r.cmdqv.hw_queue_alloc(g.id, 0, pa, 32, &r.main)),
+        Err(-errno::EEXIST)
+    );
+    let big = guest_queue(&r, 16 << 8);
+    r.cmdqv
+        .hw_queue_alloc(g.id, 1, big, 16 << 8, &r.main)
+        .unwrap();
+    r.cmdqv
+        .hw_queue_alloc(g.id, 2, pa.add(0x100), 256, &r.main)
+        .unwrap();
+    assert_eq!(r.cmdqv.hw_queues(g.id), Ok(0b111));
+    // Mapped to VINTF1's static global queues, BASE written, not enabled.
+    let q0 = r.fake.queue(4).unwrap();
+    assert_eq!(r.fake.global_of(1, 0), Some(4));
+    assert_eq!(q0.base, pa.0 | 1);
+    assert!(!q0.enabled);
+    assert_eq!(r.fake.queue(5).unwrap().base, big.0 | 8);
+    assert_eq!(
+        r.main.batches().len(),
+        syncs + 3,
+        "one CMD_SYNC per queue teardown"
+    );
+    // Descending teardown only.
+    assert_eq!(
+        e(r.cmdqv.hw_queue_free(g.id, 0, &r.main)),
+        Err(-errno::EBUSY)
+    );
+    assert_eq!(
+        e(r.cmdqv.hw_queue_free(g.id, 1, &r.main)),
+        Err(-errno::EBUSY)
+    );
+    assert_eq!(
+        e(r.cmdqv.hw_queue_free(g.id, 3, &r.main)),
+        Err(-errno::ENOENT)
+    );
+    assert_eq!(r.cmdqv.vintf_free(g.id), Err(Error::Busy));
+    r.cmdqv.hw_queue_free(g.id, 2, &r.main).unwrap();
+    r.cmdqv.hw_queue_free(g.id, 1, &r.main).unwrap();
+    r.cmdqv.hw_queue_free(g.id, 0, &r.main).unwrap();
+    assert_eq!(r.fake.global_of(1, 0), None);
+    assert_eq!(r.fake.queue(4).unwrap().base, 0);
+    r.cmdqv.vintf_free(g.id).unwrap();
+    assert_eq!(r.fake.errors(), vec![], "the model saw every rule kept");
+}
+
+#[test]
+fn model_rejects_out_of_order_mapping_as_hardware_would() {
+    let r = ready_rig();
+    let alloc = |q: usize, v: u32, l: u32, on: bool| {
+        r.fake.write32(
+            off::CMDQ_ALLOC + 4 * q,
+            (v << 15) | (l << 1) | u32::from(on),
+        );
+    };
+    alloc(5, 1, 1, true);
+    assert_eq!(
+        r.fake.errors(),
+        vec![ModelError::MapOutOfOrder {
+            queue: 5,
+            vintf: 1,
+            lvcmdq: 1
+        }]
+    );
+    assert_eq!(r.fake.global_of(1, 1), None, "left unmapped");
+    assert_eq!(r.fake.read32(off::CMDQ_ALLOC + 4 * 5), (1 << 15) | (1 << 1));
+    alloc(4, 1, 0, true);
+    alloc(5, 1, 1, true);
+    alloc(4, 1, 0, false);
+    assert_eq!(
+        r.fake.errors()[1..],
+        [ModelError::UnmapOutOfOrder {
+            queue: 4,
+            vintf: 1,
+            lvcmdq: 0
+        }]
+    );
+    assert_eq!(r.fake.global_of(1, 0), Some(4), "left mapped");
+    alloc(5, 1, 1, false);
+    alloc(4, 1, 0, false);
+    assert_eq!(r.fake.errors().len(), 2);
+    // A logical slot with no queue behind it reads as zero and ignores writes.
+    r.fake.write32(regs::vintf_page0(1) + off::VCMDQ_CONFIG, 1);
+    assert_eq!(r.fake.read32(regs::vintf_page0(1) + off::VCMDQ_CONFIG), 0);
+    assert!(!r.fake.queue(4).unwrap().enabled);
+    assert!(matches!(
+        r.fake.errors()[2],
+        ModelError::UnmappedLogicalAccess {
+            vintf: 1,
+            lvcmdq: 0
+        }
+    ));
+}
+
+/// A guest on VINTF `g` with HW queue 0 (16 entries) enabled through its page 0; returns the
+/// queue's physical address.
+fn guest_with_queue(r: &Rig, vmid: u16) -> (GuestVintf, PhysAddr) {
+    let g = r.cmdqv.vintf_alloc(Vmid(vmid)).unwrap();
+    let pa = guest_queue(r, 256);
+    r.cmdqv.hw_queue_alloc(g.id, 0, pa, 256, &r.main).unwrap();
+    let p0 = regs::vintf_page0(usize::from(g.id.0));
+    r.fake.write32(p0 + off::VCMDQ_CONFIG, 1);
+    assert_eq!(r.fake.read32(p0 + off::VCMDQ_STATUS), 1);
+    (g, pa)
+}
+
+/// The guest writes `cmds` at its queue's PROD and publishes them.
+fn guest_issue(r: &Rig, g: &GuestVintf, pa: PhysAddr, cmds: &[CmdqEntry]) {
+    let p0 = regs::vintf_page0(usize::from(g.id.0));
+    let mut prod = r.fake.read32(p0 + off::VCMDQ_PROD);
+    for c in cmds {
+        r.arena.write_entry(pa.add(16 * u64::from(prod & 0xF)), *c);
+        prod = (prod + 1) & 0x1F;
+    }
+    r.fake.write32(p0 + off::VCMDQ_PROD, prod);
+}
+
+#[test]
+fn guest_queue_runs_the_allowed_subset_with_vmid_and_sid_substituted() {
+    let r = ready_rig();
+    let (g, pa) = guest_with_queue(&r, 0x33);
+    r.cmdqv
+        .vdevice_bind(g.id, VStreamId(0x10), StreamId(0x1234))
+        .unwrap();
+    guest_issue(
+        &r,
+        &g,
+        pa,
+        &[
+            tlbi_asid(0, 5).encode(),
+            atc_inv(0x10).encode(),
+            Command::sync().encode(),
+        ],
+    );
+    assert_eq!(
+        r.fake.commands(4),
+        vec![tlbi_asid(0x33, 5), atc_inv(0x1234), Command::sync()]
+    );
+    assert_eq!(r.fake.irq_count(), 0);
+}
+
+#[test]
+fn guest_disallowed_command_stops_its_queue_and_becomes_a_vevent() {
+    let r = ready_rig();
+    let (g, pa) = guest_with_queue(&r, 9);
+    guest_issue(
+        &r,
+        &g,
+        pa,
+        &[tlbi_asid(0, 1).encode(), Command::CfgiAll.encode()],
+    );
+    let p0 = regs::vintf_page0(1);
+    let cons = r.fake.read32(p0 + off::VCMDQ_CONS);
+    assert_eq!(cons, (4 << 24) | 1, "CERROR_ILL_ACCESS at the CFGI_ALL");
+    let gerror = r.fake.read32(p0 + off::VCMDQ_GERROR);
+    assert_eq!(gerror ^ r.fake.read32(p0 + off::VCMDQ_GERRORN), 1);
+    assert_eq!(r.fake.lvcmdq_err_map(1), 1);
+    assert_eq!(r.fake.vintf_err_map(), 1 << 1);
+    assert_eq!(r.fake.cmdq_err_map(), 1 << 4);
+    assert_eq!(r.fake.irq_count(), 1);
+
+    let sink = VecSink::default();
+    let stats = r.cmdqv.handle_error(&sink);
+    assert_eq!(
+        stats,
+        CmdqvErrorStats {
+            guest_reports: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(*sink.0.lock().unwrap(), vec![(VintfId(1), [1, 0])]);
+    // The host left the guest's error alone.
+    assert_eq!(r.fake.read32(p0 + off::VCMDQ_GERRORN) ^ gerror, 1);
+    // The guest skips the command and acknowledges through its page.
+    r.arena.write_entry(pa.add(16), Command::sync().encode());
+    r.fake.write32(p0 + off::VCMDQ_GERRORN, gerror);
+    assert_eq!(r.fake.vintf_err_map(), 0);
+    assert_eq!(r.fake.commands(4), vec![tlbi_asid(9, 1), Command::sync()]);
+}
+
+#[test]
+fn host_and_guest_errors_at_once_are_handled_in_one_interrupt() {
+    let r = ready_rig();
+    let (g, pa) = guest_with_queue(&r, 3);
+    // Guest: an ATC_INV for a StreamID it has no vDEVICE for.
+    guest_issue(&r, &g, pa, &[atc_inv(0x99).encode()]);
+    // Host: a command the SMMU cannot decode lands on LVCMDQ 2 (as if its submitter were
+    // interrupted before polling), written straight into the host ring.
+    let host_base = r.fake.queue(2).unwrap().base & !0x1F;
+    r.arena
+        .write_entry(PhysAddr(host_base), CmdqEntry([0x7F, 0]));
+    r.fake
+        .write32(regs::vintf_page0(0) + 2 * 0x80 + off::VCMDQ_PROD, 1);
+    assert_eq!(r.fake.vintf_err_map(), 0b11);
+    assert_eq!(r.fake.irq_count(), 2);
+
+    r.fake.reset_mmio_counts();
+    let sink = VecSink::default();
+    let stats = r.cmdqv.handle_error(&sink);
+    assert_eq!(
+        stats,
+        CmdqvErrorStats {
+            host_recovered: 1,
+            guest_reports: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(*sink.0.lock().unwrap(), vec![(VintfId(1), [1, 0])]);
+    // Host queue: bad command replaced by CMD_SYNC, acknowledged, and run.
+    assert_eq!(r.fake.commands(2), vec![Command::sync()]);
+    let hq = r.fake.queue(2).unwrap();
+    assert_eq!(hq.gerror, hq.gerrorn);
+    // Guest queue: still stopped, its error still active.
+    let gq = r.fake.queue(4).unwrap();
+    assert_eq!(gq.gerror ^ gq.gerrorn, 1);
+    assert_eq!(r.fake.vintf_err_map(), 0b10);
+    // Bounded MMIO: 2 map halves, 2 LVCMDQ_ERR_MAP words per flagged VINTF, and for the host
+    // queue GERROR, GERRORN, CONS reads and one GERRORN write.
+    let c = r.fake.mmio_counts();
+    assert_eq!(c.get(CmdqvReg::VintfErrMap), (2, 0));
+    assert_eq!(c.get(CmdqvReg::LvcmdqErrMap), (4, 0));
+    assert_eq!(c.get(CmdqvReg::Gerrorn), (1, 1));
+    assert_eq!(c.total(), 2 + 4 + 3 + 1);
+}
+
+#[test]
+fn errors_of_unallocated_vintfs_are_ignored() {
+    let r = ready_rig();
+    let (g, pa) = guest_with_queue(&r, 3);
+    guest_issue(&r, &g, pa, &[Command::CfgiAll.encode()]);
+    // The vIOMMU goes away behind the interrupt (its bookkeeping says unused).
+    r.cmdqv.guests[1].in_use.store(false, Ordering::Release);
+    let stats = r.cmdqv.handle_error(&NoSink);
+    assert_eq!(stats.ignored, 1);
+}
+
+#[test]
+fn shutdown_tears_down_guests_and_the_host_cleanly() {
+    let mut r = ready_rig();
+    let (g, _) = guest_with_queue(&r, 3);
+    r.cmdqv
+        .vdevice_bind(g.id, VStreamId(1), StreamId(2))
+        .unwrap();
+    let pa = guest_queue(&r, 256);
+    r.cmdqv.hw_queue_alloc(g.id, 1, pa, 256, &r.main).unwrap();
+    r.cmdqv.shutdown(&r.main).unwrap();
+    assert!(!r.cmdqv.is_ready());
+    for v in 0..4 {
+        assert!(!r.fake.vintf(v).unwrap().1);
+        for l in 0..4 {
+            assert_eq!(r.fake.global_of(v, l), None);
+        }
+    }
+    assert_eq!(r.fake.sid_pair(1, 0), Some((0, 0)));
+    assert_eq!(r.fake.errors(), vec![]);
+    // Host commands fall back to the SMMU queue.
+    r.cmdqv
+        .submit(CpuIndex(0), &[cfgi_ste(1)], &r.main)
+        .unwrap();
+    assert_eq!(r.main.batches().last(), Some(&vec![cfgi_ste(1)]));
+    // And a reset brings everything back.
+    r.cmdqv.reset(&r.main).unwrap();
+    assert!(r.cmdqv.is_ready());
+    assert_eq!(r.fake.errors(), vec![]);
+}
+
+#[test]
+fn two_cpus_submit_concurrently_on_their_own_queues() {
+    let r = ready_rig();
+    let cmdqv = &r.cmdqv;
+    let main = &r.main;
+    std::thread::scope(|s| {
+        for cpu in 0..2u32 {
+            s.spawn(move || {
+                for i in 0..200u16 {
+                    let cmds = [tlbi_asid(0, i), tlbi_va(i, 0x1000 * u64::from(cpu + 1))];
+                    cmdqv.submit(CpuIndex(cpu), &cmds, main).unwrap();
+                }
+            });
+        }
+    });
+    for cpu in 0..2u16 {
+        let log = r.fake.commands(usize::from(cpu));
+        assert_eq!(log.len(), 600);
+        for (i, chunk) in log.chunks(3).enumerate() {
+            assert_eq!(chunk[0], tlbi_asid(0, i as u16));
+            assert_eq!(chunk[1], tlbi_va(i as u16, 0x1000 * u64::from(cpu + 1)));
+            assert_eq!(chunk[2], Command::sync());
+        }
+    }
+    assert_eq!(r.fake.errors(), vec![]);
+}
