@@ -1,0 +1,5 @@
+//! Tests of the model, driven through raw register writes and the platform's MMIO hook, the way
+//! the driver reaches the model.
+
+mod control;
+mod util;
