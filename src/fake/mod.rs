@@ -363,7 +363,7 @@ impl FakeSmmu {
     /// Simulates one device transaction of `sid` (and `ssid`) to `iova` (IHI 0070 §3.3): GBPA
     /// while SMMUEN = 0, else the (cached) STE decides; configuration errors and registered
     /// faults write their event records (IHI 0070 §7.3).
-    pub fn dma(
+    pub fn dma_access(
         &self,
         sid: StreamId,
         ssid: Option<SubstreamId>,

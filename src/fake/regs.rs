@@ -11,54 +11,8 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-/// Register offsets within a page (IHI 0070 §6.2), as the spec prints them.
-pub(crate) mod off {
-    pub(crate) const IDR0: usize = 0x000;
-    pub(crate) const IDR1: usize = 0x004;
-    pub(crate) const IDR2: usize = 0x008;
-    pub(crate) const IDR3: usize = 0x00C;
-    pub(crate) const IDR4: usize = 0x010;
-    pub(crate) const IDR5: usize = 0x014;
-    pub(crate) const IIDR: usize = 0x018;
-    pub(crate) const AIDR: usize = 0x01C;
-    pub(crate) const CR0: usize = 0x020;
-    pub(crate) const CR0ACK: usize = 0x024;
-    pub(crate) const CR1: usize = 0x028;
-    pub(crate) const CR2: usize = 0x02C;
-    pub(crate) const STATUSR: usize = 0x040;
-    pub(crate) const GBPA: usize = 0x044;
-    pub(crate) const AGBPA: usize = 0x048;
-    pub(crate) const IRQ_CTRL: usize = 0x050;
-    pub(crate) const IRQ_CTRLACK: usize = 0x054;
-    pub(crate) const GERROR: usize = 0x060;
-    pub(crate) const GERRORN: usize = 0x064;
-    pub(crate) const GERROR_IRQ_CFG0: usize = 0x068;
-    pub(crate) const GERROR_IRQ_CFG1: usize = 0x070;
-    pub(crate) const GERROR_IRQ_CFG2: usize = 0x074;
-    pub(crate) const STRTAB_BASE: usize = 0x080;
-    pub(crate) const STRTAB_BASE_CFG: usize = 0x088;
-    pub(crate) const CMDQ_BASE: usize = 0x090;
-    pub(crate) const CMDQ_PROD: usize = 0x098;
-    pub(crate) const CMDQ_CONS: usize = 0x09C;
-    pub(crate) const EVENTQ_BASE: usize = 0x0A0;
-    pub(crate) const EVENTQ_IRQ_CFG0: usize = 0x0B0;
-    pub(crate) const EVENTQ_IRQ_CFG1: usize = 0x0B8;
-    pub(crate) const EVENTQ_IRQ_CFG2: usize = 0x0BC;
-    pub(crate) const PRIQ_BASE: usize = 0x0C0;
-    pub(crate) const PRIQ_IRQ_CFG0: usize = 0x0D0;
-    pub(crate) const PRIQ_IRQ_CFG1: usize = 0x0D8;
-    pub(crate) const PRIQ_IRQ_CFG2: usize = 0x0DC;
-    pub(crate) const GATOS_CTRL: usize = 0x100;
-    pub(crate) const GATOS_SID: usize = 0x108;
-    pub(crate) const GATOS_ADDR: usize = 0x110;
-    pub(crate) const GATOS_PAR: usize = 0x118;
-    pub(crate) const VATOS_SEL: usize = 0x180;
-    pub(crate) const EVENTQ_PROD: usize = 0x0A8;
-    pub(crate) const EVENTQ_CONS: usize = 0x0AC;
-    pub(crate) const PRIQ_PROD: usize = 0x0C8;
-    pub(crate) const PRIQ_CONS: usize = 0x0CC;
-    pub(crate) const PAGE_SIZE: usize = 0x10000;
-}
+/// Register offsets within a page (IHI 0070 §6.2).
+pub(crate) use crate::regs::offset as off;
 
 /// Which register page an access hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -239,7 +239,7 @@ impl Model {
         DmaOutcome::Faulted(rec.id)
     }
 
-    /// One device transaction (see [`FakeSmmu::dma`](super::FakeSmmu::dma)).
+    /// One device transaction (see [`FakeSmmu::dma_access`](super::FakeSmmu::dma_access)).
     pub(crate) fn dma(
         &mut self,
         hw: &Hw,
