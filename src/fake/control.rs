@@ -4,8 +4,8 @@
 //! As QEMU does, a write is acknowledged synchronously (IHI 0070 §6.3.9-§6.3.18); a test may
 //! delay or withhold an acknowledgement with [`AckBehaviour`].
 
-use super::regs::{RegPage, off};
 use super::queues::Which;
+use super::regs::{RegPage, off};
 use super::{AckBehaviour, AckReg, Hw, Model};
 use crate::features::IdRegs;
 

@@ -54,7 +54,7 @@ impl FakeDma {
     pub fn new(size: usize, pa_base: u64) -> Self {
         let size = size.max(1 << 16).next_power_of_two();
         assert!(
-            pa_base % size as u64 == 0,
+            pa_base.is_multiple_of(size as u64),
             "FakeDma: pa_base {pa_base:#x} not aligned to the arena size {size:#x}"
         );
         let layout = Layout::from_size_align(size, size).expect("FakeDma: bad layout");
@@ -114,9 +114,9 @@ impl FakeDma {
     /// Copies `buf.len()` bytes at `pa` into `buf`; `None` (an external abort) outside the arena.
     pub fn read(&self, pa: PhysAddr, buf: &mut [u8]) -> Option<()> {
         let src = self.host_ptr(pa, buf.len())?;
-        // SAFETY: `src..src+len` is inside the arena (checked by `host_ptr`); `buf` is a distinct
-        // host buffer. Volatile, byte by byte: the driver may be writing the same memory.
+        // Volatile, byte by byte: the driver may be writing the same memory.
         for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `src..src+len` is inside the arena (checked by `host_ptr`), `i < len`.
             *b = unsafe { src.add(i).read_volatile() };
         }
         Some(())
@@ -135,7 +135,7 @@ impl FakeDma {
     /// Reads the little-endian 64-bit word at `pa` (8-byte aligned reads are single-copy
     /// atomic, as the SMMU guarantees for 64-bit structure fields).
     pub fn read_u64(&self, pa: PhysAddr) -> Option<u64> {
-        if pa.0 % 8 != 0 {
+        if !pa.0.is_multiple_of(8) {
             let mut b = [0u8; 8];
             self.read(pa, &mut b)?;
             return Some(u64::from_le_bytes(b));
@@ -147,7 +147,7 @@ impl FakeDma {
 
     /// Writes the little-endian 64-bit word `v` at `pa` (one store when aligned).
     pub fn write_u64(&self, pa: PhysAddr, v: u64) -> Option<()> {
-        if pa.0 % 8 != 0 {
+        if !pa.0.is_multiple_of(8) {
             return self.write(pa, &v.to_le_bytes());
         }
         let p = self.host_ptr(pa, 8)?.cast::<u64>();
@@ -262,7 +262,11 @@ mod tests {
         assert_eq!(dma.read_u64(PhysAddr(0x4000_0000 + 0xfffc)), None);
         assert_eq!(dma.read_u64(PhysAddr(0x3fff_fff8)), None);
         assert_eq!(dma.write_dwords(top, &[1, 2]), None);
-        assert_eq!(dma.read_u64(top), Some(0x1122_3344_5566_7788), "no partial write");
+        assert_eq!(
+            dma.read_u64(top),
+            Some(0x1122_3344_5566_7788),
+            "no partial write"
+        );
         assert_eq!(dma.read_u64(PhysAddr(u64::MAX - 3)), None);
         assert_eq!(dma.pa_of(core::ptr::null()), None);
         let d: [u64; 2] = dma.read_dwords(PhysAddr(0x4000_0000 + 0xfff0)).unwrap();

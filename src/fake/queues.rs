@@ -186,11 +186,7 @@ impl Model {
     /// The queue was enabled (CR0 acknowledged): latch its base and indices.
     pub(crate) fn queue_enable(&mut self, hw: &Hw, w: Which) {
         let max = self.max_log2(w);
-        let (base, log2) = decode_base(
-            hw.regs.r64(w.base_reg()),
-            max,
-            8 * w.dwords() as u64,
-        );
+        let (base, log2) = decode_base(hw.regs.r64(w.base_reg()), max, 8 * w.dwords() as u64);
         let prod = hw.regs.read32(RegPage::Page1, w.prod_reg());
         let q = self.queue(w);
         q.enabled = true;

@@ -153,7 +153,7 @@ impl RegPages {
 
     fn ptr(&self, page: RegPage, offset: usize, len: usize) -> NonNull<u8> {
         assert!(
-            offset % len == 0 && offset + len <= off::PAGE_SIZE,
+            offset.is_multiple_of(len) && offset + len <= off::PAGE_SIZE,
             "register offset {offset:#x} out of the page or misaligned"
         );
         let base = match page {

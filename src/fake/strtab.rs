@@ -15,10 +15,13 @@ use super::control::GBPA_ABORT;
 use super::queues::Which;
 use super::regs::off;
 use super::{Hw, Model};
+use crate::cd::{Cd, L1Cd};
 use crate::event::{EventId, EventRecord};
 use crate::ids::{Iova, PhysAddr, StreamId, SubstreamId};
 use crate::regs::{STRTAB_BASE, STRTAB_BASE_CFG};
-use crate::ste::{L1Std, S1Dss, S1StreamConfig, Ste, SteConfig, SteError, StreamTableLayout};
+use crate::ste::{
+    L1Std, S1Dss, S1Fmt, S1StreamConfig, Ste, SteConfig, SteError, StreamTableLayout,
+};
 
 /// CR2.RECINVSID.
 const CR2_RECINVSID: u32 = 1 << 1;
@@ -112,9 +115,48 @@ pub struct RejectedSte {
 enum Walk {
     Found(Ste),
     /// Beyond the table, or an invalid L1 descriptor; `record`: C_BAD_STREAMID is recorded.
-    BadStreamId { record: bool },
+    BadStreamId {
+        record: bool,
+    },
     /// External abort fetching the L1 descriptor or the STE at this address.
     FetchAbort(PhysAddr),
+}
+
+/// Result of fetching a CD.
+enum CdWalk {
+    Found(Cd),
+    /// The L1 CD descriptor is invalid.
+    BadL1,
+    FetchAbort(PhysAddr),
+}
+
+/// Fetches the CD of SubstreamID `ssid` from the CD table of `s1` (IHI 0070 §3.4.2, §5.4). For a
+/// nested stream the context pointer is an IPA; the model's stage 2 is the identity.
+fn fetch_cd(hw: &Hw, s1: &S1StreamConfig, ssid: u32) -> CdWalk {
+    let ptr = s1.context_ptr.0 & !63;
+    let leaf_bits = match s1.fmt {
+        S1Fmt::Linear => None,
+        S1Fmt::TwoLevel4K => Some(6),
+        S1Fmt::TwoLevel64K => Some(10),
+    };
+    let cd_addr = match leaf_bits {
+        None => PhysAddr(ptr + 64 * u64::from(ssid)),
+        Some(bits) => {
+            let l1_addr = PhysAddr(ptr + 8 * u64::from(ssid >> bits));
+            let Some(raw) = hw.dma.read_u64(l1_addr) else {
+                return CdWalk::FetchAbort(l1_addr);
+            };
+            let l1 = L1Cd(raw);
+            if !l1.valid() {
+                return CdWalk::BadL1;
+            }
+            PhysAddr(l1.l2ptr().0 + 64 * u64::from(ssid & ((1 << bits) - 1)))
+        }
+    };
+    match hw.dma.read_dwords::<8>(cd_addr) {
+        Some(d) => CdWalk::Found(Cd(d)),
+        None => CdWalk::FetchAbort(cd_addr),
+    }
 }
 
 /// Stream-table state.
@@ -300,6 +342,21 @@ impl Model {
         if !s1_active && s2r.is_none() {
             return bypass;
         }
+        // Stage 1 in use: fetch the CD (not cached) for CD.V and CD.R.
+        let mut cd_r = false;
+        if let (true, Some(s1)) = (s1_active, s1) {
+            let s = ssid.map_or(0, |s| s.0);
+            match fetch_cd(hw, &s1, s) {
+                CdWalk::Found(cd) => match cd.config() {
+                    Ok(c) => cd_r = c.r,
+                    Err(_) => return self.record(hw, EventRecord::bad_cd(sid, ssid)),
+                },
+                CdWalk::BadL1 => return self.record(hw, EventRecord::bad_cd(sid, ssid)),
+                CdWalk::FetchAbort(a) => {
+                    return self.record(hw, EventRecord::cd_fetch(sid, ssid, a));
+                }
+            }
+        }
         let fault = self
             .strtab
             .faults
@@ -311,13 +368,17 @@ impl Model {
             })
             .map(|f| f.2);
         if let Some(kind) = fault {
-            // Stage-2 faults are recorded per STE.S2R; stage-1 faults per CD.R, which the model
-            // takes as 1 (CDs are not fetched).
-            let recorded = if kind.stage2() { s2r == Some(true) } else { true };
+            // Stage-2 faults are recorded per STE.S2R, stage-1 faults per CD.R (IHI 0070 §5.2, §5.4).
+            let recorded = if kind.stage2() {
+                s2r == Some(true)
+            } else {
+                cd_r
+            };
             if !recorded {
                 return DmaOutcome::Aborted;
             }
-            let rec = EventRecord::fault(kind.id(), sid, iova, kind.stage2(), write).with_ssid(ssid);
+            let rec =
+                EventRecord::fault(kind.id(), sid, iova, kind.stage2(), write).with_ssid(ssid);
             return self.record(hw, rec);
         }
         DmaOutcome::Completed {

@@ -78,7 +78,11 @@ fn queue_wraps() {
     let log2 = 2;
     let q = r.enable_cmdq(log2);
     for _ in 0..5 {
-        r.submit(&q, log2, &[Command::TlbiNsnhAll, Command::TlbiEl2All, Command::sync()]);
+        r.submit(
+            &q,
+            log2,
+            &[Command::TlbiNsnhAll, Command::TlbiEl2All, Command::sync()],
+        );
     }
     // 15 commands in a 4-entry queue: position 15 = wrap 1 (bit 2), index 3.
     assert_eq!(r.cmdq_cons(log2), 15 & 7);
@@ -99,7 +103,11 @@ fn unknown_opcode_stops_with_cerror_ill_until_acknowledged() {
     r.submit_raw(
         &q,
         5,
-        &[CmdqEntry([0x7f, 0]), Command::CfgiAll.encode(), Command::sync().encode()],
+        &[
+            CmdqEntry([0x7f, 0]),
+            Command::CfgiAll.encode(),
+            Command::sync().encode(),
+        ],
     );
     // CONS stops at the bad entry with ERR = CERROR_ILL; GERROR.CMDQ_ERR toggled.
     assert_eq!(r.read32("CMDQ_CONS"), (1 << 24) | 1);
@@ -115,7 +123,12 @@ fn unknown_opcode_stops_with_cerror_ill_until_acknowledged() {
     assert_eq!(r.read32("CMDQ_CONS"), (1 << 24) | 4);
     assert_eq!(
         r.smmu.take_commands(),
-        [Command::TlbiNsnhAll, Command::sync(), Command::CfgiAll, Command::sync()]
+        [
+            Command::TlbiNsnhAll,
+            Command::sync(),
+            Command::CfgiAll,
+            Command::sync()
+        ]
     );
 }
 
@@ -150,7 +163,11 @@ fn injected_abort_is_refetched_after_acknowledgement() {
     let r = Rig::qemu();
     let q = r.enable_cmdq(4);
     r.smmu.inject_cmdq_error(1, CmdqFault::Abort);
-    r.submit(&q, 4, &[Command::TlbiNsnhAll, Command::CfgiAll, Command::sync()]);
+    r.submit(
+        &q,
+        4,
+        &[Command::TlbiNsnhAll, Command::CfgiAll, Command::sync()],
+    );
     assert_eq!(r.read32("CMDQ_CONS"), (2 << 24) | 1);
     assert_eq!(r.smmu.gerror_active(), 1);
     // CERROR_ABT: acknowledge only; the command is fetched again and succeeds.

@@ -162,7 +162,8 @@ fn accesses_outside_the_pages_go_to_other_devices() {
             addr == 0x1000
         }
         fn access(&self, _addr: usize, write: bool) {
-            self.0.fetch_add(if write { 100 } else { 1 }, Ordering::Relaxed);
+            self.0
+                .fetch_add(if write { 100 } else { 1 }, Ordering::Relaxed);
         }
     }
     let r = Rig::qemu();

@@ -37,7 +37,10 @@ fn events_are_written_only_while_the_queue_is_enabled() {
     assert_eq!(r.read32("EVENTQ_PROD"), 2);
     assert_eq!(r.event_at(&q, 0), ev(2));
     assert_eq!(r.event_at(&q, 1), ev(3));
-    assert_eq!(EventRecord::decode(&r.event_at(&q, 1)).id, EventId::F_TRANSLATION);
+    assert_eq!(
+        EventRecord::decode(&r.event_at(&q, 1)).id,
+        EventId::F_TRANSLATION
+    );
     assert_eq!(r.smmu.event_stats().written, 2);
     // PROD belongs to the SMMU while the queue is enabled.
     r.write32("EVENTQ_PROD", 0);
@@ -54,7 +57,11 @@ fn eventq_interrupt_is_an_edge_on_empty_to_non_empty() {
     r.write32("IRQ_CTRL", 0x4);
     r.smmu.inject_event(ev(2));
     r.smmu.inject_event(ev(3));
-    assert_eq!(r.smmu.irq_counts().eventq, 1, "only the first record makes an edge");
+    assert_eq!(
+        r.smmu.irq_counts().eventq,
+        1,
+        "only the first record makes an edge"
+    );
     r.write32("EVENTQ_CONS", 3);
     r.smmu.inject_event(ev(4));
     assert_eq!(r.smmu.irq_counts().eventq, 2);
@@ -121,7 +128,11 @@ fn hold_style_delivers_waiting_records_when_cons_frees_slots() {
     assert_eq!(r.read32("EVENTQ_PROD"), 3);
     assert_eq!(r.event_at(&q, 0), ev(2));
     r.write32("EVENTQ_CONS", 3);
-    assert_eq!(r.read32("EVENTQ_PROD"), 5 & 3, "position 5 in a 2-entry queue");
+    assert_eq!(
+        r.read32("EVENTQ_PROD"),
+        5 & 3,
+        "position 5 in a 2-entry queue"
+    );
     assert_eq!(r.event_at(&q, 0), ev(4));
     assert_eq!(r.event_at(&q, 1), ev(3));
     let st = r.smmu.event_stats();
@@ -173,7 +184,10 @@ fn page_requests_go_to_the_pri_queue() {
     r.smmu.inject_pri(pr(2, false));
     r.smmu.inject_pri(pr(2, true));
     assert_eq!(r.read32("PRIQ_PROD"), 2);
-    assert_eq!(PageRequest::decode(&r.pri_at(&q, 1)), PageRequest::decode(&pr(2, true)));
+    assert_eq!(
+        PageRequest::decode(&r.pri_at(&q, 1)),
+        PageRequest::decode(&pr(2, true))
+    );
     assert_eq!(r.smmu.irq_counts().priq, 1);
     assert_eq!(r.smmu.irq_counts().eventq, 0);
 }
@@ -190,6 +204,10 @@ fn pri_overflow_style_is_chosen_separately() {
     }
     assert_eq!(r.smmu.gerror_active(), 1 << 3, "PRIQ_ABT_ERR only");
     assert_eq!(r.read32("PRIQ_PROD"), 2);
-    assert_eq!(r.read32("EVENTQ_PROD"), (1 << 31) | 2, "event queue: hardware style");
+    assert_eq!(
+        r.read32("EVENTQ_PROD"),
+        (1 << 31) | 2,
+        "event queue: hardware style"
+    );
     assert_eq!(r.smmu.pri_stats().dropped_full, 1);
 }

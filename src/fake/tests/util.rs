@@ -67,7 +67,7 @@ impl Rig {
 use crate::command::{CmdqEntry, Command};
 use crate::event::EvtqEntry;
 use crate::features::{IdRegs, QEMU_VIRT};
-use crate::ids::{PhysAddr, StreamId};
+use crate::ids::PhysAddr;
 use crate::platform::{DmaBuf, DmaMemory};
 use crate::pri::PriqEntry;
 use crate::ste::{L1Std, Ste};
@@ -95,7 +95,10 @@ impl Rig {
     }
 
     pub(crate) fn alloc(&self, size: usize) -> DmaBuf {
-        self.smmu.dma().alloc(size, size.next_power_of_two()).unwrap()
+        self.smmu
+            .dma()
+            .alloc(size, size.next_power_of_two())
+            .unwrap()
     }
 
     /// Programs a command queue of `2^log2` entries and enables it.
@@ -162,11 +165,21 @@ impl Rig {
     }
 
     pub(crate) fn event_at(&self, q: &DmaBuf, index: u32) -> EvtqEntry {
-        EvtqEntry(self.smmu.dma().read_dwords(q.paddr.add(32 * u64::from(index))).unwrap())
+        EvtqEntry(
+            self.smmu
+                .dma()
+                .read_dwords(q.paddr.add(32 * u64::from(index)))
+                .unwrap(),
+        )
     }
 
     pub(crate) fn pri_at(&self, q: &DmaBuf, index: u32) -> PriqEntry {
-        PriqEntry(self.smmu.dma().read_dwords(q.paddr.add(16 * u64::from(index))).unwrap())
+        PriqEntry(
+            self.smmu
+                .dma()
+                .read_dwords(q.paddr.add(16 * u64::from(index)))
+                .unwrap(),
+        )
     }
 
     /// A linear stream table of `2^log2` STEs, every entry abort, programmed (not enabled).
@@ -214,9 +227,5 @@ impl Rig {
     pub(crate) fn enable_smmu(&self) {
         let cr0 = self.smmu.cr0() | SMMUEN;
         assert!(self.cr0_sync(cr0, 1));
-    }
-
-    pub(crate) fn sid(s: u32) -> StreamId {
-        StreamId(s)
     }
 }
