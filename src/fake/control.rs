@@ -124,7 +124,10 @@ impl Control {
 
     fn schedule(&mut self, reg: AckReg, value: u32) -> Option<u32> {
         let polls_left = match self.acks[slot(reg)] {
-            AckBehaviour::Immediate => return Some(value),
+            AckBehaviour::Immediate => {
+                self.pending[slot(reg)] = None;
+                return Some(value);
+            }
             AckBehaviour::AfterPolls(n) => Some(n),
             AckBehaviour::Never => None,
         };

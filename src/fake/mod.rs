@@ -10,15 +10,27 @@
 //!
 //! ```
 //! use arm_smmuv3::fake::FakeSmmu;
-//! use arm_smmuv3::platform::Platform;
+//! use arm_smmuv3::platform::{DmaMemory, Platform};
 //! let smmu = FakeSmmu::qemu_virt();
-//! let platform = smmu.platform();
+//! let platform = smmu.platform(); // give to the driver with smmu.page0(), smmu.page1()
+//! let buf = smmu.dma().alloc(4096, 4096).unwrap(); // what the driver allocates from
+//! assert_eq!(buf.paddr.0, 0x8000_0000);
 //! assert_eq!(platform.now_us(), 0);
-//! # let _ = smmu.dma();
 //! ```
 //!
-//! Test knobs (fault injection) and observations (command log, counters, snapshots) are methods of
-//! [`FakeSmmu`]; every one is documented where it is defined.
+//! What the model does, in short (each behaviour has its own test in `fake::tests`):
+//! - CR0/IRQ_CTRL acknowledged at once, GBPA UPDATE cleared at once, unless [`FakeSmmu::set_ack`]
+//!   delays or withholds it. Queue bases are latched when a queue is enabled, the stream table at
+//!   SMMUEN and at every CFGI. Writes to read-only registers are ignored.
+//! - Command queue: consumed on CMDQ_PROD writes; illegal commands (decode error, SSec, CS = 3,
+//!   CFGI_VMS_PIDM without MPAM, STALL_TERM on a terminate-only SMMU) stop it with CERROR_ILL and
+//!   GERROR.CMDQ_ERR, resumed by GERRORN. CMD_SYNC CS=SIG_IRQ writes the MSI when IDR0.MSI and
+//!   MSIAddr != 0, else counts a wired pulse. Errors and stalls on demand.
+//! - Stream table: linear and 2-level walk, STEs cached per StreamID until CFGI (as QEMU), CDs
+//!   fetched (not cached) for stage-1 streams. [`FakeSmmu::dma_access`] simulates a device access;
+//!   translation is the identity unless a test registered a fault.
+//! - Event and PRI queues with three overflow styles, edge interrupts, MSIs.
+//! - MMIO counters per register, STE snapshots for write-ordering checks.
 
 mod cmdq;
 mod control;

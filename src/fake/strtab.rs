@@ -309,17 +309,18 @@ impl Model {
             Walk::BadStreamId { record: false } => return DmaOutcome::Aborted,
             Walk::FetchAbort(addr) => return self.record(hw, EventRecord::ste_fetch(sid, addr)),
         };
-        let (s1, s2r) = match ste.config() {
+        let (s1, s2) = match ste.config() {
             Err(_) => return self.record(hw, EventRecord::bad_ste(sid)),
             Ok(SteConfig::Abort) => return DmaOutcome::Aborted,
             Ok(SteConfig::Bypass) => return bypass,
             Ok(SteConfig::Stage1(s1)) if self.feat.stage1 => (Some(s1), None),
-            Ok(SteConfig::Stage2(s2)) if self.feat.stage2 => (None, Some(s2.s2r)),
+            Ok(SteConfig::Stage2(s2)) if self.feat.stage2 => (None, Some(s2)),
             Ok(SteConfig::Nested { s1, s2 }) if self.feat.stage1 && self.feat.stage2 => {
-                (Some(s1), Some(s2.s2r))
+                (Some(s1), Some(s2))
             }
             Ok(_) => return self.record(hw, EventRecord::bad_ste(sid)),
         };
+        let s2r = s2.map(|s2| s2.s2r);
         // Stage 1: SubstreamID checks and S1DSS (IHI 0070 §5.2).
         let s1_active = match (s1, ssid) {
             (None, Some(_)) => {
@@ -357,6 +358,13 @@ impl Model {
                 }
             }
         }
+        // An input address beyond the stage-2 input range (S2T0SZ) is a stage-2 translation
+        // fault, as QEMU reports it (qemu-virt §7); with stage 1 in front the model's identity
+        // stage 1 makes the IPA equal to the IOVA.
+        let beyond_s2 = s2.is_some_and(|s2| {
+            let bits = 64u32.saturating_sub(u32::from(s2.t0sz));
+            bits < 64 && iova.0 >> bits != 0
+        });
         let fault = self
             .strtab
             .faults
@@ -366,7 +374,8 @@ impl Model {
                     && r.contains(&iova.0)
                     && if k.stage2() { s2r.is_some() } else { s1_active }
             })
-            .map(|f| f.2);
+            .map(|f| f.2)
+            .or(beyond_s2.then_some(FaultKind::Translation { stage2: true }));
         if let Some(kind) = fault {
             // Stage-2 faults are recorded per STE.S2R, stage-1 faults per CD.R (IHI 0070 §5.2, §5.4).
             let recorded = if kind.stage2() {

@@ -176,3 +176,24 @@ fn accesses_outside_the_pages_go_to_other_devices() {
     assert_eq!(r.smmu.mmio_counts().outside, 3);
     assert_eq!(r.smmu.mmio_counts().total(), 0);
 }
+
+#[test]
+fn typed_register_pages_reach_the_model() {
+    use crate::regs::{CR0, EVENTQ_CONS};
+    use tock_registers::interfaces::{Readable, Writeable};
+    let r = Rig::qemu();
+    // SAFETY: the pages live as long as `r.smmu` and are only accessed from this thread.
+    let (p0, p1) = unsafe { (r.smmu.page0().as_ref(), r.smmu.page1().as_ref()) };
+    assert_eq!(p0.IDR0.get(), QEMU_VIRT.idr0);
+    p0.CR0.write(CR0::CMDQEN::SET);
+    r.plat.mmio(
+        core::ptr::addr_of!(p0.CR0) as usize,
+        crate::platform::MmioAccess::Write,
+    );
+    assert_eq!(p0.CR0ACK.get(), 0x8);
+    p1.EVENTQ_CONS.write(EVENTQ_CONS::OVACKFLG::SET);
+    let a = core::ptr::addr_of!(p1.EVENTQ_CONS) as usize;
+    r.plat.mmio(a, crate::platform::MmioAccess::Write);
+    assert_eq!(r.smmu.mmio_counts().writes("EVENTQ_CONS"), 1);
+    assert_eq!(r.read32("EVENTQ_CONS"), 1 << 31);
+}

@@ -442,3 +442,50 @@ fn watched_ste_snapshots_every_distinct_state_at_mmio_accesses() {
     assert_eq!(r.smmu.ste_rejections().len(), 1);
     assert!(r.smmu.ste_snapshots(StreamId(2))[4].at_access > 0);
 }
+
+#[test]
+fn stage2_input_range_is_enforced_as_qemu_does() {
+    let r = Rig::qemu();
+    let (t, e, _c) = live(&r, 4);
+    r.write_linear_ste(&t, 8, Ste::stage2(&s2cfg(&r)));
+    // S2T0SZ = 25: a 39-bit IPA space.
+    assert!(matches!(
+        dma(&r, 8, (1 << 39) - 4, true),
+        DmaOutcome::Completed { .. }
+    ));
+    assert_eq!(
+        dma(&r, 8, 1 << 39, true),
+        DmaOutcome::Faulted(EventId::F_TRANSLATION)
+    );
+    assert_eq!(
+        r.event_at(&e, 0).to_le_words(),
+        [0x10, 8, 0, 0x280, 0, 0x80, 0, 0x80]
+    );
+}
+
+#[test]
+fn nested_stage2_faults_carry_s2_and_the_ipa() {
+    let r = Rig::qemu();
+    let (t, e, _c) = live(&r, 4);
+    let (guest, _cds) = s1_ste(&r, 0, S1Dss::Terminate, true);
+    r.write_linear_ste(&t, 9, Ste::nested(&guest, &s2cfg(&r)));
+    assert!(matches!(
+        dma(&r, 9, 0x5000, false),
+        DmaOutcome::Completed {
+            translated: true,
+            ..
+        }
+    ));
+    r.smmu.set_fault(
+        StreamId(9),
+        0x5000..0x6000,
+        FaultKind::Permission { stage2: true },
+    );
+    assert_eq!(
+        dma(&r, 9, 0x5008, true),
+        DmaOutcome::Faulted(EventId::F_PERMISSION)
+    );
+    let rec = event(&r, &e, 0);
+    assert!(rec.s2 && !rec.rnw);
+    assert_eq!((rec.input_addr, rec.ipa), (0x5008, 0x5000));
+}
