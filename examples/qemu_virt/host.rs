@@ -123,10 +123,12 @@ pub struct LogLine {
 impl fmt::Display for LogLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:<5} {}", self.level, self.message)?;
-        if self.level == "WARN" || self.level == "ERROR" {
-            if let Some(loc) = &self.location {
-                write!(f, "  ({loc})")?;
-            }
+        if let Some(loc) = self
+            .location
+            .as_ref()
+            .filter(|_| self.level == "WARN" || self.level == "ERROR")
+        {
+            write!(f, "  ({loc})")?;
         }
         Ok(())
     }
@@ -166,13 +168,17 @@ pub struct RunResult {
     pub stderr: String,
 }
 
-/// Boots `elf` under QEMU, collects its UART text (through a Unix socket in `work_dir`) and decodes
+/// The Unix socket the UART is connected to: short (sun_path holds 108 bytes), one per process.
+pub fn uart_socket() -> PathBuf {
+    std::env::temp_dir().join(format!("arm-smmuv3-uart-{}.sock", std::process::id()))
+}
+
+/// Boots `elf` under QEMU, collects its UART text (through [`uart_socket`]) and decodes
 /// its defmt stream, calling `on_output` for each UART line and each frame as they arrive. Kills
 /// QEMU after `timeout`. With `capture_stderr` QEMU's stderr is collected into the result;
 /// otherwise it is inherited.
 pub fn run(
     elf: &Path,
-    work_dir: &Path,
     extra: &[String],
     timeout: Duration,
     capture_stderr: bool,
@@ -189,9 +195,7 @@ pub fn run(
         })?;
     let locations = table.get_locations(&bytes).ok();
 
-    std::fs::create_dir_all(work_dir)
-        .map_err(|e| format!("cannot create {}: {e}", work_dir.display()))?;
-    let socket = work_dir.join(format!("uart-{}.sock", std::process::id()));
+    let socket = uart_socket();
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
@@ -382,10 +386,7 @@ pub fn runner_main() -> ExitCode {
         }
     };
     let elf = PathBuf::from(elf);
-    let work_dir = elf
-        .parent()
-        .map_or_else(std::env::temp_dir, Path::to_path_buf);
-    let cmdline = qemu_args(&elf, &work_dir.join("uart.sock"), &extra).join(" ");
+    let cmdline = qemu_args(&elf, &uart_socket(), &extra).join(" ");
     println!(
         "# QEMU {}.{}.{}: {} {cmdline}",
         version.0,
@@ -396,17 +397,10 @@ pub fn runner_main() -> ExitCode {
     println!(
         "# UART text as is; decoded defmt frames after \"{DEFMT_MARK}\"; QEMU's own messages on stderr"
     );
-    let result = run(
-        &elf,
-        &work_dir,
-        &extra,
-        timeout,
-        false,
-        &mut |out| match out {
-            Output::Uart(text) => println!("{text}"),
-            Output::Log(line) => println!("{DEFMT_MARK}{line}"),
-        },
-    );
+    let result = run(&elf, &extra, timeout, false, &mut |out| match out {
+        Output::Uart(text) => println!("{text}"),
+        Output::Log(line) => println!("{DEFMT_MARK}{line}"),
+    });
     match result {
         Ok(r) => {
             if r.malformed_frames > 0 {
@@ -422,9 +416,13 @@ pub fn runner_main() -> ExitCode {
                 }
                 (false, Some(code)) => {
                     println!(
-                        "# QEMU exited with {code} after {:.1} s",
-                        r.wall.as_secs_f64()
+                        "# QEMU exited with {code} after {:.1} s ({} defmt frames, {} UART bytes)",
+                        r.wall.as_secs_f64(),
+                        r.log.len(),
+                        r.uart.len()
                     );
+                    // Non-empty only when captured; the runner inherits QEMU's stderr.
+                    eprint!("{}", r.stderr);
                     ExitCode::from(u8::try_from(code).unwrap_or(1))
                 }
                 (false, None) => {

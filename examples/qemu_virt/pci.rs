@@ -57,7 +57,7 @@ impl ConfigRegionAccess for Ecam {
 }
 
 /// A function found on bus 0.
-#[derive(Clone, Copy, Debug, defmt::Format)]
+#[derive(Clone, Copy, Debug)]
 pub struct Function {
     /// Device number (bus 0, function 0).
     pub device: u8,
@@ -82,6 +82,18 @@ impl fmt::Display for Function {
             "00:{:02x}.0 {:04x}:{:04x}",
             self.device, self.vendor, self.device_id
         )
+    }
+}
+
+impl defmt::Format for Function {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "00:{=u8:02x}.0 {=u16:04x}:{=u16:04x}",
+            self.device,
+            self.vendor,
+            self.device_id
+        );
     }
 }
 
