@@ -77,7 +77,7 @@ impl SubstreamId {
 }
 
 impl Vmid {
-    /// A VMID that fits in `bits` (8 or 16, from [`crate::features::Features::vmid_bits`]).
+    /// A VMID that fits in `bits` (8 or 16, from `Features::vmid_bits`).
     pub const fn new(raw: u16, bits: u8) -> Option<Self> {
         if bits >= 16 || (raw as u32) < (1u32 << bits) {
             Some(Self(raw))
@@ -88,7 +88,7 @@ impl Vmid {
 }
 
 impl Asid {
-    /// An ASID that fits in `bits` (8 or 16, from [`crate::features::Features::asid_bits`]).
+    /// An ASID that fits in `bits` (8 or 16, from `Features::asid_bits`).
     pub const fn new(raw: u16, bits: u8) -> Option<Self> {
         if bits >= 16 || (raw as u32) < (1u32 << bits) {
             Some(Self(raw))

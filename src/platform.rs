@@ -79,7 +79,7 @@ unsafe impl Sync for DmaBuf {}
 /// DMA-able memory the hypervisor lends to the driver for stream tables, queues and CD tables.
 ///
 /// The driver allocates at probe and lazily for 2-level stream-table leaves; it never frees (like
-/// Linux, whose level-2 tables live as long as the SMMU). [`crate::smmu::MemoryPlan`] says how
+/// Linux, whose level-2 tables live as long as the SMMU). `smmu::MemoryPlan` says how
 /// much a configuration needs.
 ///
 /// # Safety
