@@ -21,6 +21,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const EXPECTED: &[(&str, &str)] = &[
     ("irq-fpsimd", "PASS"),
     ("stage2-tables", "PASS"),
+    ("smmu-id", "PASS"),
     ("edu-dma-smmu-reset", "PASS"),
     ("1-bypass-ste", "PENDING"),
     ("2-stage2-fault-irq", "PENDING"),
@@ -159,6 +160,7 @@ fn qemu_virt_demo() {
         "arm-smmuv3 QEMU virt demo: EL2, MMU on",
         "PCI 00:01.0 1234:11e8",
         "StreamID 0x8, id 0x10000ed, liveness 0xedcba987",
+        "IDR0 0x0d44101b IDR1 0x02730010 IDR3 0x00001414 IDR5 0x00000074",
         "SMMU CR0 0x0 GBPA 0x1000",
         "4 KiB round trip arrived intact",
         "IRQs taken: eventq 0 priq 0 cmdq-sync 0 gerror 0 edu 1 other 0",

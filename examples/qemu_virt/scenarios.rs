@@ -3,7 +3,10 @@
 //! Scenarios that need the library's SMMU driver (`arm_smmuv3::smmu::Smmu`) are listed with
 //! [`Outcome::Pending`]: they report that they did not run and are never counted as passes.
 
+use arm_smmuv3::features::{Features, IdRegs};
+use arm_smmuv3::regs::{self, Page0};
 use arm_smmuv3::{BumpDma, DmaBuf, DmaMemory, Iova, Ipa, PhysAddr, Platform};
+use tock_registers::interfaces::Readable;
 
 use crate::edu::{self, Edu};
 use crate::gic;
@@ -76,6 +79,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "stage2-tables",
         what: "aarch64-paging Stage2 tables for the VM: a 16 KiB IPA window walks to VM memory",
         run: stage2_tables,
+    },
+    Scenario {
+        name: "smmu-id",
+        what: "SMMU identification through regs::Page0, decoded by features::Features",
+        run: smmu_id,
     },
     Scenario {
         name: "edu-dma-smmu-reset",
@@ -255,12 +263,58 @@ fn stage2_tables(ctx: &mut Ctx) -> Outcome {
     outcome(ok)
 }
 
-/// Raw 32-bit read of an SMMU page-0 register, used only to confirm the reset state before the
-/// driver owns the SMMU.
-fn smmu_reset_reg(offset: usize) -> u32 {
-    // SAFETY: SMMU_BASE + offset is a 32-bit register of QEMU `virt`'s SMMU page 0 (identity-mapped
-    // device memory); reading CR0/GBPA has no side effect and no driver owns the SMMU here.
-    unsafe { ((SMMU_BASE + offset) as *const u32).read_volatile() }
+/// The SMMU's register page 0, read-only use before any driver owns the SMMU.
+fn smmu_page0() -> &'static Page0 {
+    // SAFETY: SMMU_BASE is page 0 of QEMU `virt`'s SMMUv3, identity-mapped as device memory by
+    // boot.rs. The scenarios using this only read identification and reset-state registers, which
+    // has no side effect, and no `Smmu` exists while they run.
+    unsafe { &*(SMMU_BASE as *const Page0) }
+}
+
+fn smmu_id(_ctx: &mut Ctx) -> Outcome {
+    let p0 = smmu_page0();
+    let raw = IdRegs {
+        idr0: p0.IDR0.get(),
+        idr1: p0.IDR1.get(),
+        idr2: p0.IDR2.get(),
+        idr3: p0.IDR3.get(),
+        idr4: p0.IDR4.get(),
+        idr5: p0.IDR5.get(),
+        iidr: p0.IIDR.get(),
+        aidr: p0.AIDR.get(),
+    };
+    let f = Features::decode(raw);
+    say!(
+        "    IDR0 {:#010x} IDR1 {:#010x} IDR3 {:#010x} IDR5 {:#010x} AIDR {:#x}",
+        raw.idr0,
+        raw.idr1,
+        raw.idr3,
+        raw.idr5,
+        raw.aidr
+    );
+    say!(
+        "    stage1 {} stage2 {} coherent {} msi {} pri {} sid_bits {} cmdq_log2 {} evtq_log2 {} oas {} bits",
+        f.stage1,
+        f.stage2,
+        f.coherent,
+        f.msi,
+        f.pri,
+        f.sid_bits,
+        f.cmdq_log2,
+        f.evtq_log2,
+        f.oas.bits()
+    );
+    let mut ok = check(
+        raw == Features::QEMU_VIRT_IDREGS,
+        "ID registers are QEMU virt's (nested-capable SMMUv3.1)",
+    );
+    ok &= check(
+        f.check().is_ok(),
+        "the driver's feature check accepts this SMMU",
+    );
+    ok &= check(f.stage1 && f.stage2, "both stages: nested is possible");
+    ok &= check(f.sid_bits >= 8, "StreamIDs reach edu's RID");
+    outcome(ok)
 }
 
 fn fill_pattern(buf: &DmaBuf, seed: u8) {
@@ -281,17 +335,16 @@ fn bytes_equal(a: &DmaBuf, b: &DmaBuf, len: usize) -> bool {
 }
 
 fn edu_dma_smmu_reset(ctx: &mut Ctx) -> Outcome {
-    const CR0: usize = 0x20;
-    const GBPA: usize = 0x44;
-    let (cr0, gbpa) = (smmu_reset_reg(CR0), smmu_reset_reg(GBPA));
+    let p0 = smmu_page0();
+    let (cr0, gbpa) = (p0.CR0.get(), p0.GBPA.get());
     say!(
-        "    SMMU CR0 {:#x} GBPA {:#x} (raw reads; the driver is not in charge yet)",
+        "    SMMU CR0 {:#x} GBPA {:#x} (no driver in charge)",
         cr0,
         gbpa
     );
-    let mut ok = check(cr0 & 1 == 0, "SMMUEN = 0");
+    let mut ok = check(!p0.CR0.is_set(regs::CR0::SMMUEN), "SMMUEN = 0");
     ok &= check(
-        gbpa & (1 << 20) == 0,
+        !p0.GBPA.is_set(regs::GBPA::ABORT),
         "GBPA.ABORT = 0: incoming traffic bypasses",
     );
 
