@@ -12,6 +12,7 @@ use super::regs::{self, MAX_SID_SLOTS, SID_MATCH};
 use super::{Cmdqv, MainCmdq, VintfId, base_value};
 use crate::error::Error;
 use crate::ids::{PhysAddr, StreamId, VStreamId, Vmid};
+use crate::iommufd::{HwInfoTegra241Cmdqv, ViommuTegra241Cmdqv};
 use crate::platform::Platform;
 use crate::queue::CMDQ_ENTRY_BYTES;
 
@@ -47,6 +48,16 @@ pub struct VintfPage {
     pub mmap_length: u64,
 }
 
+impl VintfPage {
+    /// The `iommu_viommu_tegra241_cmdqv` driver data `IOMMU_VIOMMU_ALLOC` writes back.
+    pub const fn to_uapi(&self) -> ViommuTegra241Cmdqv {
+        ViommuTegra241Cmdqv {
+            out_vintf_mmap_offset: self.mmap_offset,
+            out_vintf_mmap_length: self.mmap_length,
+        }
+    }
+}
+
 /// A VINTF allocated to a vIOMMU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -62,46 +73,17 @@ pub struct GuestVintf {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SidSlot(pub u8);
 
-/// `iommu_hw_info_tegra241_cmdqv` (`IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV` = 3): what a VMM copies
-/// into its emulated PARAM (it reports NUM_VINTF_LOG2 = 0, one VINTF per VM).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct CmdqvHwInfo {
-    /// `flags`: 0.
-    pub flags: u32,
-    /// `version`: PARAM.CMDQV_VER.
-    pub version: u8,
-    /// `log2vcmdqs`: log2 of the logical queues per VINTF (the guest's PARAM bits [7:4]).
-    pub log2vcmdqs: u8,
-    /// `log2vsids`: log2 of the SID pairs per VINTF (PARAM bits [15:12]).
-    pub log2vsids: u8,
-}
-
-impl CmdqvHwInfo {
-    /// The 8-byte little-endian uAPI layout (`__reserved` = 0).
-    pub const fn to_bytes(&self) -> [u8; 8] {
-        let f = self.flags.to_le_bytes();
-        [
-            f[0],
-            f[1],
-            f[2],
-            f[3],
-            self.version,
-            self.log2vcmdqs,
-            self.log2vsids,
-            0,
-        ]
-    }
-}
-
 impl<P: Platform> Cmdqv<P> {
-    /// The `TEGRA241_CMDQV` hardware information for `IOMMU_GET_HW_INFO`.
-    pub fn hw_info(&self) -> CmdqvHwInfo {
-        CmdqvHwInfo {
+    /// The `IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV` reply of `IOMMU_GET_HW_INFO` (iommufd.md §1):
+    /// version, log2 of the logical queues per VINTF and of the SID pairs per VINTF. A VMM
+    /// copies them into its emulated PARAM with NUM_VINTF_LOG2 = 0 (one VINTF per VM).
+    pub fn hw_info(&self) -> HwInfoTegra241Cmdqv {
+        HwInfoTegra241Cmdqv {
             flags: 0,
             version: self.param.version,
             log2vcmdqs: self.per_vintf.trailing_zeros() as u8,
             log2vsids: self.sid_slots.trailing_zeros() as u8,
+            reserved: 0,
         }
     }
 

@@ -181,7 +181,7 @@ impl<P: Platform> Cmdqv<P> {
     }
 }
 
-/// VCMDQ_CONS.ERR, bits [30:24].
+/// VCMDQ_CONS.ERR, bits \[30:24\].
 pub(super) const ERR_MASK: u32 = 0x7F << 24;
 
 /// The typed error of a CONS.ERR code and the command at CONS.

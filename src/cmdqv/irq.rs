@@ -18,22 +18,34 @@ use super::regs::{VCMDQ_CONS, VCMDQ_GERROR};
 use super::{Cmdqv, VintfId};
 use crate::command::{CmdqEntry, Command};
 use crate::error::CmdqError;
+use crate::iommufd::VeventTegra241Cmdqv;
 use crate::platform::Platform;
 use crate::queue::{CMDQ_ENTRY_BYTES, QueueIndex};
+use crate::viommu::veventq::VeventQueue;
 
 /// Where queue errors of guest-owned VINTFs go: the owning vIOMMU's vEVENTQ of type
 /// `TEGRA241_CMDQV`, as one `iommu_vevent_tegra241_cmdqv` record (tegra241-cmdqv §8.5).
 ///
 /// Called from the interrupt handler: implementations must not block, allocate or panic.
 pub trait CmdqvEventSink {
-    /// VINTF `vintf` has queues in error; `lvcmdq_err_map` is its LVCMDQ_ERR_MAP (bit *l* =
-    /// logical queue *l*), the payload of the vEVENT, raw.
-    fn report(&self, vintf: VintfId, lvcmdq_err_map: [u64; 2]);
+    /// VINTF `vintf` has queues in error; `event` carries its LVCMDQ_ERR_MAP words raw (bit *l*
+    /// = logical queue *l*): queue it on the vEVENTQ of the vIOMMU owning `vintf`.
+    fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv);
 }
 
 impl<T: CmdqvEventSink + ?Sized> CmdqvEventSink for &T {
-    fn report(&self, vintf: VintfId, lvcmdq_err_map: [u64; 2]) {
-        (**self).report(vintf, lvcmdq_err_map);
+    fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv) {
+        (**self).report(vintf, event);
+    }
+}
+
+/// A table of vEVENTQs indexed by VINTF: the report for VINTF *v* goes to entry *v*, if any
+/// (a VINTF whose vIOMMU has no `TEGRA241_CMDQV` vEVENTQ drops it, as Linux does).
+impl<const N: usize> CmdqvEventSink for [Option<&VeventQueue<VeventTegra241Cmdqv, N>>] {
+    fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv) {
+        if let Some(Some(q)) = self.get(usize::from(vintf.0)) {
+            let _ = q.report(&event);
+        }
     }
 }
 
@@ -82,8 +94,10 @@ impl<P: Platform> Cmdqv<P> {
                 continue;
             };
             let [w0, w1] = &r.LVCMDQ_ERR_MAP;
-            let words = [self.read(w0), self.read(w1)];
-            sink.report(VintfId(v as u8), words);
+            let event = VeventTegra241Cmdqv {
+                lvcmdq_err_map: [self.read(w0), self.read(w1)],
+            };
+            sink.report(VintfId(v as u8), event);
             stats.guest_reports += 1;
         }
         stats

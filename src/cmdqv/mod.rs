@@ -42,7 +42,7 @@ use crate::ids::{PhysAddr, Vmid};
 use crate::platform::{DmaBuf, DmaMemory, MmioAccess, Platform};
 use crate::queue::{self, QueueIndex};
 
-pub use guest::{CmdqvHwInfo, GuestVintf, SidSlot, VintfPage};
+pub use guest::{GuestVintf, SidSlot, VintfPage};
 pub use irq::{CmdqvErrorStats, CmdqvEventSink};
 use regs::{
     CMDQ_ALLOC, CONFIG, ConfigPage, STATUS, VCMDQ_BASE, VCMDQ_CONFIG, VCMDQ_STATUS, VINTF_CONFIG,
@@ -148,13 +148,13 @@ impl CmdqvConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Param {
-    /// CMDQV_VER, bits [3:0].
+    /// CMDQV_VER, bits \[3:0\].
     pub version: u8,
-    /// NUM_VCMDQ_LOG2, bits [7:4].
+    /// NUM_VCMDQ_LOG2, bits \[7:4\].
     pub vcmdqs_log2: u8,
-    /// NUM_VINTF_LOG2, bits [11:8].
+    /// NUM_VINTF_LOG2, bits \[11:8\].
     pub vintfs_log2: u8,
-    /// NUM_SID_PER_VM_LOG2, bits [15:12].
+    /// NUM_SID_PER_VM_LOG2, bits \[15:12\].
     pub sids_log2: u8,
     /// The raw register.
     pub raw: u32,
@@ -666,7 +666,7 @@ fn alloc_value(v: usize, l: usize, on: bool) -> u32 {
     val
 }
 
-/// A VCMDQ_BASE value: address bits [47:5] and LOG2SIZE (no RA/WA bit, unlike SMMU_CMDQ_BASE).
+/// A VCMDQ_BASE value: address bits \[47:5\] and LOG2SIZE (no RA/WA bit, unlike SMMU_CMDQ_BASE).
 fn base_value(pa: PhysAddr, log2: u8) -> u64 {
     (pa.0 & VCMDQ_BASE::ADDR.mask << VCMDQ_BASE::ADDR.shift)
         | VCMDQ_BASE::LOG2SIZE.val(u64::from(log2)).value

@@ -63,78 +63,78 @@ mod fields {
     register_bitfields![u32,
         /// CMDQV_CONFIG (config page `0x000`).
         pub CONFIG [
-            /// CMDQV_EN, bit [0]: enable the extension; followed by STATUS.CMDQV_ENABLED.
+            /// CMDQV_EN, bit \[0\]: enable the extension; followed by STATUS.CMDQV_ENABLED.
             CMDQV_EN OFFSET(0) NUMBITS(1) [],
-            /// CMDQV_PER_CMD_OFFSET, bits [3:1] (QEMU name only; semantics unconfirmed).
+            /// CMDQV_PER_CMD_OFFSET, bits \[3:1\] (QEMU name only; semantics unconfirmed).
             CMDQV_PER_CMD_OFFSET OFFSET(1) NUMBITS(3) [],
-            /// CMDQ_MAX_CLK_BATCH, bits [11:4] (QEMU name only).
+            /// CMDQ_MAX_CLK_BATCH, bits \[11:4\] (QEMU name only).
             CMDQ_MAX_CLK_BATCH OFFSET(4) NUMBITS(8) [],
-            /// CMDQ_MAX_CMD_BATCH, bits [19:12] (QEMU name only).
+            /// CMDQ_MAX_CMD_BATCH, bits \[19:12\] (QEMU name only).
             CMDQ_MAX_CMD_BATCH OFFSET(12) NUMBITS(8) [],
-            /// CONS_DRAM_EN, bit [20]: mirror CONS to CONS_INDX_BASE (QEMU name only).
+            /// CONS_DRAM_EN, bit \[20\]: mirror CONS to CONS_INDX_BASE (QEMU name only).
             CONS_DRAM_EN OFFSET(20) NUMBITS(1) []
         ],
         /// CMDQV_PARAM (config page `0x004`, read-only).
         pub PARAM [
-            /// CMDQV_VER, bits [3:0]: implementation version.
+            /// CMDQV_VER, bits \[3:0\]: implementation version.
             CMDQV_VER OFFSET(0) NUMBITS(4) [],
-            /// NUM_VCMDQ_LOG2, bits [7:4]: log2 of the global VCMDQ count.
+            /// NUM_VCMDQ_LOG2, bits \[7:4\]: log2 of the global VCMDQ count.
             NUM_VCMDQ_LOG2 OFFSET(4) NUMBITS(4) [],
-            /// NUM_VINTF_LOG2, bits [11:8]: log2 of the VINTF count.
+            /// NUM_VINTF_LOG2, bits \[11:8\]: log2 of the VINTF count.
             NUM_VINTF_LOG2 OFFSET(8) NUMBITS(4) [],
-            /// NUM_SID_PER_VM_LOG2, bits [15:12]: log2 of the SID_MATCH/REPLACE pairs per VINTF.
+            /// NUM_SID_PER_VM_LOG2, bits \[15:12\]: log2 of the SID_MATCH/REPLACE pairs per VINTF.
             NUM_SID_PER_VM_LOG2 OFFSET(12) NUMBITS(4) []
         ],
         /// CMDQV_STATUS (config page `0x008`, read-only).
         pub STATUS [
-            /// CMDQV_ENABLED, bit [0]: the CONFIG.CMDQV_EN value in effect.
+            /// CMDQV_ENABLED, bit \[0\]: the CONFIG.CMDQV_EN value in effect.
             CMDQV_ENABLED OFFSET(0) NUMBITS(1) []
         ],
         /// CMDQ_ALLOC(q) (config page `0x200 + 4q`): attaches global VCMDQ *q* to (VINTF, LVCMDQ).
         pub CMDQ_ALLOC [
-            /// ALLOCATED, bit [0]: the queue is mapped into its VINTF's logical view.
+            /// ALLOCATED, bit \[0\]: the queue is mapped into its VINTF's logical view.
             ALLOCATED OFFSET(0) NUMBITS(1) [],
-            /// LVCMDQ, bits [7:1]: the logical index within the VINTF.
+            /// LVCMDQ, bits \[7:1\]: the logical index within the VINTF.
             LVCMDQ OFFSET(1) NUMBITS(7) [],
-            /// VINTF, bits [20:15]: the owning VINTF (QEMU: VIRT_INTF_INDX).
+            /// VINTF, bits \[20:15\]: the owning VINTF (QEMU: VIRT_INTF_INDX).
             VINTF OFFSET(15) NUMBITS(6) []
         ],
         /// VINTF_CONFIG (VINTF block `0x00`).
         pub VINTF_CONFIG [
-            /// ENABLE, bit [0]: enable the VINTF; followed by VINTF_STATUS.ENABLED.
+            /// ENABLE, bit \[0\]: enable the VINTF; followed by VINTF_STATUS.ENABLED.
             ENABLE OFFSET(0) NUMBITS(1) [],
-            /// VMID, bits [16:1]: the VMID of the VINTF's commands (0 for the host's VINTF0).
+            /// VMID, bits \[16:1\]: the VMID of the VINTF's commands (0 for the host's VINTF0).
             VMID OFFSET(1) NUMBITS(16) [],
-            /// HYP_OWN, bit [17]: owned by the hypervisor (no command filter); reads as 0 from a
+            /// HYP_OWN, bit \[17\]: owned by the hypervisor (no command filter); reads as 0 from a
             /// guest.
             HYP_OWN OFFSET(17) NUMBITS(1) []
         ],
         /// VINTF_STATUS (VINTF block `0x04`, read-only).
         pub VINTF_STATUS [
-            /// ENABLED, bit [0]: the VINTF_CONFIG.ENABLE value in effect ("ENABLE_OK").
+            /// ENABLED, bit \[0\]: the VINTF_CONFIG.ENABLE value in effect ("ENABLE_OK").
             ENABLED OFFSET(0) NUMBITS(1) [],
-            /// STATUS, bits [3:1]: 0 no error, 1 a VCMDQ error (QEMU).
+            /// STATUS, bits \[3:1\]: 0 no error, 1 a VCMDQ error (QEMU).
             STATUS OFFSET(1) NUMBITS(3) [],
-            /// VI_NUM_LVCMDQ, bits [23:16]: logical queues mapped (QEMU).
+            /// VI_NUM_LVCMDQ, bits \[23:16\]: logical queues mapped (QEMU).
             VI_NUM_LVCMDQ OFFSET(16) NUMBITS(8) []
         ],
         /// SID_MATCH(s) (VINTF block `0x40 + 4s`).
         pub SID_MATCH [
-            /// ENABLE, bit [0]: the slot is in use.
+            /// ENABLE, bit \[0\]: the slot is in use.
             ENABLE OFFSET(0) NUMBITS(1) [],
-            /// VIRT_SID, bits [20:1]: the StreamID the guest writes in its commands.
+            /// VIRT_SID, bits \[20:1\]: the StreamID the guest writes in its commands.
             VIRT_SID OFFSET(1) NUMBITS(20) []
         ],
         /// SID_REPLACE(s) (VINTF block `0x80 + 4s`).
         pub SID_REPLACE [
-            /// PHYS_SID, bits [19:0] (QEMU; Linux writes the whole 32-bit StreamID).
+            /// PHYS_SID, bits \[19:0\] (QEMU; Linux writes the whole 32-bit StreamID).
             PHYS_SID OFFSET(0) NUMBITS(20) []
         ],
         /// VCMDQ_CONS (page-0 slot `0x00`): the SMMU CMDQ_CONS layout.
         pub VCMDQ_CONS [
-            /// RD, bits [19:0]: read index and wrap bit, as SMMU_CMDQ_CONS.
+            /// RD, bits \[19:0\]: read index and wrap bit, as SMMU_CMDQ_CONS.
             RD OFFSET(0) NUMBITS(20) [],
-            /// ERR, bits [30:24]: why the queue stopped (CERROR_*, plus 4 = CERROR_ILL_ACCESS).
+            /// ERR, bits \[30:24\]: why the queue stopped (CERROR_*, plus 4 = CERROR_ILL_ACCESS).
             ERR OFFSET(24) NUMBITS(7) [
                 /// CERROR_NONE.
                 None = 0,
@@ -150,27 +150,27 @@ mod fields {
         ],
         /// VCMDQ_PROD (page-0 slot `0x04`).
         pub VCMDQ_PROD [
-            /// WR, bits [19:0]: write index and wrap bit, as SMMU_CMDQ_PROD.
+            /// WR, bits \[19:0\]: write index and wrap bit, as SMMU_CMDQ_PROD.
             WR OFFSET(0) NUMBITS(20) []
         ],
         /// VCMDQ_CONFIG (page-0 slot `0x08`).
         pub VCMDQ_CONFIG [
-            /// CMDQ_EN, bit [0]: enable the queue; followed by VCMDQ_STATUS.CMDQ_EN_OK.
+            /// CMDQ_EN, bit \[0\]: enable the queue; followed by VCMDQ_STATUS.CMDQ_EN_OK.
             CMDQ_EN OFFSET(0) NUMBITS(1) []
         ],
         /// VCMDQ_STATUS (page-0 slot `0x0C`, read-only).
         pub VCMDQ_STATUS [
-            /// CMDQ_EN_OK, bit [0]: the CMDQ_EN value in effect.
+            /// CMDQ_EN_OK, bit \[0\]: the CMDQ_EN value in effect.
             CMDQ_EN_OK OFFSET(0) NUMBITS(1) []
         ],
         /// VCMDQ_GERROR / VCMDQ_GERRORN (page-0 slot `0x10` / `0x14`), toggle protocol of
         /// SMMU_GERROR: an error is active while GERROR and GERRORN differ in its bit.
         pub VCMDQ_GERROR [
-            /// CMDQ_ERR, bit [0]: the queue stopped on an error (CONS.ERR says which).
+            /// CMDQ_ERR, bit \[0\]: the queue stopped on an error (CONS.ERR says which).
             CMDQ_ERR OFFSET(0) NUMBITS(1) [],
-            /// CONS_DRAM_WR_ABT_ERR, bit [1]: abort writing CONS to CONS_INDX_BASE (QEMU).
+            /// CONS_DRAM_WR_ABT_ERR, bit \[1\]: abort writing CONS to CONS_INDX_BASE (QEMU).
             CONS_DRAM_WR_ABT_ERR OFFSET(1) NUMBITS(1) [],
-            /// CMDQ_INIT_ERR, bit [2]: the queue could not be initialised (QEMU).
+            /// CMDQ_INIT_ERR, bit \[2\]: the queue could not be initialised (QEMU).
             CMDQ_INIT_ERR OFFSET(2) NUMBITS(1) []
         ]
     ];
@@ -178,14 +178,14 @@ mod fields {
     register_bitfields![u64,
         /// VCMDQ_BASE (page-1 slot `0x00`). Unlike SMMU_CMDQ_BASE there is no RA/WA bit.
         pub VCMDQ_BASE [
-            /// LOG2SIZE, bits [4:0]: log2 of the number of 16-byte entries.
+            /// LOG2SIZE, bits \[4:0\]: log2 of the number of 16-byte entries.
             LOG2SIZE OFFSET(0) NUMBITS(5) [],
-            /// ADDR, bits [47:5]: queue physical address bits [47:5].
+            /// ADDR, bits \[47:5\]: queue physical address bits \[47:5\].
             ADDR OFFSET(5) NUMBITS(43) []
         ],
         /// VCMDQ_CONS_INDX_BASE (page-1 slot `0x08`); Linux only writes 0.
         pub VCMDQ_CONS_INDX_BASE [
-            /// ADDR, bits [47:0]: where CONS is mirrored when CONFIG.CONS_DRAM_EN is set.
+            /// ADDR, bits \[47:0\]: where CONS is mirrored when CONFIG.CONS_DRAM_EN is set.
             ADDR OFFSET(0) NUMBITS(48) []
         ]
     ];

@@ -14,17 +14,33 @@ use super::*;
 use crate::command::{CmdqEntry, TlbiRange};
 use crate::error::{CmdqError, errno};
 use crate::fake::cmdqv::{
-    AckTarget, CmdqvArena, CmdqvReg, FakeCmdqv, FakeCmdqvParams, ModelError, RecordingMainCmdq,
-    StandalonePlatform, VcmdqFault,
+    AckTarget, CmdqvReg, FakeCmdqv, FakeCmdqvParams, ModelError, RecordingMainCmdq, VcmdqFault,
 };
+use crate::fake::{FakeDma, FakePlatform, FakeSmmu};
 use crate::ids::{Asid, StreamId, VStreamId};
+use crate::iommufd::VeventTegra241Cmdqv;
 use crate::platform::DmaMemory;
 
+/// The CMDQV model beside the SMMU model, one platform hook and one DMA arena for both.
 struct Rig {
+    smmu: Arc<FakeSmmu>,
     fake: Arc<FakeCmdqv>,
-    arena: Arc<CmdqvArena>,
-    cmdqv: Cmdqv<StandalonePlatform>,
+    cmdqv: Cmdqv<FakePlatform>,
     main: RecordingMainCmdq,
+}
+
+impl Rig {
+    fn alloc(&self, bytes: u64) -> PhysAddr {
+        self.smmu
+            .dma()
+            .alloc(bytes as usize, bytes as usize)
+            .unwrap()
+            .paddr
+    }
+
+    fn write_entry(&self, pa: PhysAddr, e: CmdqEntry) {
+        self.smmu.dma().write_dwords(pa, &e.0).unwrap();
+    }
 }
 
 fn config(fake: &FakeCmdqv) -> CmdqvConfig {
@@ -35,15 +51,16 @@ fn config(fake: &FakeCmdqv) -> CmdqvConfig {
 }
 
 fn rig_with(params: FakeCmdqvParams, tweak: impl FnOnce(&FakeCmdqv, &mut CmdqvConfig)) -> Rig {
-    let (fake, arena, platform) = FakeCmdqv::standalone(params);
+    let smmu = FakeSmmu::qemu_virt();
+    let fake = FakeCmdqv::attach(&smmu, params);
     let mut cfg = config(&fake);
     tweak(&fake, &mut cfg);
     // SAFETY: the model's window is `fake.size()` bytes, lives as long as `fake`, and only this
     // driver (and tests acting as guests) touch it.
-    let cmdqv = unsafe { Cmdqv::new(fake.base(), platform, &*arena, cfg) }.unwrap();
+    let cmdqv = unsafe { Cmdqv::new(fake.base(), smmu.platform(), smmu.dma(), cfg) }.unwrap();
     Rig {
+        smmu,
         fake,
-        arena,
         cmdqv,
         main: RecordingMainCmdq::default(),
     }
@@ -108,10 +125,7 @@ fn probe_decodes_param_and_hw_info() {
     assert_eq!((c.reads, c.writes), (1, 0));
     assert_eq!(c.get(CmdqvReg::Param), (1, 0));
     // One 256-byte ring per host queue, naturally aligned.
-    assert_eq!(
-        r.arena.alloc(1, 1).unwrap().paddr.0,
-        CmdqvArena::PA_BASE + 4 * 256
-    );
+    assert_eq!(r.alloc(1).0, FakeDma::DEFAULT_PA_BASE + 4 * 256);
 }
 
 #[test]
@@ -165,7 +179,7 @@ fn reset_enables_vintf0_with_hyp_own_and_maps_its_queues_in_order() {
         let q = r.fake.queue(l).unwrap();
         assert!(q.enabled);
         assert_eq!(q.base & 0x1F, 4);
-        assert_eq!(q.base & !0x1F, CmdqvArena::PA_BASE + 256 * l as u64);
+        assert_eq!(q.base & !0x1F, FakeDma::DEFAULT_PA_BASE + 256 * l as u64);
     }
     // Other VINTFs' CMDQ_ALLOC carry their static assignment, unallocated.
     assert_eq!(r.fake.queue(5).unwrap().alloc, (1 << 15) | (1 << 1));
@@ -394,7 +408,7 @@ fn a_stuck_host_queue_times_out() {
 
 struct NoSink;
 impl CmdqvEventSink for NoSink {
-    fn report(&self, vintf: VintfId, _map: [u64; 2]) {
+    fn report(&self, vintf: VintfId, _event: VeventTegra241Cmdqv) {
         panic!("unexpected report for {vintf}");
     }
 }
@@ -402,15 +416,15 @@ impl CmdqvEventSink for NoSink {
 #[derive(Default)]
 struct VecSink(Mutex<Vec<(VintfId, [u64; 2])>>);
 impl CmdqvEventSink for VecSink {
-    fn report(&self, vintf: VintfId, map: [u64; 2]) {
-        self.0.lock().unwrap().push((vintf, map));
+    fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv) {
+        self.0.lock().unwrap().push((vintf, event.lvcmdq_err_map));
     }
 }
 
 // ---- guest VINTFs ----
 
 fn guest_queue(r: &Rig, bytes: u64) -> PhysAddr {
-    r.arena.alloc(bytes as usize, bytes as usize).unwrap().paddr
+    r.alloc(bytes)
 }
 
 #[test]
@@ -653,7 +667,7 @@ fn guest_issue(r: &Rig, g: &GuestVintf, pa: PhysAddr, cmds: &[CmdqEntry]) {
     let p0 = regs::vintf_page0(usize::from(g.id.0));
     let mut prod = r.fake.read32(p0 + off::VCMDQ_PROD);
     for c in cmds {
-        r.arena.write_entry(pa.add(16 * u64::from(prod & 0xF)), *c);
+        r.write_entry(pa.add(16 * u64::from(prod & 0xF)), *c);
         prod = (prod + 1) & 0x1F;
     }
     r.fake.write32(p0 + off::VCMDQ_PROD, prod);
@@ -716,7 +730,7 @@ fn guest_disallowed_command_stops_its_queue_and_becomes_a_vevent() {
     // The host left the guest's error alone.
     assert_eq!(r.fake.read32(p0 + off::VCMDQ_GERRORN) ^ gerror, 1);
     // The guest skips the command and acknowledges through its page.
-    r.arena.write_entry(pa.add(16), Command::sync().encode());
+    r.write_entry(pa.add(16), Command::sync().encode());
     r.fake.write32(p0 + off::VCMDQ_GERRORN, gerror);
     assert_eq!(r.fake.vintf_err_map(), 0);
     assert_eq!(r.fake.commands(4), vec![tlbi_asid(9, 1), Command::sync()]);
@@ -731,8 +745,7 @@ fn host_and_guest_errors_at_once_are_handled_in_one_interrupt() {
     // Host: a command the SMMU cannot decode lands on LVCMDQ 2 (as if its submitter were
     // interrupted before polling), written straight into the host ring.
     let host_base = r.fake.queue(2).unwrap().base & !0x1F;
-    r.arena
-        .write_entry(PhysAddr(host_base), CmdqEntry([0x7F, 0]));
+    r.write_entry(PhysAddr(host_base), CmdqEntry([0x7F, 0]));
     r.fake
         .write32(regs::vintf_page0(0) + 2 * 0x80 + off::VCMDQ_PROD, 1);
     assert_eq!(r.fake.vintf_err_map(), 0b11);
@@ -833,4 +846,79 @@ fn two_cpus_submit_concurrently_on_their_own_queues() {
         }
     }
     assert_eq!(r.fake.errors(), vec![]);
+}
+
+#[test]
+fn vevent_read_returns_the_tegra241_cmdqv_record_as_linux_would() {
+    use crate::viommu::veventq::VeventQueue;
+    let r = ready_rig();
+    let g = r.cmdqv.vintf_alloc(Vmid(3)).unwrap();
+    let q0 = r.alloc(256);
+    let q1 = r.alloc(256);
+    r.cmdqv.hw_queue_alloc(g.id, 0, q0, 256, &r.main).unwrap();
+    r.cmdqv.hw_queue_alloc(g.id, 1, q1, 256, &r.main).unwrap();
+    // The guest enables logical queue 1 and issues a CMD_PREFETCH_CONFIG there.
+    let slot = regs::vintf_page0(1) + regs::VCMDQ_SLOT_SIZE;
+    r.fake.write32(slot + off::VCMDQ_CONFIG, 1);
+    let prefetch = Command::PrefetchConfig {
+        sid: StreamId(1),
+        ssid: None,
+    };
+    r.write_entry(q1, prefetch.encode());
+    r.fake.write32(slot + off::VCMDQ_PROD, 1);
+    assert_eq!(r.fake.lvcmdq_err_map(1), 0b10);
+
+    let vevq: VeventQueue<VeventTegra241Cmdqv, 4> = VeventQueue::new(4).unwrap();
+    let table: [Option<&VeventQueue<VeventTegra241Cmdqv, 4>>; 4] = [None, Some(&vevq), None, None];
+    let stats = r.cmdqv.handle_error(&table[..]);
+    assert_eq!(stats.guest_reports, 1);
+
+    let mut buf = [0xAAu8; 64];
+    let n = vevq.read(&mut buf).unwrap();
+    // iommufd_vevent_header { flags: 0, sequence: 0 } then lvcmdq_err_map[2] as __le64.
+    let mut want = [0u8; 24];
+    want[8] = 0b10;
+    assert_eq!(n, 24);
+    assert_eq!(&buf[..n], &want[..]);
+    assert_eq!(
+        vevq.read(&mut buf),
+        Ok(0),
+        "nothing more, read never blocks"
+    );
+
+    // A second error (the guest's own queue 0) while queue 1 is still stopped: one record with
+    // both bits and the next sequence number.
+    r.fake.write32(regs::vintf_page0(1) + off::VCMDQ_CONFIG, 1);
+    r.write_entry(q0, Command::CfgiAll.encode());
+    r.fake.write32(regs::vintf_page0(1) + off::VCMDQ_PROD, 1);
+    r.cmdqv.handle_error(&table[..]);
+    let n = vevq.read(&mut buf).unwrap();
+    let mut want = [0u8; 24];
+    want[4] = 1;
+    want[8] = 0b11;
+    assert_eq!(&buf[..n], &want[..]);
+}
+
+#[test]
+fn standalone_model_runs_without_an_smmu() {
+    use crate::fake::cmdqv::CmdqvArena;
+    let (fake, arena, platform) = FakeCmdqv::standalone(FakeCmdqvParams::QEMU);
+    assert_eq!(fake.size(), 0x50000);
+    let cfg = CmdqvConfig {
+        host_queue_log2: 3,
+        ..CmdqvConfig::new(fake.phys(), fake.size(), 8)
+    };
+    // SAFETY: as in `rig_with`.
+    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), platform, &*arena, cfg) }.unwrap();
+    assert_eq!((cmdqv.num_vintfs(), cmdqv.lvcmdqs_per_vintf()), (1, 2));
+    let main = RecordingMainCmdq::default();
+    cmdqv.reset(&main).unwrap();
+    assert_eq!(
+        cmdqv.vintf_alloc(Vmid(1)),
+        Err(Error::NoSpace),
+        "one VINTF: the host's"
+    );
+    cmdqv.submit(CpuIndex(1), &[cfgi_ste(4)], &main).unwrap();
+    assert_eq!(fake.commands(1), vec![cfgi_ste(4), Command::sync()]);
+    assert_eq!(fake.queue(0).unwrap().base & !0x1F, CmdqvArena::PA_BASE);
 }

@@ -2,7 +2,7 @@
 //!
 //! The register window lives in an aligned host allocation. The driver reaches it through
 //! `tock-registers` like real MMIO, and the model runs from the
-//! [`Platform::mmio`](crate::platform::Platform::mmio) hook: after a write it reacts
+//! [`Platform::mmio`] hook: after a write it reacts
 //! synchronously (CMDQV_EN → STATUS, VINTF ENABLE → STATUS.ENABLED, CMDQ_EN → CMDQ_EN_OK,
 //! CMDQ_ALLOC mapping, PROD → commands consumed, GERRORN → queue restarted); registers the model
 //! changes are written into memory at once, in both the global and the VINTF-logical view.
@@ -22,13 +22,19 @@
 //!   VINTF_INT_MASK masks the VINTF. Acknowledging (GERRORN = GERROR) clears the map bits and
 //!   restarts the queue at CONS.
 //!
-//! Memory the queues read is reached through a [`PhysBus`]: [`CmdqvArena`] for standalone use.
+//! Beside the SMMU model: [`FakeCmdqv::attach`] registers the model as an
+//! [`MmioDevice`] of a [`FakeSmmu`], so the SMMU's [`FakePlatform`](super::FakePlatform) runs
+//! both models from one hook and the queues read commands from the SMMU's [`FakeDma`](super::FakeDma)
+//! arena. [`FakeCmdqv::standalone`] gives a model with its own arena ([`CmdqvArena`]) and
+//! platform ([`StandalonePlatform`]) for tests that need no SMMU.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use super::{FakeSmmu, MmioDevice};
 
 use crate::cmdqv::regs::{self, offset as off};
 use crate::command::{CmdqEntry, Command, Opcode};
@@ -458,6 +464,14 @@ impl FakeCmdqv {
                 counts: CmdqvMmioCounts::default(),
             }),
         })
+    }
+
+    /// A model beside `smmu`: registered as one of its MMIO devices (so
+    /// [`FakeSmmu::platform`]'s hook runs it) and fetching commands from its DMA arena.
+    pub fn attach(smmu: &Arc<FakeSmmu>, params: FakeCmdqvParams) -> Arc<Self> {
+        let cmdqv = Self::new(params, Arc::new(SmmuBus(Arc::downgrade(smmu))));
+        smmu.add_device(cmdqv.clone());
+        cmdqv
     }
 
     /// A model with its own DMA arena (see [`CmdqvArena`]) and a platform running it.
@@ -1182,6 +1196,25 @@ fn reg_of(loc: Loc) -> CmdqvReg {
             _ => CmdqvReg::Other,
         },
         Loc::Unmapped(_) | Loc::UnmappedLogical => CmdqvReg::Other,
+    }
+}
+
+impl MmioDevice for FakeCmdqv {
+    fn contains(&self, addr: usize) -> bool {
+        FakeCmdqv::contains(self, addr)
+    }
+
+    fn access(&self, addr: usize, write: bool) {
+        FakeCmdqv::access(self, addr, write);
+    }
+}
+
+/// The SMMU model's DMA arena as the CMDQV sees it (weak: the SMMU model owns the CMDQV model).
+struct SmmuBus(Weak<FakeSmmu>);
+
+impl PhysBus for SmmuBus {
+    fn read_u64(&self, pa: PhysAddr) -> Option<u64> {
+        self.0.upgrade()?.dma().read_u64(pa)
     }
 }
 
