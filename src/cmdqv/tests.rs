@@ -922,3 +922,101 @@ fn standalone_model_runs_without_an_smmu() {
     assert_eq!(fake.commands(1), vec![cfgi_ste(4), Command::sync()]);
     assert_eq!(fake.queue(0).unwrap().base & !0x1F, CmdqvArena::PA_BASE);
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Allocate `index` with `16 << log2` bytes, `misalign` bytes off the natural alignment.
+        Alloc {
+            index: u32,
+            log2: u8,
+            misalign: bool,
+        },
+        Free {
+            index: u32,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u32..6, 0u8..10, prop::bool::weighted(0.1)).prop_map(|(index, log2, misalign)| {
+                Op::Alloc {
+                    index,
+                    log2,
+                    misalign,
+                }
+            }),
+            (0u32..6).prop_map(|index| Op::Free { index }),
+        ]
+    }
+
+    /// Linux's rules (tegra241-cmdqv §8.3), written independently of the driver.
+    fn expected(live: u32, op: &Op, per: u32, cmdqs: u8) -> Result<u32, i32> {
+        match *op {
+            Op::Alloc {
+                index,
+                log2,
+                misalign,
+            } => {
+                let len = 16u64 << log2;
+                if index >= per {
+                    Err(-errno::EINVAL)
+                } else if live & (1 << index) != 0 {
+                    Err(-errno::EEXIST)
+                } else if index > 0 && live & (1 << (index - 1)) == 0 {
+                    Err(-errno::EIO)
+                } else if len < 32 || len > 16 << cmdqs || misalign {
+                    Err(-errno::EINVAL)
+                } else {
+                    Ok(live | 1 << index)
+                }
+            }
+            Op::Free { index } => {
+                if index >= per || live & (1 << index) == 0 {
+                    Err(-errno::ENOENT)
+                } else if live & (1 << (index + 1)) != 0 {
+                    Err(-errno::EBUSY)
+                } else {
+                    Ok(live & !(1 << index))
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn hw_queue_alloc_and_free_follow_the_rules(ops in prop::collection::vec(op(), 1..40)) {
+            let r = ready_rig();
+            let g = r.cmdqv.vintf_alloc(Vmid(1)).unwrap();
+            // One naturally aligned 8 KiB block per index, large enough for every length tried.
+            let blocks: Vec<PhysAddr> = (0..4).map(|_| r.alloc(16 << 9)).collect();
+            let mut live = 0u32;
+            for op in &ops {
+                let want = expected(live, op, 4, 8);
+                let got = match *op {
+                    Op::Alloc { index, log2, misalign } => {
+                        let base = blocks.get(index as usize).copied().unwrap_or(blocks[0]);
+                        let base = if misalign { base.add(16) } else { base };
+                        r.cmdqv.hw_queue_alloc(g.id, index, base, 16 << log2, &r.main)
+                    }
+                    Op::Free { index } => r.cmdqv.hw_queue_free(g.id, index, &r.main),
+                };
+                prop_assert_eq!(got.map_err(Error::errno), want.map(|_| ()), "{:?}", op);
+                if let Ok(next) = want {
+                    live = next;
+                }
+                prop_assert_eq!(r.cmdqv.hw_queues(g.id).unwrap(), u128::from(live));
+                for l in 0..4 {
+                    let mapped = r.fake.global_of(1, l).is_some();
+                    prop_assert_eq!(mapped, live & (1 << l) != 0);
+                }
+            }
+            prop_assert_eq!(r.fake.errors(), vec![]);
+        }
+    }
+}
