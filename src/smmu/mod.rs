@@ -18,6 +18,8 @@ pub(crate) mod barrier;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_model;
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
