@@ -262,7 +262,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     /// Drains the event queue into `sink` (IHI 0070 §7): one PROD read, every new record
     /// copied and handed over, one CONS write (acknowledging an overflow with OVACKFLG = OVFLG),
     /// one PROD read to confirm the queue is empty. If records arrived meanwhile, it runs
-    /// another pass (at most [`MAX_PASSES`] in all) and says so.
+    /// another pass (at most 4 in all) and says so in [`DrainStats`].
     ///
     /// IRQ-safe: no allocation, no panic, no unbounded wait, no lock; a second CPU draining at
     /// the same time gets [`DrainStats::busy`].
