@@ -8,6 +8,16 @@
 //!
 //! Every register access goes through the private accessors of this module, which call
 //! [`Platform::mmio`] before each read and after each write: nothing else touches MMIO.
+//!
+//! [`Smmu::reset`] and [`Smmu::disable`] must not run concurrently with other methods; everything
+//! else may run on any CPU at any time.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod cmdq;
 mod config;
@@ -698,6 +708,16 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         let g = self.rd(&self.p0().GERROR);
         let n = self.rd(&self.p0().GERRORN);
         (g, g ^ n)
+    }
+}
+
+impl<P: Platform, D: DmaMemory> Drop for Smmu<P, D> {
+    /// The lent memory goes away with the driver: stop the SMMU from using it first (GBPA abort,
+    /// CR0 = 0), best effort and bounded like every wait.
+    fn drop(&mut self) {
+        if self.cmdq_live.load(Ordering::Acquire) || self.ready.load(Ordering::Acquire) {
+            let _ = self.disable();
+        }
     }
 }
 

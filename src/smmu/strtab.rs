@@ -285,16 +285,25 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             *q1 &= !STE1_MEV;
         }
         let tgt_used = target.used_bits();
-        let mut unused_update = [0u64; 8];
+        // The current entry with every bit it does not use already set to the target.
+        let unused_update: [u64; 8] =
+            core::array::from_fn(|i| match (cur.0.get(i), cur_used.get(i), target.0.get(i)) {
+                (Some(&c), Some(&cu), Some(&t)) => (c & cu) | (t & !cu),
+                _ => 0,
+            });
+        // The qwords whose used bits still differ from the target.
         let mut diff = 0u32;
-        for i in 0..8 {
-            let (c, cu, t, tu) = (cur.0[i], cur_used[i], target.0[i], tgt_used[i]);
-            let u = (c & cu) | (t & !cu);
-            unused_update[i] = u;
+        for (i, ((u, t), tu)) in unused_update
+            .iter()
+            .zip(target.0.iter())
+            .zip(tgt_used.iter())
+            .enumerate()
+        {
             if (u ^ t) & tu != 0 {
                 diff |= 1 << i;
             }
         }
+        let mut unused_update = unused_update;
         match diff.count_ones() {
             0 => {
                 self.ste_step(sid, p, &target.0, 0..8, true)?;

@@ -926,3 +926,48 @@ fn msi_irq_configuration_programs_the_doorbells() {
     r.m.inject_event(evt(1, 0));
     assert_eq!(r.m.irq_counts().eventq, before.eventq + 1);
 }
+
+#[test]
+fn cmdq_error_with_no_waiter_is_recovered_from_the_irq_path() {
+    let r = Rig::qemu(Config {
+        timeout_us: 1_000,
+        ..Config::default()
+    });
+    r.m.set_sync_stall(true);
+    assert_eq!(
+        r.d.submit(&[Command::TlbiNsnhAll]),
+        Err(Error::Timeout(WaitFor::CmdSync))
+    );
+    // The submitter gave up; the SMMU now refuses the pending CMD_SYNC.
+    r.m.inject_cmdq_error(0, CmdqFault::Illegal);
+    r.m.set_sync_stall(false);
+    assert_ne!(r.m.gerror_active() & 1, 0);
+    let st = r.d.handle_gerror();
+    assert_eq!(st.active, 1);
+    assert!(!st.cmdq_deferred);
+    assert!(matches!(st.cmdq_recovered, Some(CmdqError::Illegal(_))));
+    assert_eq!(r.m.gerror_active(), 0);
+    assert_eq!(r.d.cmdq_counters().recovered_by_irq, 1);
+    // The queue runs on.
+    r.m.take_commands();
+    r.d.submit(&[Command::CfgiAll]).unwrap();
+    assert_eq!(r.m.take_commands(), [Command::CfgiAll, Command::sync()]);
+}
+
+#[test]
+fn a_second_cpu_draining_at_the_same_time_is_turned_away() {
+    let r = Rig::qemu(Config::default());
+    r.m.inject_event(evt(1, 0));
+    // A sink that, from inside the drain, tries to drain again (as another CPU would).
+    struct Reenter<'a>(&'a Drv, Option<DrainStats>);
+    impl EventSink for Reenter<'_> {
+        fn event(&mut self, _: &EvtqEntry) {
+            self.1 = Some(self.0.drain_evtq(&mut |_: &EvtqEntry| ()));
+        }
+    }
+    let mut s = Reenter(&r.d, None);
+    let st = r.d.drain_evtq(&mut s);
+    assert_eq!(st.records, 1);
+    assert!(s.1.unwrap().busy);
+    assert_eq!(r.d.counters().drains_busy, 1);
+}
