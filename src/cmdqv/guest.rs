@@ -9,12 +9,13 @@
 use core::sync::atomic::Ordering;
 
 use super::regs::{self, MAX_SID_SLOTS, SID_MATCH};
-use super::{Cmdqv, MainCmdq, VintfId, base_value};
+use super::{Cmdqv, VintfId, base_value};
 use crate::error::Error;
 use crate::ids::{PhysAddr, StreamId, VStreamId, Vmid};
 use crate::iommufd::{HwInfoTegra241Cmdqv, ViommuTegra241Cmdqv};
 use crate::platform::Platform;
 use crate::queue::CMDQ_ENTRY_BYTES;
+use crate::smmu::CommandSink;
 
 /// Bookkeeping of one guest VINTF.
 pub(super) struct GuestState {
@@ -242,7 +243,7 @@ impl<P: Platform> Cmdqv<P> {
     /// to `length` or beyond bit 47; [`Error::Overflow`] (`EOVERFLOW`) when `base + length`
     /// wraps; [`Error::Exists`] (`EEXIST`) when `index` is allocated; [`Error::Io`] (`EIO`)
     /// when `index − 1` is not (ascending order); timeouts and `main`'s errors.
-    pub fn hw_queue_alloc<M: MainCmdq>(
+    pub fn hw_queue_alloc<M: CommandSink + ?Sized>(
         &self,
         id: VintfId,
         index: u32,
@@ -295,7 +296,7 @@ impl<P: Platform> Cmdqv<P> {
     /// [`Error::NotFound`] when the VINTF or the queue is not allocated; [`Error::Busy`]
     /// (`EBUSY`) while queue `index + 1` exists (descending order); timeouts and `main`'s
     /// errors (the queue stays allocated).
-    pub fn hw_queue_free<M: MainCmdq>(
+    pub fn hw_queue_free<M: CommandSink + ?Sized>(
         &self,
         id: VintfId,
         index: u32,

@@ -13,14 +13,10 @@
 
 use core::sync::atomic::Ordering;
 
-use super::host::{ERR_MASK, cmdq_error, publish_barrier};
-use super::regs::{VCMDQ_CONS, VCMDQ_GERROR};
+use super::host::VcmdqHw;
 use super::{Cmdqv, VintfId};
-use crate::command::{CmdqEntry, Command};
-use crate::error::CmdqError;
 use crate::iommufd::VeventTegra241Cmdqv;
 use crate::platform::Platform;
-use crate::queue::{CMDQ_ENTRY_BYTES, QueueIndex};
 use crate::viommu::veventq::VeventQueue;
 
 /// Where queue errors of guest-owned VINTFs go: the owning vIOMMU's vEVENTQ of type
@@ -58,6 +54,8 @@ pub struct CmdqvErrorStats {
     /// Host queues flagged in LVCMDQ_ERR_MAP with no active error (already recovered by a
     /// submitter polling its queue).
     pub host_already_clear: u32,
+    /// Host queues flagged while a submitter held them: it recovers the error as it polls.
+    pub host_left_to_submitter: u32,
     /// Records reported for guest VINTFs.
     pub guest_reports: u32,
     /// Flagged VINTFs or queues that are not in use or beyond the configured counts.
@@ -67,7 +65,8 @@ pub struct CmdqvErrorStats {
 impl<P: Platform> Cmdqv<P> {
     /// Handles the CMDQV error interrupt (tegra241-cmdqv §7.6): reads VINTF_ERR_MAP (high word at
     /// `0x18`, low at `0x14`); for VINTF0, reads its LVCMDQ_ERR_MAP and recovers each flagged
-    /// host queue (an illegal command at CONS becomes a CMD_SYNC, then GERRORN = GERROR); for each
+    /// host queue (an illegal command at CONS becomes a CMD_SYNC, then GERRORN = GERROR; CERROR_ABT
+    /// and CERROR_ATC_INV_SYNC are only acknowledged, the fetch or the CMD_SYNC is retried); for each
     /// flagged guest VINTF in use, reports its two LVCMDQ_ERR_MAP words to `sink` and leaves the
     /// guest's GERROR alone (the guest acknowledges through its VINTF page 0).
     pub fn handle_error<S: CmdqvEventSink + ?Sized>(&self, sink: &S) -> CmdqvErrorStats {
@@ -119,75 +118,14 @@ impl<P: Platform> Cmdqv<P> {
                     stats.ignored += 1;
                     continue;
                 }
-                match self.recover_host_queue(l) {
-                    Some(_) => stats.host_recovered += 1,
-                    None => stats.host_already_clear += 1,
+                let Some(q) = self.host.get(l) else { continue };
+                let hw = VcmdqHw { cmdqv: self, l };
+                match q.recover_from_irq(&hw, &self.platform) {
+                    Some(Some(_)) => stats.host_recovered += 1,
+                    Some(None) => stats.host_already_clear += 1,
+                    None => stats.host_left_to_submitter += 1,
                 }
             }
         }
-    }
-
-    /// Recovers host queue `l` if its GERROR.CMDQ_ERR is active: for CERROR_ILL, ILL_ACCESS and
-    /// unknown codes the command at CONS is replaced by a CMD_SYNC (CS = NONE); CERROR_ABT and
-    /// CERROR_ATC_INV_SYNC need nothing (the fetch, or the CMD_SYNC, is retried). Then GERRORN is
-    /// written with the GERROR value read, which restarts the queue. The error is recorded for
-    /// the submitter. Returns the error, or `None` when none was active. Safe to run from the
-    /// submitter and the interrupt handler at once: both write the same values.
-    pub(super) fn recover_host_queue(&self, l: usize) -> Option<CmdqError> {
-        let hq = self.host.get(l)?;
-        let (q, _) = self.lvcmdq(0, l)?;
-        let gerror = self.read(&q.GERROR);
-        let gerrorn = self.read(&q.GERRORN);
-        if (gerror ^ gerrorn) & VCMDQ_GERROR::CMDQ_ERR::SET.value == 0 {
-            if gerror != gerrorn {
-                self.write(&q.GERRORN, gerror);
-            }
-            return None;
-        }
-        let cons_raw = self.read(&q.CONS);
-        let code = VCMDQ_CONS::ERR.read(cons_raw);
-        let cons = QueueIndex::from_reg(hq.log2, cons_raw & !ERR_MASK);
-        let offset = cons.index() as usize * CMDQ_ENTRY_BYTES;
-        let mut raw = [0u64; 2];
-        if offset + CMDQ_ENTRY_BYTES <= hq.ring.size {
-            // SAFETY: `offset + 16 <= ring.size` (checked); the ring is lent for the driver's life
-            // and 16-byte aligned. The entry at CONS was published before PROD moved past it and
-            // is not written by the submitter again until CONS passes it.
-            let p = unsafe { hq.ring.vaddr.add(offset).cast::<u64>() };
-            if !self.cfg.coherent {
-                self.platform.dma_invalidate(p.cast(), CMDQ_ENTRY_BYTES);
-            }
-            // SAFETY: as above; volatile because the SMMU shares the memory.
-            raw = unsafe {
-                [
-                    u64::from_le(p.read_volatile()),
-                    u64::from_le(p.add(1).read_volatile()),
-                ]
-            };
-            if !matches!(code, 2 | 3) {
-                let sync: CmdqEntry = Command::sync().encode();
-                // SAFETY: as above; the queue is stopped at this entry, so the SMMU is not
-                // reading it until GERRORN is written below.
-                unsafe {
-                    p.write_volatile(sync.0[0].to_le());
-                    p.add(1).write_volatile(sync.0[1].to_le());
-                }
-                if !self.cfg.coherent {
-                    self.platform.dma_flush(p.cast(), CMDQ_ENTRY_BYTES);
-                }
-            }
-        }
-        let err = cmdq_error(code, raw);
-        log_error!("cmdqv: host LVCMDQ{=usize} stopped: {}", l, err);
-        hq.err_code.store(code, Ordering::Relaxed);
-        if let (Some(a), Some(b)) = (hq.err_raw.first(), hq.err_raw.get(1)) {
-            a.store(raw[0], Ordering::Relaxed);
-            b.store(raw[1], Ordering::Relaxed);
-        }
-        hq.err_epoch.fetch_add(1, Ordering::Release);
-        // The replacement CMD_SYNC must be visible before the queue restarts.
-        publish_barrier();
-        self.write(&q.GERRORN, gerror);
-        Some(err)
     }
 }

@@ -8,7 +8,7 @@
 //! * VINTF0 belongs to the hypervisor (HYP_OWN) and holds one logical queue per slot; host
 //!   invalidations go to the queue chosen by CPU index ([`Cmdqv::submit`]), so CPUs do not
 //!   contend on one queue. Commands a queue does not take go to the SMMU's own queue, reached
-//!   through [`MainCmdq`].
+//!   through [`CommandSink`].
 //! * VINTFs 1.. are handed to VMs as the iommufd `TEGRA241_CMDQV` vIOMMU: [`Cmdqv::vintf_alloc`],
 //!   [`Cmdqv::vdevice_bind`], [`Cmdqv::hw_queue_alloc`] with Linux's rules and errno values.
 //! * The error interrupt ([`Cmdqv::handle_error`]) recovers host queues and turns guest queue
@@ -31,18 +31,20 @@ pub mod regs;
 
 use core::fmt;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use tock_registers::LocalRegisterCopy;
 use tock_registers::interfaces::{Readable, Writeable};
 
-use crate::command::Command;
 use crate::error::{Error, Feature, WaitFor};
 use crate::ids::{PhysAddr, Vmid};
-use crate::platform::{DmaBuf, DmaMemory, MmioAccess, Platform};
-use crate::queue::{self, QueueIndex};
+use crate::platform::{DmaMemory, MmioAccess, Platform};
+use crate::queue;
+use crate::smmu::cmdq::Cmdq;
+use crate::smmu::{CmdqOptions, CommandSink, Completion, Quirks};
 
 pub use guest::{GuestVintf, SidSlot, VintfPage};
+pub use host::{VcmdqSink, guest_queue_accepts};
 pub use irq::{CmdqvErrorStats, CmdqvEventSink};
 use regs::{
     CMDQ_ALLOC, CONFIG, ConfigPage, STATUS, VCMDQ_BASE, VCMDQ_CONFIG, VCMDQ_STATUS, VINTF_CONFIG,
@@ -51,24 +53,6 @@ use regs::{
 
 /// Linux's poll timeout for every enable handshake and CMD_SYNC (`ARM_SMMU_POLL_TIMEOUT_US`).
 pub const DEFAULT_TIMEOUT_US: u64 = 1_000_000;
-
-/// The SMMU's own command queue, as the CMDQV layer needs it: for commands a VCMDQ does not
-/// take, and for the CMD_SYNC Linux issues on it whenever a VCMDQ is torn down
-/// (tegra241-cmdqv §7.4).
-pub trait MainCmdq {
-    /// Issues `cmds` followed by a CMD_SYNC on the SMMU's command queue and waits for the sync.
-    /// An empty `cmds` issues just the CMD_SYNC.
-    ///
-    /// # Errors
-    /// What the SMMU command queue reports (timeouts, command errors).
-    fn issue_sync(&self, cmds: &[Command]) -> Result<(), Error>;
-}
-
-impl<T: MainCmdq + ?Sized> MainCmdq for &T {
-    fn issue_sync(&self, cmds: &[Command]) -> Result<(), Error> {
-        (**self).issue_sync(cmds)
-    }
-}
 
 /// Which SoC the CMDQV belongs to: the caller's board description, since neither the SMMU ID
 /// registers nor PARAM tell them apart (tegra241-cmdqv §2.1).
@@ -89,13 +73,17 @@ impl Board {
     pub const fn repeats_tlbi_cfgi(self) -> bool {
         matches!(self, Board::Tegra264)
     }
-}
 
-/// Whether the Tegra264 erratum repeats `cmd`: every CFGI_* and TLBI_* command; never ATC_INV,
-/// PRI_RESP, RESUME, STALL_TERM, PREFETCH or CMD_SYNC (tegra241-cmdqv §2.1).
-pub const fn tegra264_repeats(cmd: &Command) -> bool {
-    let op = cmd.opcode() as u8;
-    (op >= 0x03 && op <= 0x07) || (op >= 0x10 && op <= 0x3F)
+    /// The SMMU driver quirks this board needs: the repeat applies to every queue, the SMMU's
+    /// own included, so the hypervisor puts these in the SMMU's [`Config`](crate::smmu::Config)
+    /// too.
+    pub const fn smmu_quirks(self) -> Quirks {
+        if self.repeats_tlbi_cfgi() {
+            Quirks::REPEAT_CFGI_TLBI
+        } else {
+            Quirks::empty()
+        }
+    }
 }
 
 /// How the hypervisor wants CMDQV driven, and what only it knows (window address and size).
@@ -210,26 +198,6 @@ impl fmt::Display for VintfId {
     }
 }
 
-/// Software state of one host VCMDQ (a logical queue of VINTF0).
-struct HostQueue {
-    ring: DmaBuf,
-    log2: u8,
-    sw: spin::Mutex<HostSw>,
-    /// Bumped (Release) whenever an error of this queue is recovered, by the submitter or the
-    /// interrupt handler; a batch that sees it change reports the error.
-    err_epoch: AtomicU32,
-    /// The last recovered error: CONS.ERR code and the command's two dwords.
-    err_code: AtomicU32,
-    err_raw: [AtomicU64; 2],
-}
-
-/// Producer state of a host queue, owned by whoever holds the queue's lock.
-struct HostSw {
-    prod: QueueIndex,
-    /// The last CONS value read.
-    cons: QueueIndex,
-}
-
 /// Per-VINTF bookkeeping of a guest-owned VINTF (index ≥ 1).
 struct GuestSlot {
     /// Allocated to a vIOMMU (read by the interrupt handler without the lock).
@@ -250,7 +218,8 @@ pub struct Cmdqv<P: Platform> {
     num_vintfs: usize,
     per_vintf: usize,
     sid_slots: usize,
-    host: heapless::Vec<HostQueue, { regs::MAX_VCMDQS }>,
+    /// The engines of VINTF0's logical queues (the SMMU driver's command-queue engine).
+    host: heapless::Vec<Cmdq, { regs::MAX_VCMDQS }>,
     /// VINTF0 and its queues are enabled (published last by `reset`, Release).
     ready: AtomicBool,
     /// HYP_OWN as read back from VINTF0 (0 when the window is reached from a guest).
@@ -332,20 +301,16 @@ impl<P: Platform> Cmdqv<P> {
             return Err(Error::InvalidArgument);
         }
         let bytes = queue::queue_bytes(log2, queue::CMDQ_ENTRY_BYTES);
+        let opts = CmdqOptions {
+            // VCMDQs complete CMD_SYNC by CONS polling only: no MSI, no SEV (§7.5).
+            completion: Completion::Poll,
+            timeout_us: cfg.timeout_us,
+            coherent: cfg.coherent,
+            repeat_cfgi_tlbi: cfg.board.repeats_tlbi_cfgi(),
+        };
         for _ in 0..per_vintf {
             let ring = dma.alloc(bytes, bytes).ok_or(Error::NoMemory)?;
-            let zero = QueueIndex::from_reg(log2, 0);
-            let q = HostQueue {
-                ring,
-                log2,
-                sw: spin::Mutex::new(HostSw {
-                    prod: zero,
-                    cons: zero,
-                }),
-                err_epoch: AtomicU32::new(0),
-                err_code: AtomicU32::new(0),
-                err_raw: [AtomicU64::new(0), AtomicU64::new(0)],
-            };
+            let q = Cmdq::new(ring, log2, opts)?;
             if this.host.push(q).is_err() {
                 return Err(Error::Unsupported(Feature::Cmdqv));
             }
@@ -413,7 +378,7 @@ impl<P: Platform> Cmdqv<P> {
     /// # Errors
     /// [`Error::Busy`] while guest VINTFs exist; [`Error::Timeout`] when an enable handshake does
     /// not complete; what `main` returns for the CMD_SYNC of a queue teardown.
-    pub fn reset<M: MainCmdq>(&mut self, main: &M) -> Result<(), Error> {
+    pub fn reset<M: CommandSink + ?Sized>(&mut self, main: &M) -> Result<(), Error> {
         if self.guests.iter().any(|g| g.in_use.load(Ordering::Acquire)) {
             return Err(Error::Busy);
         }
@@ -456,7 +421,7 @@ impl<P: Platform> Cmdqv<P> {
     ///
     /// # Errors
     /// [`Error::Timeout`] when a disable handshake does not complete; what `main` returns.
-    pub fn shutdown<M: MainCmdq>(&mut self, main: &M) -> Result<(), Error> {
+    pub fn shutdown<M: CommandSink + ?Sized>(&mut self, main: &M) -> Result<(), Error> {
         for v in 1..self.num_vintfs {
             let Some(g) = self.guests.get(v) else { break };
             if g.in_use.load(Ordering::Acquire) {
@@ -490,7 +455,12 @@ impl<P: Platform> Cmdqv<P> {
     }
 
     /// VINTF deinit of a VINTF whose logical queues `0..n` exist.
-    fn vintf_deinit<M: MainCmdq>(&self, v: usize, n: usize, main: &M) -> Result<(), Error> {
+    fn vintf_deinit<M: CommandSink + ?Sized>(
+        &self,
+        v: usize,
+        n: usize,
+        main: &M,
+    ) -> Result<(), Error> {
         let mask = if n >= 128 {
             u128::MAX
         } else {
@@ -501,7 +471,12 @@ impl<P: Platform> Cmdqv<P> {
 
     /// VINTF deinit: queues in `mask` torn down and unmapped from the highest index down, then
     /// CONFIG = 0 (polled) and every SID pair cleared.
-    fn vintf_deinit_mask<M: MainCmdq>(&self, v: usize, mask: u128, main: &M) -> Result<(), Error> {
+    fn vintf_deinit_mask<M: CommandSink + ?Sized>(
+        &self,
+        v: usize,
+        mask: u128,
+        main: &M,
+    ) -> Result<(), Error> {
         for l in (0..self.per_vintf.min(128)).rev() {
             if mask & (1u128 << l) != 0 {
                 self.vcmdq_deinit(v, l, main)?;
@@ -535,7 +510,12 @@ impl<P: Platform> Cmdqv<P> {
 
     /// VCMDQ deinit (tegra241-cmdqv §7.4): CONFIG = 0 (polled), a CMD_SYNC on the SMMU's queue,
     /// PROD/CONS/BASE/CONS_INDX_BASE = 0, a stale error acknowledged.
-    fn vcmdq_deinit<M: MainCmdq>(&self, v: usize, l: usize, main: &M) -> Result<(), Error> {
+    fn vcmdq_deinit<M: CommandSink + ?Sized>(
+        &self,
+        v: usize,
+        l: usize,
+        main: &M,
+    ) -> Result<(), Error> {
         let (q, b) = self.lvcmdq(v, l).ok_or(Error::InvalidArgument)?;
         self.write(&q.CONFIG, 0);
         let disabled = self.poll(WaitFor::VcmdqEnable, || {
@@ -554,7 +534,7 @@ impl<P: Platform> Cmdqv<P> {
         }
         // A guest queue ending in a timed-out ATC_INV without a CMD_SYNC would otherwise report
         // the timeout to the next user of this queue.
-        main.issue_sync(&[])?;
+        main.submit(&[])?;
         self.write(&q.PROD, 0);
         self.write(&q.CONS, 0);
         self.write(&b.BASE, 0);
@@ -567,17 +547,12 @@ impl<P: Platform> Cmdqv<P> {
     }
 
     /// Host queue init: deinit, BASE, CONFIG = EN (polled); software indices back to 0.
-    fn host_queue_init<M: MainCmdq>(&self, l: usize, main: &M) -> Result<(), Error> {
+    fn host_queue_init<M: CommandSink + ?Sized>(&self, l: usize, main: &M) -> Result<(), Error> {
         let hq = self.host.get(l).ok_or(Error::InvalidArgument)?;
         self.vcmdq_deinit(0, l, main)?;
         let (q, b) = self.lvcmdq(0, l).ok_or(Error::InvalidArgument)?;
-        {
-            let mut sw = hq.sw.lock();
-            let zero = QueueIndex::from_reg(hq.log2, 0);
-            sw.prod = zero;
-            sw.cons = zero;
-        }
-        self.write(&b.BASE, base_value(hq.ring.paddr, hq.log2));
+        hq.reset_indices();
+        self.write(&b.BASE, base_value(hq.buf().paddr, hq.log2_entries()));
         self.write(&q.CONFIG, VCMDQ_CONFIG::CMDQ_EN::SET.value);
         self.poll(WaitFor::VcmdqEnable, || {
             self.read_status_flag(&q.STATUS, VCMDQ_STATUS::CMDQ_EN_OK)

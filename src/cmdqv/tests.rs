@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use super::regs::{self, offset as off};
 use super::*;
-use crate::command::{CmdqEntry, TlbiRange};
+use crate::command::{CmdqEntry, Command, TlbiRange};
 use crate::error::{CmdqError, errno};
 use crate::fake::cmdqv::{
-    AckTarget, CmdqvReg, FakeCmdqv, FakeCmdqvParams, ModelError, RecordingMainCmdq, VcmdqFault,
+    AckTarget, CmdqvReg, FakeCmdqv, FakeCmdqvParams, ModelError, RecordingCommandSink, VcmdqFault,
 };
 use crate::fake::{FakeDma, FakePlatform, FakeSmmu};
 use crate::ids::{Asid, StreamId, VStreamId};
@@ -26,7 +26,7 @@ struct Rig {
     smmu: Arc<FakeSmmu>,
     fake: Arc<FakeCmdqv>,
     cmdqv: Cmdqv<FakePlatform>,
-    main: RecordingMainCmdq,
+    main: RecordingCommandSink,
 }
 
 impl Rig {
@@ -43,7 +43,7 @@ impl Rig {
     }
 }
 
-fn config(fake: &FakeCmdqv) -> CmdqvConfig {
+fn config_for(fake: &FakeCmdqv) -> CmdqvConfig {
     CmdqvConfig {
         host_queue_log2: 4,
         ..CmdqvConfig::new(fake.phys(), fake.size(), 8)
@@ -53,7 +53,7 @@ fn config(fake: &FakeCmdqv) -> CmdqvConfig {
 fn rig_with(params: FakeCmdqvParams, tweak: impl FnOnce(&FakeCmdqv, &mut CmdqvConfig)) -> Rig {
     let smmu = FakeSmmu::qemu_virt();
     let fake = FakeCmdqv::attach(&smmu, params);
-    let mut cfg = config(&fake);
+    let mut cfg = config_for(&fake);
     tweak(&fake, &mut cfg);
     // SAFETY: the model's window is `fake.size()` bytes, lives as long as `fake`, and only this
     // driver (and tests acting as guests) touch it.
@@ -62,7 +62,7 @@ fn rig_with(params: FakeCmdqvParams, tweak: impl FnOnce(&FakeCmdqv, &mut CmdqvCo
         smmu,
         fake,
         cmdqv,
-        main: RecordingMainCmdq::default(),
+        main: RecordingCommandSink::default(),
     }
 }
 
@@ -137,15 +137,15 @@ fn probe_refuses_unusable_params_and_windows() {
         sids_log2: 4,
     });
     // SAFETY: as in `rig_with`.
-    let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, config(&fake)) };
+    let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, config_for(&fake)) };
     assert_eq!(e.unwrap_err(), Error::Unsupported(Feature::Cmdqv));
-    let mut small = config(&fake);
+    let mut small = config_for(&fake);
     small.window_size = 0x40000;
     // SAFETY: as in `rig_with`.
     let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, small) };
     assert_eq!(e.unwrap_err(), Error::Unsupported(Feature::Cmdqv));
     let (fake, arena, platform) = FakeCmdqv::standalone(FakeCmdqvParams::TEST);
-    let mut deep = config(&fake);
+    let mut deep = config_for(&fake);
     deep.host_queue_log2 = 9;
     // SAFETY: as in `rig_with`.
     let e = unsafe { Cmdqv::new(fake.base(), platform, &*arena, deep) };
@@ -326,9 +326,8 @@ fn tegra264_repeats_cfgi_and_tlbi_after_the_sync_but_never_atc_inv() {
     // A batch of only ATC_INV is not repeated.
     r.cmdqv.submit(CpuIndex(0), &[atc_inv(5)], &r.main).unwrap();
     assert_eq!(r.fake.commands(0).len(), 7 + 2);
-    assert!(tegra264_repeats(&Command::CfgiAll));
-    assert!(tegra264_repeats(&Command::TlbiNsnhAll));
-    assert!(!tegra264_repeats(&Command::sync()));
+    assert_eq!(Board::Tegra264.smmu_quirks(), Quirks::REPEAT_CFGI_TLBI);
+    assert_eq!(Board::Tegra241.smmu_quirks(), Quirks::empty());
 }
 
 #[test]
@@ -369,29 +368,20 @@ fn illegal_command_on_a_host_queue_is_skipped_and_reported() {
 #[test]
 fn abort_and_atc_inv_sync_are_acknowledged_and_retried() {
     let r = ready_rig();
+    // As the SMMU's queue: the batch succeeds, the fetch (or the CMD_SYNC) is retried.
     r.fake.inject_error(0, 0, VcmdqFault::Abort);
-    let err = r
-        .cmdqv
+    r.cmdqv
         .submit(CpuIndex(0), &[cfgi_ste(1)], &r.main)
-        .unwrap_err();
-    assert_eq!(err, Error::Cmdq(CmdqError::Abort));
-    assert_eq!(
-        r.fake.commands(0),
-        vec![cfgi_ste(1), Command::sync()],
-        "fetch retried"
-    );
+        .unwrap();
+    assert_eq!(r.fake.commands(0), vec![cfgi_ste(1), Command::sync()]);
+    assert_eq!(r.cmdqv.host_queue_counters(0).unwrap().abort, 1);
 
     r.fake.inject_error(1, 0, VcmdqFault::AtcInvSync);
-    let err = r
-        .cmdqv
-        .submit(CpuIndex(1), &[atc_inv(1)], &r.main)
-        .unwrap_err();
-    assert_eq!(err, Error::Cmdq(CmdqError::AtcInvSync));
-    assert_eq!(
-        r.fake.commands(1),
-        vec![atc_inv(1), Command::sync()],
-        "sync retried"
-    );
+    r.cmdqv.submit(CpuIndex(1), &[atc_inv(1)], &r.main).unwrap();
+    assert_eq!(r.fake.commands(1), vec![atc_inv(1), Command::sync()]);
+    assert_eq!(r.cmdqv.host_queue_counters(1).unwrap().atc_inv_sync, 1);
+    assert_eq!(r.fake.irq_count(), 2);
+    assert_eq!(r.fake.vintf_err_map(), 0);
 }
 
 #[test]
@@ -772,12 +762,15 @@ fn host_and_guest_errors_at_once_are_handled_in_one_interrupt() {
     assert_eq!(gq.gerror ^ gq.gerrorn, 1);
     assert_eq!(r.fake.vintf_err_map(), 0b10);
     // Bounded MMIO: 2 map halves, 2 LVCMDQ_ERR_MAP words per flagged VINTF, and for the host
-    // queue GERROR, GERRORN, CONS reads and one GERRORN write.
+    // queue CONS, GERROR and GERRORN (is the error active?), GERROR again and the GERRORN write
+    // (the acknowledgement).
     let c = r.fake.mmio_counts();
     assert_eq!(c.get(CmdqvReg::VintfErrMap), (2, 0));
     assert_eq!(c.get(CmdqvReg::LvcmdqErrMap), (4, 0));
+    assert_eq!(c.get(CmdqvReg::Cons), (1, 0));
+    assert_eq!(c.get(CmdqvReg::Gerror), (2, 0));
     assert_eq!(c.get(CmdqvReg::Gerrorn), (1, 1));
-    assert_eq!(c.total(), 2 + 4 + 3 + 1);
+    assert_eq!(c.total(), 2 + 4 + 5);
 }
 
 #[test]
@@ -911,7 +904,7 @@ fn standalone_model_runs_without_an_smmu() {
     // SAFETY: as in `rig_with`.
     let mut cmdqv = unsafe { Cmdqv::new(fake.base(), platform, &*arena, cfg) }.unwrap();
     assert_eq!((cmdqv.num_vintfs(), cmdqv.lvcmdqs_per_vintf()), (1, 2));
-    let main = RecordingMainCmdq::default();
+    let main = RecordingCommandSink::default();
     cmdqv.reset(&main).unwrap();
     assert_eq!(
         cmdqv.vintf_alloc(Vmid(1)),
@@ -1019,4 +1012,54 @@ mod props {
             prop_assert_eq!(r.fake.errors(), vec![]);
         }
     }
+}
+
+#[test]
+fn the_smmu_driver_is_the_main_queue() {
+    use crate::fake::ModelDma;
+    use crate::smmu::{Config, Smmu};
+    let m = FakeSmmu::qemu_virt();
+    let fake = FakeCmdqv::attach(&m, FakeCmdqvParams::TEST);
+    let config = Config {
+        quirks: Board::Tegra264.smmu_quirks(),
+        ..Config::default()
+    };
+    // SAFETY: the model's pages live as long as `m`, and only this driver drives them.
+    let smmu: Smmu<FakePlatform, ModelDma> =
+        unsafe { Smmu::new(m.page0(), m.page1(), m.platform(), m.lend_dma(), config) }.unwrap();
+    smmu.reset().unwrap();
+    let cfg = CmdqvConfig {
+        board: Board::Tegra264,
+        ..config_for(&fake)
+    };
+    // SAFETY: as in `rig_with`.
+    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), m.platform(), m.dma(), cfg) }.unwrap();
+    m.take_commands();
+    // CMDQV reset after SMMUEN: each VCMDQ teardown syncs the SMMU's queue.
+    cmdqv.reset(&smmu).unwrap();
+    assert_eq!(m.take_commands(), vec![Command::sync(); 4]);
+    // Host invalidations run on the VCMDQ, repeated on Tegra264; the SMMU queue stays idle.
+    cmdqv.submit(CpuIndex(2), &[cfgi_ste(1)], &smmu).unwrap();
+    assert_eq!(
+        fake.commands(2),
+        vec![cfgi_ste(1), Command::sync(), cfgi_ste(1), Command::sync()]
+    );
+    assert!(m.take_commands().is_empty());
+    // A guest HW queue's allocation and teardown each sync the SMMU's queue.
+    let g = cmdqv.vintf_alloc(Vmid(9)).unwrap();
+    let pa = m.dma().alloc(256, 256).unwrap().paddr;
+    cmdqv.hw_queue_alloc(g.id, 0, pa, 256, &smmu).unwrap();
+    cmdqv.hw_queue_free(g.id, 0, &smmu).unwrap();
+    assert_eq!(m.take_commands(), vec![Command::sync(); 2]);
+    cmdqv.vintf_free(g.id).unwrap();
+    // Before SMMU CR0 is cleared.
+    cmdqv.shutdown(&smmu).unwrap();
+    assert_eq!(m.take_commands(), vec![Command::sync(); 4]);
+    cmdqv.submit(CpuIndex(0), &[cfgi_ste(3)], &smmu).unwrap();
+    assert_eq!(
+        m.take_commands(),
+        vec![cfgi_ste(3), Command::sync(), cfgi_ste(3), Command::sync()],
+        "fallback to the SMMU queue, with the same Tegra264 repeat"
+    );
+    assert_eq!(fake.errors(), vec![]);
 }

@@ -1350,12 +1350,12 @@ impl Platform for StandalonePlatform {
 /// A stand-in for the SMMU's own command queue: records what it is asked to issue (each call
 /// ends with a CMD_SYNC) and can be told to fail.
 #[derive(Debug, Default)]
-pub struct RecordingMainCmdq {
+pub struct RecordingCommandSink {
     log: Mutex<Vec<Vec<Command>>>,
     fail: Mutex<Option<Error>>,
 }
 
-impl RecordingMainCmdq {
+impl RecordingCommandSink {
     /// The batches issued so far (without their trailing CMD_SYNC), oldest first.
     pub fn batches(&self) -> Vec<Vec<Command>> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -1367,8 +1367,8 @@ impl RecordingMainCmdq {
     }
 }
 
-impl crate::cmdqv::MainCmdq for RecordingMainCmdq {
-    fn issue_sync(&self, cmds: &[Command]) -> Result<(), Error> {
+impl crate::smmu::CommandSink for RecordingCommandSink {
+    fn submit(&self, cmds: &[Command]) -> Result<(), Error> {
         if let Some(e) = *self.fail.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(e);
         }
