@@ -1034,15 +1034,20 @@ impl FakeCmdqv {
     /// Writes queue `q`'s registers into the global view and, when mapped, the logical one.
     fn publish_q(&self, s: &State, q: usize) {
         let Some(m) = s.q.get(q) else { return };
-        let mut p0 = vec![regs::GLOBAL_PAGE0 + q * regs::VCMDQ_SLOT_SIZE];
-        let mut p1 = vec![regs::GLOBAL_PAGE1 + q * regs::VCMDQ_SLOT_SIZE];
-        if let Some((v, l)) = m.mapped()
-            && v < s.vintf.len()
-        {
-            p0.push(regs::vintf_page0(v) + l * regs::VCMDQ_SLOT_SIZE);
-            p1.push(regs::vintf_page1(v) + l * regs::VCMDQ_SLOT_SIZE);
-        }
-        for b in p0 {
+        let global = (
+            regs::GLOBAL_PAGE0 + q * regs::VCMDQ_SLOT_SIZE,
+            regs::GLOBAL_PAGE1 + q * regs::VCMDQ_SLOT_SIZE,
+        );
+        let logical = m
+            .mapped()
+            .filter(|&(v, _)| v < s.vintf.len())
+            .map(|(v, l)| {
+                (
+                    regs::vintf_page0(v) + l * regs::VCMDQ_SLOT_SIZE,
+                    regs::vintf_page1(v) + l * regs::VCMDQ_SLOT_SIZE,
+                )
+            });
+        for (b, _) in std::iter::once(global).chain(logical) {
             self.win.w32(b + off::VCMDQ_CONS, m.cons);
             self.win.w32(b + off::VCMDQ_PROD, m.prod);
             self.win.w32(b + off::VCMDQ_CONFIG, m.config);
@@ -1050,7 +1055,7 @@ impl FakeCmdqv {
             self.win.w32(b + off::VCMDQ_GERROR, m.gerror);
             self.win.w32(b + off::VCMDQ_GERRORN, m.gerrorn);
         }
-        for b in p1 {
+        for (_, b) in std::iter::once(global).chain(logical) {
             self.win.w64(b + off::VCMDQ_BASE, m.base);
             self.win
                 .w64(b + off::VCMDQ_CONS_INDX_BASE, m.cons_indx_base);
