@@ -1063,3 +1063,43 @@ fn the_smmu_driver_is_the_main_queue() {
     );
     assert_eq!(fake.errors(), vec![]);
 }
+
+#[test]
+fn failures_during_guest_setup_leave_nothing_behind() {
+    let r = ready_rig();
+    // A VINTF that does not enable: the allocation fails and the slot is free again.
+    r.fake.set_never_ack(AckTarget::Vintf(1), true);
+    assert_eq!(
+        r.cmdqv.vintf_alloc(Vmid(4)),
+        Err(Error::Timeout(WaitFor::VintfEnable))
+    );
+    assert_eq!(r.cmdqv.vintf_page(VintfId(1)), None);
+    r.fake.set_never_ack(AckTarget::Vintf(1), false);
+    let g = r.cmdqv.vintf_alloc(Vmid(4)).unwrap();
+    assert_eq!(g.id, VintfId(1));
+    // The SMMU queue's CMD_SYNC fails during the HW queue's teardown: unmapped again.
+    let pa = r.alloc(256);
+    r.main.fail_with(Some(Error::Timeout(WaitFor::CmdSync)));
+    assert_eq!(
+        r.cmdqv.hw_queue_alloc(g.id, 0, pa, 256, &r.main),
+        Err(Error::Timeout(WaitFor::CmdSync))
+    );
+    assert_eq!(r.fake.global_of(1, 0), None);
+    assert_eq!(r.cmdqv.hw_queues(g.id), Ok(0));
+    r.main.fail_with(None);
+    r.cmdqv.hw_queue_alloc(g.id, 0, pa, 256, &r.main).unwrap();
+    assert_eq!(r.fake.errors(), vec![]);
+}
+
+#[test]
+fn masked_vintfs_raise_no_interrupt_but_keep_their_error_maps() {
+    let r = ready_rig();
+    let (g, pa) = guest_with_queue(&r, 3);
+    r.fake.write32(off::VINTF_INT_MASK_LO, 1 << 1);
+    guest_issue(&r, &g, pa, &[Command::CfgiAll.encode()]);
+    assert_eq!(r.fake.irq_count(), 0);
+    assert_eq!(r.fake.vintf_err_map(), 1 << 1);
+    // A poll of the handler still finds and reports it.
+    let sink = VecSink::default();
+    assert_eq!(r.cmdqv.handle_error(&sink).guest_reports, 1);
+}
