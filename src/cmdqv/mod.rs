@@ -255,7 +255,9 @@ impl<P: Platform> Cmdqv<P> {
     /// `cfg.window_size` bytes at `base` are mapped Device-nGnRE for the life of the returned
     /// value, belong to that CMDQV, and nothing else (no other `Cmdqv`, no code outside this
     /// crate) accesses them while it lives, except guests through the VINTF page 0 this driver
-    /// hands out. The SMMU sees `dma`'s memory at its physical addresses.
+    /// hands out. The SMMU sees `dma`'s memory at its physical addresses, and the buffers `dma`
+    /// hands out stay valid for as long as the returned value lives (dropping it disables CMDQV
+    /// before they may go).
     ///
     /// # Errors
     /// [`Error::Unsupported`]`(`[`Feature::Cmdqv`]`)` when PARAM or the window describe no usable
@@ -629,6 +631,23 @@ impl<P: Platform> Cmdqv<P> {
             }
             self.platform.relax(what);
         }
+    }
+}
+
+impl<P: Platform> Drop for Cmdqv<P> {
+    /// Stops CMDQV (CONFIG.CMDQV_EN = 0, polled with the usual bound) when it was in use, so no
+    /// queue reads the lent rings or a guest's queue memory after the driver is gone.
+    fn drop(&mut self) {
+        let guests = self.guests.iter().any(|g| g.in_use.load(Ordering::Acquire));
+        if !self.ready.swap(false, Ordering::AcqRel) && !guests {
+            return;
+        }
+        let page = self.config_page();
+        let cfg = self.read(&page.CONFIG);
+        self.write(&page.CONFIG, cfg & !CONFIG::CMDQV_EN::SET.value);
+        let _ = self.poll(WaitFor::CmdqvEnable, || {
+            !self.read_status_flag(&page.STATUS, STATUS::CMDQV_ENABLED)
+        });
     }
 }
 

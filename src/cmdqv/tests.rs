@@ -1103,3 +1103,18 @@ fn masked_vintfs_raise_no_interrupt_but_keep_their_error_maps() {
     let sink = VecSink::default();
     assert_eq!(r.cmdqv.handle_error(&sink).guest_reports, 1);
 }
+
+#[test]
+fn dropping_the_driver_stops_cmdqv() {
+    let r = ready_rig();
+    let fake = r.fake.clone();
+    assert!(fake.enabled());
+    drop(r);
+    assert!(!fake.enabled());
+    assert!(!fake.queue(0).unwrap().enabled);
+    // Never reset: nothing to stop, nothing written.
+    let r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    let fake = r.fake.clone();
+    drop(r);
+    assert_eq!(fake.mmio_counts().writes, 0);
+}
