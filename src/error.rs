@@ -113,6 +113,9 @@ pub enum Error {
     Overflow,
     /// The SMMU is disabled (service failure mode, or not yet enabled).
     Disabled,
+    /// A user-supplied structure is larger than this library knows and its unknown tail is not
+    /// zero (the iommufd size-prefix rule).
+    TooBig,
 }
 
 /// Linux errno values (asm-generic/errno-base.h and errno.h).
@@ -162,6 +165,7 @@ impl Error {
             Error::NotFound => errno::ENOENT,
             Error::Overflow => errno::EOVERFLOW,
             Error::Disabled => errno::ENODEV,
+            Error::TooBig => errno::E2BIG,
         })
     }
 }
@@ -182,6 +186,7 @@ impl fmt::Display for Error {
             Error::Io => f.write_str("rejected by the sanitiser"),
             Error::Overflow => f.write_str("value does not fit its field"),
             Error::Disabled => f.write_str("SMMU disabled"),
+            Error::TooBig => f.write_str("structure too big, with a non-zero unknown tail"),
         }
     }
 }
@@ -200,5 +205,6 @@ mod tests {
         assert_eq!(Error::InvalidArgument.errno(), -22);
         assert_eq!(Error::Unsupported(Feature::Stage2).errno(), -95);
         assert_eq!(Error::NoSpace.errno(), -28);
+        assert_eq!(Error::TooBig.errno(), -7);
     }
 }

@@ -1,1 +1,3 @@
 //! Virtualisation: one `Viommu` per VM, vDEVICEs, vEVENTQ rings fed from the IRQ path.
+
+pub mod veventq;

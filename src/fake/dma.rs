@@ -1,0 +1,275 @@
+//! `FakeDma`: the memory a test lends to the driver, with fake physical addresses.
+//!
+//! One zeroed host allocation, aligned to its own (power-of-two) size, seen by the model at
+//! physical address [`FakeDma::DEFAULT_PA_BASE`] (or a base of the test's choosing). The driver
+//! allocates from it through [`DmaMemory`]; the model reads and writes SMMU-visible memory only
+//! through [`FakeDma::read`] / [`FakeDma::write`], which translate a physical address to host
+//! memory with bounds checks. A physical address outside the arena is an external abort for the
+//! model (F_STE_FETCH, CERROR_ABT, EVENTQ_ABT_ERR, ... as IHI 0070 says for each structure).
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::ptr::NonNull;
+use std::sync::Mutex;
+
+use crate::ids::PhysAddr;
+use crate::platform::{DmaBuf, DmaMemory};
+
+/// A DMA arena for host tests: zeroed, contiguous, aligned to its size, with fake physical
+/// addresses. Implements [`DmaMemory`] (a bump allocator that never frees).
+pub struct FakeDma {
+    base: NonNull<u8>,
+    layout: Layout,
+    pa_base: u64,
+    next: Mutex<usize>,
+}
+
+// SAFETY: the arena is owned by `FakeDma` (allocated in `new`, freed in `drop`); every access the
+// model makes goes through bounds-checked copies, and the allocator state is behind a mutex.
+unsafe impl Send for FakeDma {}
+// SAFETY: as for `Send`; shared access only copies bytes in or out of the arena.
+unsafe impl Sync for FakeDma {}
+
+impl core::fmt::Debug for FakeDma {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FakeDma")
+            .field("pa_base", &format_args!("{:#x}", self.pa_base))
+            .field("size", &self.layout.size())
+            .field("used", &self.used())
+            .finish()
+    }
+}
+
+impl FakeDma {
+    /// The physical address the default arena starts at (a typical DRAM base).
+    pub const DEFAULT_PA_BASE: u64 = 0x8000_0000;
+    /// The default arena size: 4 MiB.
+    pub const DEFAULT_SIZE: usize = 4 << 20;
+
+    /// An arena of `size` bytes (rounded up to a power of two, at least 64 KiB) seen by the SMMU
+    /// at `pa_base`, which must be aligned to that size.
+    ///
+    /// # Panics
+    /// If `pa_base` is not aligned to the rounded size, or the host allocation fails (test setup
+    /// errors).
+    pub fn new(size: usize, pa_base: u64) -> Self {
+        let size = size.max(1 << 16).next_power_of_two();
+        assert!(
+            pa_base.is_multiple_of(size as u64),
+            "FakeDma: pa_base {pa_base:#x} not aligned to the arena size {size:#x}"
+        );
+        let layout = Layout::from_size_align(size, size).expect("FakeDma: bad layout");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        let base = NonNull::new(ptr).expect("FakeDma: host allocation failed");
+        Self {
+            base,
+            layout,
+            pa_base,
+            next: Mutex::new(0),
+        }
+    }
+
+    /// The physical address of the first byte of the arena.
+    pub fn pa_base(&self) -> PhysAddr {
+        PhysAddr(self.pa_base)
+    }
+
+    /// The arena size in bytes.
+    pub fn size(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Bytes handed out so far, including alignment padding.
+    pub fn used(&self) -> usize {
+        *self.next.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `len` bytes at `pa` lie inside the arena.
+    pub fn contains(&self, pa: PhysAddr, len: usize) -> bool {
+        self.offset_of(pa, len).is_some()
+    }
+
+    fn offset_of(&self, pa: PhysAddr, len: usize) -> Option<usize> {
+        let off = pa.0.checked_sub(self.pa_base)?;
+        let end = off.checked_add(len as u64)?;
+        if end > self.layout.size() as u64 {
+            return None;
+        }
+        usize::try_from(off).ok()
+    }
+
+    /// The host address of `len` bytes at `pa`, or `None` outside the arena.
+    pub fn host_ptr(&self, pa: PhysAddr, len: usize) -> Option<NonNull<u8>> {
+        let off = self.offset_of(pa, len)?;
+        // SAFETY: `off + len <= size`, so the pointer stays inside the allocation.
+        Some(unsafe { self.base.add(off) })
+    }
+
+    /// The physical address of a host pointer into the arena, or `None` if it points elsewhere.
+    pub fn pa_of(&self, ptr: *const u8) -> Option<PhysAddr> {
+        let off = (ptr as usize).checked_sub(self.base.as_ptr() as usize)?;
+        (off < self.layout.size()).then(|| PhysAddr(self.pa_base + off as u64))
+    }
+
+    /// Copies `buf.len()` bytes at `pa` into `buf`; `None` (an external abort) outside the arena.
+    pub fn read(&self, pa: PhysAddr, buf: &mut [u8]) -> Option<()> {
+        let src = self.host_ptr(pa, buf.len())?;
+        // Volatile, byte by byte: the driver may be writing the same memory.
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `src..src+len` is inside the arena (checked by `host_ptr`), `i < len`.
+            *b = unsafe { src.add(i).read_volatile() };
+        }
+        Some(())
+    }
+
+    /// Copies `buf` to `pa`; `None` (an external abort) outside the arena.
+    pub fn write(&self, pa: PhysAddr, buf: &[u8]) -> Option<()> {
+        let dst = self.host_ptr(pa, buf.len())?;
+        for (i, b) in buf.iter().enumerate() {
+            // SAFETY: `dst..dst+len` is inside the arena (checked by `host_ptr`).
+            unsafe { dst.add(i).write_volatile(*b) };
+        }
+        Some(())
+    }
+
+    /// Reads the little-endian 64-bit word at `pa` (8-byte aligned reads are single-copy
+    /// atomic, as the SMMU guarantees for 64-bit structure fields).
+    pub fn read_u64(&self, pa: PhysAddr) -> Option<u64> {
+        if !pa.0.is_multiple_of(8) {
+            let mut b = [0u8; 8];
+            self.read(pa, &mut b)?;
+            return Some(u64::from_le_bytes(b));
+        }
+        let p = self.host_ptr(pa, 8)?.cast::<u64>();
+        // SAFETY: in bounds (checked), 8-byte aligned (arena base is aligned, `pa` is aligned).
+        Some(u64::from_le(unsafe { p.read_volatile() }))
+    }
+
+    /// Writes the little-endian 64-bit word `v` at `pa` (one store when aligned).
+    pub fn write_u64(&self, pa: PhysAddr, v: u64) -> Option<()> {
+        if !pa.0.is_multiple_of(8) {
+            return self.write(pa, &v.to_le_bytes());
+        }
+        let p = self.host_ptr(pa, 8)?.cast::<u64>();
+        // SAFETY: in bounds (checked), 8-byte aligned (arena base is aligned, `pa` is aligned).
+        unsafe { p.write_volatile(v.to_le()) };
+        Some(())
+    }
+
+    /// Reads the little-endian 32-bit word at `pa`.
+    pub fn read_u32(&self, pa: PhysAddr) -> Option<u32> {
+        let mut b = [0u8; 4];
+        self.read(pa, &mut b)?;
+        Some(u32::from_le_bytes(b))
+    }
+
+    /// Writes the little-endian 32-bit word `v` at `pa`.
+    pub fn write_u32(&self, pa: PhysAddr, v: u32) -> Option<()> {
+        self.write(pa, &v.to_le_bytes())
+    }
+
+    /// Reads `N` consecutive 64-bit words at `pa` (a queue entry, STE or CD).
+    pub fn read_dwords<const N: usize>(&self, pa: PhysAddr) -> Option<[u64; N]> {
+        let mut out = [0u64; N];
+        for (i, d) in out.iter_mut().enumerate() {
+            *d = self.read_u64(pa.add(8 * i as u64))?;
+        }
+        Some(out)
+    }
+
+    /// Writes consecutive 64-bit words at `pa`, lowest address first.
+    pub fn write_dwords(&self, pa: PhysAddr, words: &[u64]) -> Option<()> {
+        if !self.contains(pa, words.len() * 8) {
+            return None;
+        }
+        for (i, d) in words.iter().enumerate() {
+            self.write_u64(pa.add(8 * i as u64), *d)?;
+        }
+        Some(())
+    }
+}
+
+impl Default for FakeDma {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_SIZE, Self::DEFAULT_PA_BASE)
+    }
+}
+
+impl Drop for FakeDma {
+    fn drop(&mut self) {
+        // SAFETY: `base` was allocated in `new` with exactly `layout` and is freed once.
+        unsafe { dealloc(self.base.as_ptr(), self.layout) };
+    }
+}
+
+// SAFETY: buffers are disjoint sub-ranges of a zeroed arena owned by `self` that is never handed
+// out twice (bump allocation, no free); the arena base is aligned to the arena size and the
+// physical base to the same size, so an offset aligned to `align <= size` is aligned both at
+// `vaddr` and at `paddr`. The arena lives as long as the allocator.
+unsafe impl DmaMemory for FakeDma {
+    fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf> {
+        if !align.is_power_of_two() || align > self.layout.size() {
+            return None;
+        }
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let start = next.checked_add(align - 1)? & !(align - 1);
+        let end = start.checked_add(size.max(1))?;
+        if end > self.layout.size() {
+            return None;
+        }
+        *next = end;
+        // SAFETY: `start < size`, so the pointer stays inside the arena.
+        let vaddr = unsafe { self.base.add(start) };
+        Some(DmaBuf {
+            vaddr,
+            paddr: PhysAddr(self.pa_base + start as u64),
+            size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocations_are_zeroed_aligned_disjoint_and_translate_back() {
+        let dma = FakeDma::default();
+        let a = dma.alloc(64, 64).unwrap();
+        let b = dma.alloc(0x4000, 0x4000).unwrap();
+        let c = dma.alloc(8, 8).unwrap();
+        assert_eq!(a.paddr, PhysAddr(0x8000_0000));
+        assert_eq!(b.paddr, PhysAddr(0x8000_4000));
+        assert_eq!(c.paddr, PhysAddr(0x8000_8000));
+        assert_eq!(b.vaddr.as_ptr() as usize % 0x4000, 0);
+        assert_eq!(dma.pa_of(b.vaddr.as_ptr()), Some(b.paddr));
+        assert_eq!(dma.host_ptr(b.paddr, 0x4000), Some(b.vaddr));
+        // SAFETY: `b` is a live 16 KiB allocation of the arena.
+        let bytes = unsafe { core::slice::from_raw_parts(b.vaddr.as_ptr(), b.size) };
+        assert!(bytes.iter().all(|&x| x == 0));
+        assert!(dma.alloc(8, 3).is_none());
+        assert!(dma.alloc(FakeDma::DEFAULT_SIZE, 8).is_none());
+    }
+
+    #[test]
+    fn model_accesses_are_bounds_checked() {
+        let dma = FakeDma::new(1 << 16, 0x4000_0000);
+        assert_eq!(dma.size(), 1 << 16);
+        let top = PhysAddr(0x4000_0000 + 0xfff8);
+        assert_eq!(dma.write_u64(top, 0x1122_3344_5566_7788), Some(()));
+        assert_eq!(dma.read_u64(top), Some(0x1122_3344_5566_7788));
+        assert_eq!(dma.read_u32(top), Some(0x5566_7788));
+        assert_eq!(dma.read_u64(PhysAddr(0x4000_0000 + 0xfffc)), None);
+        assert_eq!(dma.read_u64(PhysAddr(0x3fff_fff8)), None);
+        assert_eq!(dma.write_dwords(top, &[1, 2]), None);
+        assert_eq!(
+            dma.read_u64(top),
+            Some(0x1122_3344_5566_7788),
+            "no partial write"
+        );
+        assert_eq!(dma.read_u64(PhysAddr(u64::MAX - 3)), None);
+        assert_eq!(dma.pa_of(core::ptr::null()), None);
+        let d: [u64; 2] = dma.read_dwords(PhysAddr(0x4000_0000 + 0xfff0)).unwrap();
+        assert_eq!(d[1], 0x1122_3344_5566_7788);
+    }
+}

@@ -1,0 +1,65 @@
+//! `FakePlatform`: the [`Platform`] the driver gets in host tests.
+//!
+//! `now_us` reads the model's virtual clock; `relax` and `wait_for_event` move it forward (by
+//! [`FakeSmmu::set_relax_step_us`], default 1 µs) and step the model; `mmio` runs the model for
+//! each register access, exactly where a real SMMU would observe it.
+
+use std::sync::Arc;
+
+use super::FakeSmmu;
+use crate::error::WaitFor;
+use crate::platform::{MmioAccess, Platform};
+
+/// Another memory-mapped device the fake platform forwards MMIO hooks to (e.g. a CMDQV model),
+/// for addresses outside the SMMU's two register pages.
+pub trait MmioDevice: Send + Sync {
+    /// Whether `addr` belongs to this device.
+    fn contains(&self, addr: usize) -> bool;
+    /// Observes an access (after a write, before a read), like
+    /// [`Platform::mmio`](crate::platform::Platform::mmio).
+    fn access(&self, addr: usize, write: bool);
+}
+
+/// The host-test [`Platform`]: virtual clock, relax steps the model, MMIO hook runs it.
+#[derive(Clone)]
+pub struct FakePlatform {
+    smmu: Arc<FakeSmmu>,
+}
+
+impl core::fmt::Debug for FakePlatform {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FakePlatform")
+            .field("now_us", &self.smmu.now_us())
+            .finish()
+    }
+}
+
+impl FakePlatform {
+    pub(crate) fn new(smmu: Arc<FakeSmmu>) -> Self {
+        Self { smmu }
+    }
+
+    /// The model this platform runs.
+    pub fn smmu(&self) -> &Arc<FakeSmmu> {
+        &self.smmu
+    }
+}
+
+impl Platform for FakePlatform {
+    fn now_us(&self) -> u64 {
+        self.smmu.now_us()
+    }
+
+    fn relax(&self, _what: WaitFor) {
+        self.smmu.advance_us(self.smmu.relax_step_us());
+        self.smmu.step();
+    }
+
+    fn wait_for_event(&self, what: WaitFor) {
+        self.relax(what);
+    }
+
+    fn mmio(&self, addr: usize, access: MmioAccess) {
+        self.smmu.mmio(addr, access == MmioAccess::Write);
+    }
+}

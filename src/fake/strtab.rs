@@ -1,0 +1,448 @@
+//! The stream table walk, the STE cache, simulated device DMA and the STE write-order checker
+//! (IHI 0070 §3.3, §5.1, §5.2, §7).
+//!
+//! As QEMU does, decoded STEs are cached per StreamID until a CFGI_STE / CFGI_STE_RANGE /
+//! CFGI_ALL drops them (qemu-virt §6): a driver that forgets a CFGI keeps the old configuration,
+//! which [`FakeSmmu::ste_cache_stale`](super::FakeSmmu::ste_cache_stale) makes visible.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use tock_registers::LocalRegisterCopy;
+
+use super::cmdq::cfgi_range;
+use super::control::GBPA_ABORT;
+use super::queues::Which;
+use super::regs::off;
+use super::{Hw, Model};
+use crate::cd::{Cd, L1Cd};
+use crate::event::{EventId, EventRecord};
+use crate::ids::{Iova, PhysAddr, StreamId, SubstreamId};
+use crate::regs::{STRTAB_BASE, STRTAB_BASE_CFG};
+use crate::ste::{
+    L1Std, S1Dss, S1Fmt, S1StreamConfig, Ste, SteConfig, SteError, StreamTableLayout,
+};
+
+/// CR2.RECINVSID.
+const CR2_RECINVSID: u32 = 1 << 1;
+
+/// A translation-class fault a test makes the model report for an IOVA range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// F_TRANSLATION at stage 1 or 2 (IHI 0070 §7.3.12).
+    Translation {
+        /// Fault at stage 2 (S2 = 1; recorded per STE.S2R) rather than stage 1 (per CD.R).
+        stage2: bool,
+    },
+    /// F_ADDR_SIZE (IHI 0070 §7.3.13).
+    AddrSize {
+        /// As for [`FaultKind::Translation`].
+        stage2: bool,
+    },
+    /// F_ACCESS (IHI 0070 §7.3.14).
+    Access {
+        /// As for [`FaultKind::Translation`].
+        stage2: bool,
+    },
+    /// F_PERMISSION (IHI 0070 §7.3.15).
+    Permission {
+        /// As for [`FaultKind::Translation`].
+        stage2: bool,
+    },
+}
+
+impl FaultKind {
+    fn id(self) -> EventId {
+        match self {
+            FaultKind::Translation { .. } => EventId::F_TRANSLATION,
+            FaultKind::AddrSize { .. } => EventId::F_ADDR_SIZE,
+            FaultKind::Access { .. } => EventId::F_ACCESS,
+            FaultKind::Permission { .. } => EventId::F_PERMISSION,
+        }
+    }
+
+    fn stage2(self) -> bool {
+        match self {
+            FaultKind::Translation { stage2 }
+            | FaultKind::AddrSize { stage2 }
+            | FaultKind::Access { stage2 }
+            | FaultKind::Permission { stage2 } => stage2,
+        }
+    }
+}
+
+/// What happened to a simulated device transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaOutcome {
+    /// The transaction reached memory at `pa`. `translated` is false for bypass (STE bypass,
+    /// S1DSS bypass of a stage-1 stream, or GBPA bypass while SMMUEN = 0). The model translates
+    /// as identity: `pa` is the input address.
+    Completed {
+        /// Output address.
+        pa: PhysAddr,
+        /// Whether a translation stage applied.
+        translated: bool,
+    },
+    /// Terminated without a record (abort STE, GBPA.ABORT, unrecorded fault, C_BAD_STREAMID
+    /// with CR2.RECINVSID = 0).
+    Aborted,
+    /// Terminated and a record of this type was generated (written to the event queue if it was
+    /// enabled and had room; see [`FakeSmmu::event_stats`](super::FakeSmmu::event_stats)).
+    Faulted(EventId),
+}
+
+/// A distinct in-memory state of a watched STE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SteSnapshot {
+    /// The 64 bytes the SMMU could have fetched.
+    pub ste: Ste,
+    /// Total MMIO accesses the model had seen when it was taken.
+    pub at_access: u64,
+}
+
+/// An STE the model fetched that has V = 1 but that [`Ste::config`] rejects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RejectedSte {
+    /// Its StreamID.
+    pub sid: StreamId,
+    /// The fetched entry.
+    pub ste: Ste,
+    /// Why it was rejected.
+    pub error: SteError,
+}
+
+/// Result of walking the stream table for one StreamID.
+enum Walk {
+    Found(Ste),
+    /// Beyond the table, or an invalid L1 descriptor; `record`: C_BAD_STREAMID is recorded.
+    BadStreamId {
+        record: bool,
+    },
+    /// External abort fetching the L1 descriptor or the STE at this address.
+    FetchAbort(PhysAddr),
+}
+
+/// Result of fetching a CD.
+enum CdWalk {
+    Found(Cd),
+    /// The L1 CD descriptor is invalid.
+    BadL1,
+    FetchAbort(PhysAddr),
+}
+
+/// Fetches the CD of SubstreamID `ssid` from the CD table of `s1` (IHI 0070 §3.4.2, §5.4). For a
+/// nested stream the context pointer is an IPA; the model's stage 2 is the identity.
+fn fetch_cd(hw: &Hw, s1: &S1StreamConfig, ssid: u32) -> CdWalk {
+    let ptr = s1.context_ptr.0 & !63;
+    let leaf_bits = match s1.fmt {
+        S1Fmt::Linear => None,
+        S1Fmt::TwoLevel4K => Some(6),
+        S1Fmt::TwoLevel64K => Some(10),
+    };
+    let cd_addr = match leaf_bits {
+        None => PhysAddr(ptr + 64 * u64::from(ssid)),
+        Some(bits) => {
+            let l1_addr = PhysAddr(ptr + 8 * u64::from(ssid >> bits));
+            let Some(raw) = hw.dma.read_u64(l1_addr) else {
+                return CdWalk::FetchAbort(l1_addr);
+            };
+            let l1 = L1Cd(raw);
+            if !l1.valid() {
+                return CdWalk::BadL1;
+            }
+            PhysAddr(l1.l2ptr().0 + 64 * u64::from(ssid & ((1 << bits) - 1)))
+        }
+    };
+    match hw.dma.read_dwords::<8>(cd_addr) {
+        Some(d) => CdWalk::Found(Cd(d)),
+        None => CdWalk::FetchAbort(cd_addr),
+    }
+}
+
+/// Stream-table state.
+#[derive(Default)]
+pub(crate) struct Strtab {
+    base: u64,
+    cfg: u32,
+    cache: HashMap<u32, Ste>,
+    faults: Vec<(StreamId, Range<u64>, FaultKind)>,
+    watch: HashMap<u32, Vec<SteSnapshot>>,
+    pub(crate) rejected: Vec<RejectedSte>,
+}
+
+fn layout_of(cfg: u32, sid_bits: u8) -> StreamTableLayout {
+    let c = LocalRegisterCopy::<u32, STRTAB_BASE_CFG::Register>::new(cfg);
+    let log2 = (c.read(STRTAB_BASE_CFG::LOG2SIZE) as u8).min(sid_bits);
+    if c.read(STRTAB_BASE_CFG::FMT) == 1 {
+        // SPLIT values other than 6, 8, 10 are reserved and behave as 6 (IHI 0070 §6.3.25).
+        let split = match c.read(STRTAB_BASE_CFG::SPLIT) as u8 {
+            s @ (6 | 8 | 10) => s,
+            _ => 6,
+        };
+        StreamTableLayout::TwoLevel { log2, split }
+    } else {
+        StreamTableLayout::Linear { log2 }
+    }
+}
+
+/// Effective table base: ADDR aligned to the table size, or to max(64, L1 size) (§6.3.24).
+fn base_of(raw: u64, layout: StreamTableLayout) -> u64 {
+    let r = LocalRegisterCopy::<u64, STRTAB_BASE::Register>::new(raw);
+    let addr = r.read(STRTAB_BASE::ADDR) << 6;
+    let align = layout.table_bytes().max(64);
+    if align.is_power_of_two() {
+        addr & !(align - 1)
+    } else {
+        addr
+    }
+}
+
+impl Model {
+    /// Walks the table described by `base_raw`/`cfg` for `sid` (no cache, no events).
+    fn walk(&self, hw: &Hw, base_raw: u64, cfg: u32, sid: StreamId) -> Walk {
+        let recinvsid = hw.regs.r32(off::CR2) & CR2_RECINVSID != 0;
+        let sid_bits = self.feat.sid_bits;
+        let layout = layout_of(cfg, sid_bits);
+        if !layout.covers(sid) {
+            return Walk::BadStreamId { record: recinvsid };
+        }
+        let base = base_of(base_raw, layout);
+        let ste_addr = match layout {
+            StreamTableLayout::Linear { .. } => PhysAddr(base + 64 * u64::from(sid.0)),
+            StreamTableLayout::TwoLevel { split, .. } => {
+                let l1_addr = PhysAddr(base + 8 * u64::from(sid.0 >> split));
+                let Some(raw) = hw.dma.read_u64(l1_addr) else {
+                    return Walk::FetchAbort(l1_addr);
+                };
+                let l1 = L1Std(raw);
+                if !l1.is_valid() {
+                    // QEMU records C_BAD_STREAMID for SPAN = 0 whatever RECINVSID says.
+                    return Walk::BadStreamId { record: true };
+                }
+                let l2_index = sid.0 & ((1u32 << split) - 1);
+                if l2_index >= l1.l2_entries() {
+                    return Walk::BadStreamId { record: recinvsid };
+                }
+                let l2_bytes = 64u64 << (l1.span() - 1);
+                let l2 = l1.l2ptr().0 & !(l2_bytes - 1);
+                PhysAddr(l2 + 64 * u64::from(l2_index))
+            }
+        };
+        match hw.dma.read_dwords::<8>(ste_addr) {
+            Some(d) => Walk::Found(Ste(d)),
+            None => Walk::FetchAbort(ste_addr),
+        }
+    }
+
+    /// Latches STRTAB_BASE and STRTAB_BASE_CFG (at SMMUEN and at every CFGI).
+    pub(crate) fn strtab_latch(&mut self, hw: &Hw) {
+        self.strtab.base = hw.regs.r64(off::STRTAB_BASE);
+        self.strtab.cfg = hw.regs.r32(off::STRTAB_BASE_CFG);
+    }
+
+    /// CFGI: drops cached STEs, all of them (`None`) or `2^span` StreamIDs around `sid`.
+    pub(crate) fn strtab_invalidate(&mut self, hw: &Hw, which: Option<(StreamId, u8)>) {
+        self.strtab_latch(hw);
+        match which {
+            None => self.strtab.cache.clear(),
+            Some((sid, span)) => {
+                let (lo, hi) = cfgi_range(sid, span);
+                self.strtab.cache.retain(|&s, _| s < lo || s > hi);
+            }
+        }
+    }
+
+    fn check_fetched(&mut self, sid: StreamId, ste: Ste) {
+        if ste.valid()
+            && let Err(error) = ste.config()
+        {
+            let r = RejectedSte { sid, ste, error };
+            if self.strtab.rejected.last() != Some(&r) {
+                self.strtab.rejected.push(r);
+            }
+        }
+    }
+
+    /// The STE for `sid` as the SMMU uses it: from the cache, or fetched and cached.
+    fn lookup(&mut self, hw: &Hw, sid: StreamId) -> Walk {
+        if let Some(ste) = self.strtab.cache.get(&sid.0) {
+            return Walk::Found(*ste);
+        }
+        let w = self.walk(hw, self.strtab.base, self.strtab.cfg, sid);
+        if let Walk::Found(ste) = w {
+            self.check_fetched(sid, ste);
+            self.strtab.cache.insert(sid.0, ste);
+        }
+        w
+    }
+
+    fn record(&mut self, hw: &Hw, rec: EventRecord) -> DmaOutcome {
+        self.produce(hw, Which::Evtq, &rec.encode().0);
+        DmaOutcome::Faulted(rec.id)
+    }
+
+    /// One device transaction (see [`FakeSmmu::dma_access`](super::FakeSmmu::dma_access)).
+    pub(crate) fn dma(
+        &mut self,
+        hw: &Hw,
+        sid: StreamId,
+        ssid: Option<SubstreamId>,
+        iova: Iova,
+        write: bool,
+    ) -> DmaOutcome {
+        let bypass = DmaOutcome::Completed {
+            pa: PhysAddr(iova.0),
+            translated: false,
+        };
+        if !self.smmu_enabled() {
+            return if self.ctl.gbpa & GBPA_ABORT != 0 {
+                DmaOutcome::Aborted
+            } else {
+                bypass
+            };
+        }
+        let ste = match self.lookup(hw, sid) {
+            Walk::Found(ste) => ste,
+            Walk::BadStreamId { record: true } => {
+                return self.record(hw, EventRecord::bad_streamid(sid));
+            }
+            Walk::BadStreamId { record: false } => return DmaOutcome::Aborted,
+            Walk::FetchAbort(addr) => return self.record(hw, EventRecord::ste_fetch(sid, addr)),
+        };
+        let (s1, s2) = match ste.config() {
+            Err(_) => return self.record(hw, EventRecord::bad_ste(sid)),
+            Ok(SteConfig::Abort) => return DmaOutcome::Aborted,
+            Ok(SteConfig::Bypass) => return bypass,
+            Ok(SteConfig::Stage1(s1)) if self.feat.stage1 => (Some(s1), None),
+            Ok(SteConfig::Stage2(s2)) if self.feat.stage2 => (None, Some(s2)),
+            Ok(SteConfig::Nested { s1, s2 }) if self.feat.stage1 && self.feat.stage2 => {
+                (Some(s1), Some(s2))
+            }
+            Ok(_) => return self.record(hw, EventRecord::bad_ste(sid)),
+        };
+        let s2r = s2.map(|s2| s2.s2r);
+        // Stage 1: SubstreamID checks and S1DSS (IHI 0070 §5.2).
+        let s1_active = match (s1, ssid) {
+            (None, Some(_)) => {
+                return self.record(hw, EventRecord::bad_substreamid(sid, ssid));
+            }
+            (None, None) => false,
+            (Some(S1StreamConfig { cd_max, .. }), Some(s)) => {
+                if cd_max == 0 || u64::from(s.0) >= 1u64 << cd_max {
+                    return self.record(hw, EventRecord::bad_substreamid(sid, ssid));
+                }
+                true
+            }
+            (Some(S1StreamConfig { cd_max, dss, .. }), None) => match dss {
+                _ if cd_max == 0 => true,
+                S1Dss::Terminate => return self.record(hw, EventRecord::stream_disabled(sid)),
+                S1Dss::Bypass => false,
+                S1Dss::Ssid0 => true,
+            },
+        };
+        if !s1_active && s2r.is_none() {
+            return bypass;
+        }
+        // Stage 1 in use: fetch the CD (not cached) for CD.V and CD.R.
+        let mut cd_r = false;
+        if let (true, Some(s1)) = (s1_active, s1) {
+            let s = ssid.map_or(0, |s| s.0);
+            match fetch_cd(hw, &s1, s) {
+                CdWalk::Found(cd) => match cd.config() {
+                    Ok(c) => cd_r = c.r,
+                    Err(_) => return self.record(hw, EventRecord::bad_cd(sid, ssid)),
+                },
+                CdWalk::BadL1 => return self.record(hw, EventRecord::bad_cd(sid, ssid)),
+                CdWalk::FetchAbort(a) => {
+                    return self.record(hw, EventRecord::cd_fetch(sid, ssid, a));
+                }
+            }
+        }
+        // An input address beyond the stage-2 input range (S2T0SZ) is a stage-2 translation
+        // fault, as QEMU reports it (qemu-virt §7); with stage 1 in front the model's identity
+        // stage 1 makes the IPA equal to the IOVA.
+        let beyond_s2 = s2.is_some_and(|s2| {
+            let bits = 64u32.saturating_sub(u32::from(s2.t0sz));
+            bits < 64 && iova.0 >> bits != 0
+        });
+        let fault = self
+            .strtab
+            .faults
+            .iter()
+            .find(|(s, r, k)| {
+                *s == sid
+                    && r.contains(&iova.0)
+                    && if k.stage2() { s2r.is_some() } else { s1_active }
+            })
+            .map(|f| f.2)
+            .or(beyond_s2.then_some(FaultKind::Translation { stage2: true }));
+        if let Some(kind) = fault {
+            // Stage-2 faults are recorded per STE.S2R, stage-1 faults per CD.R (IHI 0070 §5.2, §5.4).
+            let recorded = if kind.stage2() {
+                s2r == Some(true)
+            } else {
+                cd_r
+            };
+            if !recorded {
+                return DmaOutcome::Aborted;
+            }
+            let rec =
+                EventRecord::fault(kind.id(), sid, iova, kind.stage2(), write).with_ssid(ssid);
+            return self.record(hw, rec);
+        }
+        DmaOutcome::Completed {
+            pa: PhysAddr(iova.0),
+            translated: true,
+        }
+    }
+
+    pub(crate) fn set_fault(&mut self, sid: StreamId, iova: Range<u64>, kind: FaultKind) {
+        self.strtab.faults.push((sid, iova, kind));
+    }
+
+    pub(crate) fn clear_faults(&mut self) {
+        self.strtab.faults.clear();
+    }
+
+    /// The STE for `sid` in memory now, walked from the current register values.
+    pub(crate) fn ste_in_memory(&self, hw: &Hw, sid: StreamId) -> Option<Ste> {
+        let base = hw.regs.r64(off::STRTAB_BASE);
+        let cfg = hw.regs.r32(off::STRTAB_BASE_CFG);
+        match self.walk(hw, base, cfg, sid) {
+            Walk::Found(ste) => Some(ste),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn cached_ste(&self, sid: StreamId) -> Option<Ste> {
+        self.strtab.cache.get(&sid.0).copied()
+    }
+
+    pub(crate) fn watch_ste(&mut self, hw: &Hw, sid: StreamId) {
+        self.strtab.watch.entry(sid.0).or_default();
+        self.snapshot_watched(hw);
+    }
+
+    pub(crate) fn ste_snapshots(&self, sid: StreamId) -> Vec<SteSnapshot> {
+        self.strtab.watch.get(&sid.0).cloned().unwrap_or_default()
+    }
+
+    /// Takes a snapshot of every watched STE that changed since its last snapshot.
+    pub(crate) fn snapshot_watched(&mut self, hw: &Hw) {
+        if self.strtab.watch.is_empty() {
+            return;
+        }
+        let at_access = self.counts.total() + self.counts.outside;
+        let sids: Vec<u32> = self.strtab.watch.keys().copied().collect();
+        for sid in sids {
+            let Some(ste) = self.ste_in_memory(hw, StreamId(sid)) else {
+                continue;
+            };
+            let list = self.strtab.watch.entry(sid).or_default();
+            if list.last().map(|s| s.ste) != Some(ste) {
+                list.push(SteSnapshot { ste, at_access });
+                self.check_fetched(StreamId(sid), ste);
+            }
+        }
+    }
+}
