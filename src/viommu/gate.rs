@@ -151,6 +151,7 @@ mod tests {
 }
 
 #[cfg(all(test, loom))]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
@@ -159,7 +160,7 @@ mod loom_tests {
     /// only after the reader left (loom reports a data race on the cell otherwise).
     #[test]
     fn close_waits_for_reader() {
-        loom::model(|| {
+        crate::viommu::sync::model("close_waits_for_reader", || {
             let g = Arc::new(Gate::new());
             assert!(g.open(5u32).is_ok());
             let r = {
@@ -180,7 +181,7 @@ mod loom_tests {
     /// A reader racing an open sees either nothing or the fully installed value.
     #[test]
     fn open_publishes_value() {
-        loom::model(|| {
+        crate::viommu::sync::model("open_publishes_value", || {
             let g = Arc::new(Gate::new());
             let r = {
                 let g = g.clone();
@@ -189,6 +190,43 @@ mod loom_tests {
             assert!(g.open([1, 2]).is_ok());
             let seen = r.join().unwrap_or(None);
             assert!(seen == Some([1, 2]) || seen.is_none());
+        });
+    }
+
+    /// Teardown and re-creation of a vIOMMU slot while a producer holds an old route: the
+    /// producer either delivers into the old ring (before teardown took it) or sees the
+    /// generation change and delivers nothing; it never writes into the slot's next ring.
+    #[test]
+    fn stale_route_never_reaches_next_ring() {
+        use loom::sync::atomic::AtomicU32 as A;
+        crate::viommu::sync::model("stale_route_never_reaches_next_ring", || {
+            let state = Arc::new(A::new(1 << 1 | 1)); // generation 1, live
+            let g = Arc::new(Gate::new());
+            assert!(g.open(Arc::new(A::new(0))).is_ok()); // ring of generation 1
+            let p = {
+                let (g, state) = (g.clone(), state.clone());
+                loom::thread::spawn(move || {
+                    // Routed with generation 1.
+                    g.read(|ring: &Arc<A>| {
+                        if state.load(Ordering::Acquire) == (1 << 1 | 1) {
+                            ring.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                })
+            };
+            // Teardown: stop delivery, take the ring, then the next vIOMMU (generation 2).
+            state.store(1 << 1, Ordering::Release);
+            let old = loop {
+                if let Ok(v) = g.close(1) {
+                    break v;
+                }
+            };
+            state.store(2 << 1 | 1, Ordering::Release);
+            let next = Arc::new(A::new(0));
+            assert!(g.open(next.clone()).is_ok());
+            p.join().ok();
+            assert_eq!(next.load(Ordering::Relaxed), 0);
+            assert!(old.is_some_and(|o| o.load(Ordering::Relaxed) <= 1));
         });
     }
 }

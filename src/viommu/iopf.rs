@@ -659,6 +659,7 @@ mod tests {
 }
 
 #[cfg(all(test, loom))]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
@@ -667,7 +668,7 @@ mod loom_tests {
     /// overwrites.
     #[test]
     fn ring_handoff() {
-        loom::model(|| {
+        crate::viommu::sync::model("ring_handoff", || {
             let r = Arc::new(FaultRing::<2>::new());
             let f = |g: u16| Fault {
                 kind: FaultKind::Stall,
@@ -678,17 +679,20 @@ mod loom_tests {
                 last: true,
                 addr: u64::from(g) << 12,
             };
-            let p = {
+            let c = {
                 let r = r.clone();
-                loom::thread::spawn(move || (0..3u16).filter(|g| r.push(&f(*g))).count())
+                loom::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    for _ in 0..2 {
+                        if let Some(x) = r.pop() {
+                            seen.push(x);
+                        }
+                    }
+                    seen
+                })
             };
-            let mut seen = Vec::new();
-            for _ in 0..3 {
-                if let Some(x) = r.pop() {
-                    seen.push(x);
-                }
-            }
-            let pushed = p.join().unwrap_or(0);
+            let pushed = (0..3u16).filter(|g| r.push(&f(*g))).count();
+            let mut seen = c.join().unwrap_or_default();
             while let Some(x) = r.pop() {
                 seen.push(x);
             }

@@ -399,6 +399,7 @@ mod tests {
 }
 
 #[cfg(all(test, loom))]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
@@ -416,7 +417,7 @@ mod loom_tests {
     /// of the three states whole, never a mix (vIOMMU of one, vSID of the other).
     #[test]
     fn reader_never_sees_torn_route() {
-        loom::model(|| {
+        crate::viommu::sync::model("reader_never_sees_torn_route", || {
             let t = Arc::new(RoutingTable::<2>::new());
             t.insert(StreamId(4), route(1, 0x10)).ok();
             let reader = {
@@ -436,7 +437,7 @@ mod loom_tests {
     /// while a writer changes another slot on its probe path.
     #[test]
     fn untouched_route_always_found() {
-        loom::model(|| {
+        crate::viommu::sync::model("untouched_route_always_found", || {
             let t = Arc::new(RoutingTable::<2>::new());
             t.insert(StreamId(0), route(0, 1)).ok();
             t.insert(StreamId(1), route(0, 2)).ok();

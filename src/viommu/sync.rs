@@ -41,3 +41,16 @@ impl<T> UnsafeCell<T> {
 
 #[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell;
+
+/// `loom::model`, counting and printing the interleavings it explored.
+#[cfg(all(test, loom))]
+pub(crate) fn model<F: Fn() + Sync + Send + 'static>(name: &str, f: F) {
+    use std::sync::atomic::{AtomicUsize, Ordering as O};
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    loom::model(move || {
+        r.fetch_add(1, O::Relaxed);
+        f();
+    });
+    std::println!("loom {name}: {} interleavings", runs.load(O::Relaxed));
+}
