@@ -40,6 +40,9 @@ mod queues;
 mod regs;
 mod strtab;
 
+#[cfg(feature = "cmdqv")]
+pub mod cmdqv;
+
 #[cfg(test)]
 mod tests;
 
@@ -47,7 +50,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use cmdq::{CmdqFault, CmdqStats};
-pub use dma::FakeDma;
+pub use dma::{FakeDma, ModelDma};
 pub use platform::{FakePlatform, MmioDevice};
 pub use queues::{OverflowStyle, QueueStats};
 pub use regs::{MmioCounts, RegCount, RegPage, register_offset};
@@ -217,6 +220,12 @@ impl FakeSmmu {
     /// The DMA arena the driver allocates from and the model reads and writes.
     pub fn dma(&self) -> &FakeDma {
         &self.hw.dma
+    }
+
+    /// The model's DMA arena as an owned [`DmaMemory`](crate::platform::DmaMemory) to lend to
+    /// a driver (`Smmu::new` takes its memory by value).
+    pub fn lend_dma(self: &Arc<Self>) -> ModelDma {
+        ModelDma(Arc::clone(self))
     }
 
     /// A [`Platform`](crate::platform::Platform) whose MMIO hook runs this model.

@@ -1,0 +1,329 @@
+//! Linear and 2-level stream tables, and live STE updates that never expose a half-written
+//! entry (IHI 0070 §3.3, §5.1, §5.2; update order as spec notes §3.5, Linux's current rule).
+
+use core::ptr::NonNull;
+
+use super::{MemoryPlan, Quirks, Region, Smmu, barrier};
+use crate::command::Command;
+use crate::error::Error;
+use crate::ids::StreamId;
+use crate::platform::{DmaBuf, DmaMemory, Platform};
+use crate::ste::{L1Std, Ste, StreamTableLayout};
+
+/// STE dword 1 MEV, bit 19: a hint the SMMU may see change at any time (Linux treats it as
+/// safe to update in place).
+const STE1_MEV: u64 = 1 << 19;
+/// STE dword 0 V, bit 0.
+const STE0_V: u64 = 1;
+/// STRTAB_BASE.RA, bit 62 (IHI 0070 §6.3.24).
+const STRTAB_BASE_RA: u64 = 1 << 62;
+/// STRTAB_BASE.ADDR, bits `[55:6]`.
+const STRTAB_BASE_ADDR: u64 = 0x00ff_ffff_ffff_ffc0;
+
+/// The stream table memory and the bookkeeping of its level-2 tables.
+pub(super) struct StreamTable {
+    layout: StreamTableLayout,
+    /// Linear STE array, or L1 descriptor array.
+    base: DmaBuf,
+    /// 2-level: CPU address of each level-2 table (0 = none), one `usize` per L1 descriptor.
+    l2_index: Option<DmaBuf>,
+    /// 2-level: size and alignment of one level-2 table.
+    l2_region: Option<Region>,
+    /// Serialises STE updates and level-2 allocation.
+    lock: spin::Mutex<()>,
+}
+
+fn write_ste_mem(p: NonNull<u64>, ste: &Ste) {
+    for (i, q) in ste.0.iter().enumerate() {
+        // SAFETY: `p` points to a 64-byte STE slot in lent memory (callers' contract) and
+        // `i < 8`; the stream-table lock or exclusive ownership at probe time serialises writers.
+        unsafe { p.as_ptr().add(i).write_volatile(*q) };
+    }
+}
+
+impl StreamTable {
+    pub(super) fn new<D: DmaMemory, P: Platform>(
+        dma: &D,
+        plat: &P,
+        plan: &MemoryPlan,
+        coherent: bool,
+    ) -> Result<Self, Error> {
+        let alloc = |r: Region| dma.alloc(r.bytes, r.align).ok_or(Error::NoMemory);
+        let base = alloc(plan.strtab)?;
+        let mut l2_index = None;
+        match plan.layout {
+            StreamTableLayout::Linear { .. } => {
+                // Every StreamID aborts until bound.
+                let n = base.size / 64;
+                for i in 0..n {
+                    // SAFETY: `i * 64 + 64 <= base.size`: inside the allocation.
+                    let p = unsafe { base.vaddr.add(i * 64) }.cast::<u64>();
+                    write_ste_mem(p, &Ste::ABORT);
+                }
+                if !coherent {
+                    plat.dma_flush(base.vaddr, base.size);
+                }
+            }
+            StreamTableLayout::TwoLevel { .. } => {
+                // Zeroed memory: every L1 descriptor is invalid (Span 0).
+                if let Some(r) = plan.l2_index {
+                    l2_index = Some(alloc(r)?);
+                }
+                if !coherent {
+                    plat.dma_flush(base.vaddr, base.size);
+                }
+            }
+        }
+        Ok(Self {
+            layout: plan.layout,
+            base,
+            l2_index,
+            l2_region: plan.l2_table,
+            lock: spin::Mutex::new(()),
+        })
+    }
+
+    /// SMMU_STRTAB_BASE: RA | ADDR (IHI 0070 §6.3.24).
+    pub(super) fn base_reg(&self) -> u64 {
+        STRTAB_BASE_RA | (self.base.paddr.0 & STRTAB_BASE_ADDR)
+    }
+
+    fn l2_slot(&self, l1: u32) -> Option<NonNull<usize>> {
+        let idx = self.l2_index?;
+        let off = (l1 as usize).checked_mul(size_of::<usize>())?;
+        if off + size_of::<usize>() > idx.size {
+            return None;
+        }
+        // SAFETY: bounds checked just above.
+        Some(unsafe { idx.vaddr.add(off) }.cast::<usize>())
+    }
+
+    /// The CPU address of the level-2 table of L1 entry `l1`, if allocated.
+    fn l2_table(&self, l1: u32) -> Option<NonNull<u8>> {
+        let slot = self.l2_slot(l1)?;
+        // SAFETY: `slot` is inside the bookkeeping array, only accessed under `lock`.
+        NonNull::new(unsafe { slot.as_ptr().read_volatile() } as *mut u8)
+    }
+}
+
+impl<P: Platform, D: DmaMemory> Smmu<P, D> {
+    /// The STE slot of `sid` (under the stream-table lock), allocating its level-2 table when
+    /// `alloc` is set. `Ok(None)`: 2-level table without a level-2 table for `sid`.
+    fn ste_slot(&self, sid: StreamId, alloc: bool) -> Result<Option<NonNull<u64>>, Error> {
+        let t = &self.strtab;
+        let idx = t.layout.l2_index(sid).ok_or(Error::BadStreamId(sid))? as usize;
+        match t.layout {
+            StreamTableLayout::Linear { .. } => {
+                let off = idx * 64;
+                if off + 64 > t.base.size {
+                    return Err(Error::BadStreamId(sid));
+                }
+                // SAFETY: bounds checked above.
+                Ok(Some(unsafe { t.base.vaddr.add(off) }.cast()))
+            }
+            StreamTableLayout::TwoLevel { split, .. } => {
+                let l1 = t.layout.l1_index(sid).ok_or(Error::BadStreamId(sid))?;
+                let l2 = match t.l2_table(l1) {
+                    Some(l2) => l2,
+                    None if !alloc => return Ok(None),
+                    None => self.alloc_l2(sid, l1, split)?,
+                };
+                // SAFETY: `idx < 2^split` and the level-2 table holds `2^split` STEs.
+                Ok(Some(unsafe { l2.add(idx * 64) }.cast()))
+            }
+        }
+    }
+
+    /// Allocates, initialises (every STE abort) and publishes the level-2 table for L1 entry
+    /// `l1`: one 64-bit store of the L1 descriptor, then CFGI_STE with Leaf = 0 (IHI 0070 §5.1).
+    fn alloc_l2(&self, sid: StreamId, l1: u32, split: u8) -> Result<NonNull<u8>, Error> {
+        let t = &self.strtab;
+        let r = t.l2_region.ok_or(Error::BadStreamId(sid))?;
+        let slot = t.l2_slot(l1).ok_or(Error::BadStreamId(sid))?;
+        let l1_off = (l1 as usize) * 8;
+        if l1_off + 8 > t.base.size {
+            return Err(Error::BadStreamId(sid));
+        }
+        let buf = self.dma.alloc(r.bytes, r.align).ok_or(Error::NoMemory)?;
+        let desc = L1Std::new(buf.paddr, split + 1).ok_or(Error::InvalidArgument)?;
+        for i in 0..(buf.size / 64) {
+            // SAFETY: inside the fresh allocation.
+            write_ste_mem(unsafe { buf.vaddr.add(i * 64) }.cast(), &Ste::ABORT);
+        }
+        if !self.coherent {
+            self.platform.dma_flush(buf.vaddr, buf.size);
+        }
+        // The level-2 table is complete before the descriptor that makes it reachable.
+        barrier::dma_wmb();
+        // SAFETY: `l1_off + 8 <= base.size` (checked); a single aligned 64-bit store, which the
+        // SMMU observes atomically.
+        let l1p = unsafe { t.base.vaddr.add(l1_off) }.cast::<u64>();
+        // SAFETY: as above.
+        unsafe { l1p.as_ptr().write_volatile(desc.0) };
+        if !self.coherent {
+            self.platform.dma_flush(l1p.cast(), 8);
+        }
+        // SAFETY: `slot` is inside the bookkeeping array, written only under the lock.
+        unsafe { slot.as_ptr().write_volatile(buf.vaddr.as_ptr() as usize) };
+        if self.cmdq_live.load(core::sync::atomic::Ordering::Acquire) {
+            self.submit(&[Command::CfgiSte { sid, leaf: false }])?;
+        }
+        Ok(buf.vaddr)
+    }
+
+    fn read_ste_at(&self, p: NonNull<u64>) -> Ste {
+        if !self.coherent {
+            self.platform.dma_invalidate(p.cast(), 64);
+        }
+        let mut s = Ste::INVALID;
+        for (i, q) in s.0.iter_mut().enumerate() {
+            // SAFETY: `p` is a 64-byte STE slot in the table (from `ste_slot`), `i < 8`.
+            *q = unsafe { p.as_ptr().add(i).read_volatile() };
+        }
+        s
+    }
+
+    /// Writes qwords `range` of `target` that differ; if any did, makes the SMMU forget its
+    /// cached copy (CFGI_STE + CMD_SYNC; `extra` joins that batch).
+    fn ste_step(
+        &self,
+        sid: StreamId,
+        p: NonNull<u64>,
+        target: &[u64; 8],
+        range: core::ops::Range<usize>,
+        live: bool,
+    ) -> Result<bool, Error> {
+        let mut changed = false;
+        for i in range {
+            let (Some(&want), true) = (target.get(i), i < 8) else {
+                continue;
+            };
+            // SAFETY: `p` is a 64-byte STE slot, `i < 8`; the stream-table lock is held.
+            let cur = unsafe { p.as_ptr().add(i).read_volatile() };
+            if cur != want {
+                // SAFETY: as above; one 64-bit store, single-copy atomic for the SMMU.
+                unsafe { p.as_ptr().add(i).write_volatile(want) };
+                changed = true;
+            }
+        }
+        if changed && live {
+            if !self.coherent {
+                self.platform.dma_flush(p.cast(), 64);
+            }
+            self.submit(&[Command::CfgiSte { sid, leaf: true }])?;
+        }
+        Ok(changed)
+    }
+
+    /// Installs `ste` for `sid`, replacing whatever was there without ever letting the SMMU see
+    /// a half-written entry (spec notes §3.5, Linux's current rule, with [`Ste::used_bits`]):
+    /// if no used bit changes, one write and one CFGI_STE + CMD_SYNC; if the used bits of one
+    /// qword change, the hitless three steps (unused bits, the critical qword, the rest); else
+    /// the breaking path (V = 0, qwords 1-7, qword 0). Each step that changed memory is followed
+    /// by CFGI_STE + CMD_SYNC; then PREFETCH_CONFIG (unless [`Quirks::BROKEN_PREFETCH`]).
+    /// Before [`Smmu::reset`] the entry is simply written.
+    ///
+    /// A 2-level table gets the level-2 table of `sid` allocated on first use.
+    ///
+    /// # Errors
+    /// [`Error::BadStreamId`] outside the table; [`Error::NoMemory`] if a level-2 table cannot
+    /// be allocated; command queue errors.
+    pub fn set_ste(&self, sid: StreamId, ste: &Ste) -> Result<(), Error> {
+        let _guard = self.strtab.lock.lock();
+        let p = self.ste_slot(sid, true)?.ok_or(Error::BadStreamId(sid))?;
+        self.write_ste_locked(sid, p, ste)
+    }
+
+    /// Makes `sid` abort again ([`Ste::ABORT`]) with the same update rules as
+    /// [`Smmu::set_ste`]. A StreamID whose level-2 table was never allocated already aborts.
+    ///
+    /// # Errors
+    /// [`Error::BadStreamId`] outside the table; command queue errors.
+    pub fn clear_ste(&self, sid: StreamId) -> Result<(), Error> {
+        let _guard = self.strtab.lock.lock();
+        match self.ste_slot(sid, false)? {
+            Some(p) => self.write_ste_locked(sid, p, &Ste::ABORT),
+            None => Ok(()),
+        }
+    }
+
+    /// The STE currently in the table for `sid`; [`Ste::INVALID`] when its level-2 table does
+    /// not exist (the SMMU then reports C_BAD_STREAMID).
+    ///
+    /// # Errors
+    /// [`Error::BadStreamId`] outside the table.
+    pub fn ste(&self, sid: StreamId) -> Result<Ste, Error> {
+        let _guard = self.strtab.lock.lock();
+        Ok(match self.ste_slot(sid, false)? {
+            Some(p) => self.read_ste_at(p),
+            None => Ste::INVALID,
+        })
+    }
+
+    /// The stream table's layout.
+    pub fn strtab_layout(&self) -> StreamTableLayout {
+        self.strtab.layout
+    }
+
+    fn write_ste_locked(&self, sid: StreamId, p: NonNull<u64>, target: &Ste) -> Result<(), Error> {
+        let cur = self.read_ste_at(p);
+        if cur == *target {
+            return Ok(());
+        }
+        let live = self.cmdq_live.load(core::sync::atomic::Ordering::Acquire);
+        if !live {
+            write_ste_mem(p, target);
+            if !self.coherent {
+                self.platform.dma_flush(p.cast(), 64);
+            }
+            return Ok(());
+        }
+        // Whatever the STE points at (CD tables, page tables) is visible before it.
+        barrier::dma_wmb();
+        let mut cur_used = cur.used_bits();
+        if let Some(q1) = cur_used.get_mut(1) {
+            *q1 &= !STE1_MEV;
+        }
+        let tgt_used = target.used_bits();
+        // The current entry with every bit it does not use already set to the target.
+        let unused_update: [u64; 8] =
+            core::array::from_fn(|i| match (cur.0.get(i), cur_used.get(i), target.0.get(i)) {
+                (Some(&c), Some(&cu), Some(&t)) => (c & cu) | (t & !cu),
+                _ => 0,
+            });
+        // The qwords whose used bits still differ from the target.
+        let mut diff = 0u32;
+        for (i, ((u, t), tu)) in unused_update
+            .iter()
+            .zip(target.0.iter())
+            .zip(tgt_used.iter())
+            .enumerate()
+        {
+            if (u ^ t) & tu != 0 {
+                diff |= 1 << i;
+            }
+        }
+        let mut unused_update = unused_update;
+        match diff.count_ones() {
+            0 => {
+                self.ste_step(sid, p, &target.0, 0..8, true)?;
+            }
+            1 => {
+                let critical = diff.trailing_zeros() as usize;
+                self.ste_step(sid, p, &unused_update, 0..8, true)?;
+                self.ste_step(sid, p, &target.0, critical..critical + 1, true)?;
+                self.ste_step(sid, p, &target.0, 0..8, true)?;
+            }
+            _ => {
+                unused_update[0] = cur.0[0] & !STE0_V;
+                self.ste_step(sid, p, &unused_update, 0..1, true)?;
+                self.ste_step(sid, p, &target.0, 1..8, true)?;
+                self.ste_step(sid, p, &target.0, 0..1, true)?;
+            }
+        }
+        if !self.config.quirks.contains(Quirks::BROKEN_PREFETCH) && target.valid() {
+            self.submit(&[Command::PrefetchConfig { sid, ssid: None }])?;
+        }
+        Ok(())
+    }
+}
