@@ -406,23 +406,46 @@ fn hardware_overflow_policy() {
     r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4).unwrap();
     let mut host = Host::default();
     let mut sink = r.sink(&mut host);
-    EventSink::overflow(&mut sink);
     EventSink::event(&mut sink, &s1_fault(PSID));
+    EventSink::overflow(&mut sink);
     assert_eq!(host.overflows, 1);
     assert_eq!(r.stats().evtq_overflows, 1);
+    assert_eq!(
+        r.stats().lost_marked,
+        1,
+        "only the vIOMMU with a vEVENTQ is marked"
+    );
     assert_eq!(r.viommu_stats(id).unwrap().evtq_overflows, 1);
+    assert_eq!(r.viommu_stats(id).unwrap().lost_marked, 1);
     assert_eq!(r.viommu_stats(other).unwrap().evtq_overflows, 1);
-    // The vEVENTQ is untouched by the overflow: the record after it reads as the first one.
+    assert_eq!(r.viommu_stats(other).unwrap().lost_marked, 0);
+    // The overflow consumed sequence 1 and left the LOST_EVENTS marker behind record 0.
+    assert!(r.veventq_readable(id, VeventqType::ArmSmmuv3));
     let mut buf = [0u8; 96];
+    let n = r
+        .read_vevents(id, VeventqType::ArmSmmuv3, &mut buf)
+        .unwrap();
+    assert_eq!(n, 40 + 8);
+    let recs = records(&buf[..n]);
+    assert_eq!(recs[0].0.sequence, 0);
+    assert_eq!(
+        (recs[1].0.flags, recs[1].0.sequence, recs[1].1),
+        (1, 1, None)
+    );
+    // Another overflow, then a real event: the event replaces the marker (a sequence gap).
+    let mut sink = r.sink(&mut host);
+    EventSink::overflow(&mut sink);
+    EventSink::event(&mut sink, &s1_fault(PSID));
     let n = r
         .read_vevents(id, VeventqType::ArmSmmuv3, &mut buf)
         .unwrap();
     let recs = records(&buf[..n]);
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].0.sequence, 0);
+    assert_eq!((recs[0].0.flags, recs[0].0.sequence), (0, 3));
     let mut host = Host::default();
     PriSink::overflow(&mut r.sink(&mut host));
     assert_eq!((r.stats().priq_overflows, host.overflows), (1, 1));
+    assert_eq!(r.stats().lost_marked, 2, "a PRI overflow marks nothing");
 }
 
 #[test]
@@ -725,5 +748,210 @@ proptest! {
         prop_assert_eq!(r.read_vevents(id, VeventqType::ArmSmmuv3, &mut buf), Ok(40));
         let evt = records(&buf)[0].1.unwrap();
         prop_assert_eq!(evt, [(d0 & 0xffff_ffff) | (u64::from(VSID.0) << 32), d1, d2, d3]);
+    }
+}
+
+/// The entry array as bytes (iommufd.md §5): each command LE, `len` bytes per entry, `tail`
+/// written after the 16 known bytes.
+fn entry_bytes(cmds: &[Command], len: usize, tail: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in cmds {
+        let mut e = vec![0u8; len.max(16)];
+        for (i, w) in c.encode().0.iter().enumerate() {
+            e[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        for b in e.iter_mut().skip(16) {
+            *b = tail;
+        }
+        e.truncate(len);
+        out.extend(e);
+    }
+    out
+}
+
+#[test]
+fn invalidate_bytes_follows_the_extensible_struct_rule() {
+    use arm_smmuv3::viommu::check_entries;
+    let (r, id, rec) = setup();
+    let cmds = [
+        Command::TlbiNhAsid {
+            vmid: Vmid(0),
+            asid: arm_smmuv3::Asid(4),
+        },
+        Command::CfgiCdAll { sid: StreamId(3) },
+    ];
+    let want = vec![vec![
+        Command::TlbiNhAsid {
+            vmid: Vmid(5),
+            asid: arm_smmuv3::Asid(4),
+        },
+        Command::CfgiCdAll { sid: PSID },
+    ]];
+    // Exactly 16 bytes, and longer entries with a zero tail.
+    for len in [16usize, 17, 24, 64] {
+        let b = entry_bytes(&cmds, len, 0);
+        let out = r.invalidate_bytes(id, &b, len as u32, 2, &rec);
+        assert_eq!((out.entry_num, out.result), (2, Ok(())), "entry_len {len}");
+        assert_eq!(rec.take(), want, "entry_len {len}");
+    }
+    // A non-zero byte the library does not understand: E2BIG, checked before anything is
+    // issued (the first entry is not run either).
+    for len in [17usize, 24] {
+        let mut b = entry_bytes(&cmds, len, 0);
+        *b.last_mut().unwrap() = 1;
+        let out = r.invalidate_bytes(id, &b, len as u32, 2, &rec);
+        assert_eq!((out.entry_num, out.result), (0, Err(Error::TooBig)));
+        assert_eq!(out.result.unwrap_err().errno(), -7);
+        assert!(rec.take().is_empty());
+    }
+    // Shorter entries are zero-filled (copy_struct_from_user): 8 bytes keep dword 0 only.
+    let b = entry_bytes(&[Command::TlbiNhAll { vmid: Vmid(1) }], 8, 0);
+    assert_eq!(b.len(), 8);
+    let out = r.invalidate_bytes(id, &b, 8, 1, &rec);
+    assert_eq!((out.entry_num, out.result), (1, Ok(())));
+    assert_eq!(rec.take(), vec![vec![Command::TlbiNhAll { vmid: Vmid(5) }]]);
+    // 4-byte entries keep the low half of dword 0 (the CFGI_CD_ALL loses its vSID).
+    let short = entry_bytes(&cmds, 4, 0);
+    let a = check_entries(&short, 4, 2).unwrap();
+    assert_eq!(a.len(), 2);
+    assert_eq!(
+        a.get(1).0,
+        [u64::from(0x06u8), 0],
+        "only the low 4 bytes survive"
+    );
+    // entry_len 0 with entries, a too short array, an empty array.
+    let out = r.invalidate_bytes(id, &[], 0, 1, &rec);
+    assert_eq!(out.result.unwrap_err().errno(), -22);
+    let out = r.invalidate_bytes(id, &entry_bytes(&cmds, 16, 0), 16, 3, &rec);
+    assert_eq!((out.entry_num, out.result.unwrap_err().errno()), (0, -22));
+    let out = r.invalidate_bytes(id, &[], 0, 0, &rec);
+    assert_eq!((out.entry_num, out.result), (0, Ok(())));
+    let out = r.invalidate_bytes(id, &[], u32::MAX, u32::MAX, &rec);
+    assert!(out.result.is_err());
+    assert!(rec.take().is_empty());
+}
+
+fn hwpt_invalidate_arg(size: u32, data_type: u32, entry_len: u32, entry_num: u32) -> Vec<u8> {
+    let a = arm_smmuv3::iommufd::HwptInvalidate {
+        size,
+        hwpt_id: 9,
+        data_uptr: 0x1000,
+        data_type,
+        entry_len,
+        entry_num,
+        reserved: 0,
+    };
+    let mut v = a.to_bytes().to_vec();
+    v.resize(size.max(32) as usize, 0);
+    v.truncate(size as usize);
+    v
+}
+
+fn written_entry_num(arg: &[u8]) -> u32 {
+    u32::from_ne_bytes(arg[24..28].try_into().unwrap())
+}
+
+#[test]
+fn hwpt_invalidate_ioctl_struct_rules() {
+    let (r, id, rec) = setup();
+    let cmds = [Command::TlbiNsnhAll, Command::TlbiNhAll { vmid: Vmid(9) }];
+    let data = entry_bytes(&cmds, 16, 0);
+    let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
+    assert_eq!(r.hwpt_invalidate(id, &mut arg, &data, &rec), Ok(()));
+    assert_eq!(written_entry_num(&arg), 2);
+    assert_eq!(rec.take().len(), 1);
+    // A larger struct from a newer caller: zero tail accepted, non-zero tail E2BIG.
+    let mut arg = hwpt_invalidate_arg(40, 1, 16, 2);
+    assert_eq!(r.hwpt_invalidate(id, &mut arg, &data, &rec), Ok(()));
+    arg[36] = 1;
+    assert_eq!(
+        r.hwpt_invalidate(id, &mut arg, &data, &rec)
+            .unwrap_err()
+            .errno(),
+        -7
+    );
+    // Below the minimum size, or a buffer shorter than `size`: EINVAL.
+    let mut arg = hwpt_invalidate_arg(28, 1, 16, 2);
+    assert_eq!(
+        r.hwpt_invalidate(id, &mut arg, &data, &rec),
+        Err(Error::InvalidArgument)
+    );
+    let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
+    arg[0] = 48;
+    assert_eq!(
+        r.hwpt_invalidate(id, &mut arg, &data, &rec),
+        Err(Error::InvalidArgument)
+    );
+    // Reserved: EOPNOTSUPP; wrong data type: EINVAL; entry_num written back as 0 for both.
+    let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
+    arg[28] = 1;
+    assert_eq!(
+        r.hwpt_invalidate(id, &mut arg, &data, &rec)
+            .unwrap_err()
+            .errno(),
+        -95
+    );
+    assert_eq!(written_entry_num(&arg), 0);
+    let mut arg = hwpt_invalidate_arg(32, 0, 16, 2);
+    assert_eq!(
+        r.hwpt_invalidate(id, &mut arg, &data, &rec),
+        Err(Error::InvalidArgument)
+    );
+    assert_eq!(written_entry_num(&arg), 0);
+    // An EIO entry: entry_num written back (0: its batch was not issued).
+    let bad = entry_bytes(&[Command::TlbiNsnhAll, Command::sync()], 16, 0);
+    let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
+    assert_eq!(r.hwpt_invalidate(id, &mut arg, &bad, &rec), Err(Error::Io));
+    assert_eq!(written_entry_num(&arg), 0);
+    assert_eq!(
+        rec.take().len(),
+        1,
+        "only the good 40-byte call since the last take"
+    );
+}
+
+proptest! {
+    /// Any entry length and tail: the byte path is the struct path on the zero-filled or
+    /// truncated entries, or E2BIG with nothing issued iff a byte past 16 is non-zero.
+    #[test]
+    fn invalidate_bytes_matches_the_struct_path(
+        len in 1usize..48,
+        tail in prop::collection::vec(any::<u8>(), 0..32),
+        asids in prop::collection::vec(0u16..256, 1..5),
+    ) {
+        let (r, id, rec) = setup();
+        let cmds: Vec<Command> = asids
+            .iter()
+            .map(|&a| Command::TlbiNhAsid { vmid: Vmid(0), asid: arm_smmuv3::Asid(a) })
+            .collect();
+        let mut b = entry_bytes(&cmds, len, 0);
+        if len > 16 {
+            for (k, t) in tail.iter().enumerate() {
+                let at = 16 + k;
+                if at < len {
+                    b[at] = *t; // only in the first entry
+                }
+            }
+        }
+        let out = r.invalidate_bytes(id, &b, len as u32, cmds.len() as u32, &rec);
+        let dirty = len > 16 && tail.iter().take(len - 16).any(|&t| t != 0);
+        if dirty {
+            prop_assert_eq!((out.entry_num, out.result), (0, Err(Error::TooBig)));
+            prop_assert!(rec.take().is_empty());
+        } else {
+            let ents: Vec<ViommuArmSmmuv3Invalidate> = b
+                .chunks(len)
+                .map(|e| {
+                    let mut img = [0u8; 16];
+                    let n = e.len().min(16);
+                    img[..n].copy_from_slice(&e[..n]);
+                    ViommuArmSmmuv3Invalidate::from_bytes(&img)
+                })
+                .collect();
+            let via_bytes = rec.take();
+            let out2 = r.invalidate(id, &ents, &rec);
+            prop_assert_eq!(out, out2);
+            prop_assert_eq!(via_bytes, rec.take());
+        }
     }
 }

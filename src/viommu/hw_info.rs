@@ -8,7 +8,9 @@
 
 use crate::error::Error;
 use crate::features::IdRegs;
-use crate::iommufd::{HwCapabilities, HwInfo, HwInfoArmSmmuv3, HwInfoFlags, HwInfoType};
+use crate::iommufd::{
+    HwCapabilities, HwInfo, HwInfoArmSmmuv3, HwInfoFlags, HwInfoTegra241Cmdqv, HwInfoType,
+};
 
 /// `IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI`: the host SMMU needs each TLBI and CFGI
 /// repeated (tegra241-cmdqv.md, Linux's `arm_smmu_hw_info`).
@@ -87,6 +89,31 @@ pub fn get_hw_info(
     info: &HwInfoArmSmmuv3,
     caps: DeviceCaps,
 ) -> Result<(), Error> {
+    hw_info_of(arg, data, info, None, caps)
+}
+
+/// `IOMMU_GET_HW_INFO` (iommufd.md §1) for a device behind an SMMU with a Tegra241 CMDQV: as
+/// [`get_hw_info`], and with `IOMMU_HW_INFO_FLAG_INPUT_TYPE` and type TEGRA241_CMDQV (3) it
+/// returns `cmdqv` (8 bytes, `data_type` = 3) instead. Asking for DEFAULT still gives the SMMUv3
+/// blob, as on Linux ("the TEGRA241_CMDQV type (3) must be asked for explicitly with
+/// INPUT_TYPE"). PASID width and capabilities are the device's whatever the type.
+pub fn get_hw_info_cmdqv(
+    arg: &mut HwInfo,
+    data: &mut [u8],
+    info: &HwInfoArmSmmuv3,
+    cmdqv: &HwInfoTegra241Cmdqv,
+    caps: DeviceCaps,
+) -> Result<(), Error> {
+    hw_info_of(arg, data, info, Some(cmdqv), caps)
+}
+
+fn hw_info_of(
+    arg: &mut HwInfo,
+    data: &mut [u8],
+    info: &HwInfoArmSmmuv3,
+    cmdqv: Option<&HwInfoTegra241Cmdqv>,
+    caps: DeviceCaps,
+) -> Result<(), Error> {
     use crate::error::Feature;
     if arg.size < HwInfo::MIN_SIZE {
         return Err(Error::InvalidArgument);
@@ -100,19 +127,28 @@ pub fn get_hw_info(
     } else {
         Some(HwInfoType::Default)
     };
-    if !matches!(ty, Some(HwInfoType::Default | HwInfoType::ArmSmmuv3)) {
-        return Err(Error::Unsupported(Feature::Stage1));
-    }
+    let smmu_blob;
+    let cmdqv_blob;
+    let (out_type, blob): (HwInfoType, &[u8]) = match (ty, cmdqv) {
+        (Some(HwInfoType::Default | HwInfoType::ArmSmmuv3), _) => {
+            smmu_blob = info.to_bytes();
+            (HwInfoType::ArmSmmuv3, &smmu_blob)
+        }
+        (Some(HwInfoType::Tegra241Cmdqv), Some(c)) => {
+            cmdqv_blob = c.to_bytes();
+            (HwInfoType::Tegra241Cmdqv, &cmdqv_blob)
+        }
+        _ => return Err(Error::Unsupported(Feature::Stage1)),
+    };
     let user = data
         .get_mut(..arg.data_len as usize)
         .ok_or(Error::InvalidArgument)?;
-    let blob = info.to_bytes();
     let n = user.len().min(blob.len());
     let (head, tail) = user.split_at_mut(n);
     head.copy_from_slice(blob.get(..n).unwrap_or(&[]));
     tail.fill(0);
-    arg.data_len = HwInfoArmSmmuv3::SIZE as u32;
-    arg.data_type = HwInfoType::ArmSmmuv3.raw();
+    arg.data_len = blob.len() as u32;
+    arg.data_type = out_type.raw();
     arg.out_max_pasid_log2 = caps.max_pasid_log2;
     let mut cap = HwCapabilities::empty();
     cap.set(HwCapabilities::DIRTY_TRACKING, caps.dirty_tracking);
@@ -240,6 +276,48 @@ mod tests {
                 .unwrap_err()
                 .errno(),
             -22
+        );
+    }
+
+    #[test]
+    fn tegra241_cmdqv_type_on_request_only() {
+        let info = arm_smmuv3_info(&Features::QEMU_VIRT_IDREGS, false);
+        let cq = HwInfoTegra241Cmdqv {
+            flags: 0,
+            version: 1,
+            log2vcmdqs: 2,
+            log2vsids: 4,
+            reserved: 0,
+        };
+        let caps = DeviceCaps::default();
+        // INPUT_TYPE + type 3: the 8-byte CMDQV blob, zero-filled beyond.
+        let mut buf = [0xaau8; 16];
+        let mut a = HwInfo {
+            flags: 1,
+            data_type: 3,
+            ..arg(16)
+        };
+        get_hw_info_cmdqv(&mut a, &mut buf, &info, &cq, caps).unwrap();
+        assert_eq!((a.data_len, a.data_type), (8, 3));
+        assert_eq!(buf[..8], [0, 0, 0, 0, 1, 2, 4, 0]);
+        assert_eq!(buf[8..], [0; 8]);
+        // DEFAULT on a CMDQV host still gives the SMMUv3 blob.
+        let mut buf = [0u8; 40];
+        let mut a = arg(40);
+        get_hw_info_cmdqv(&mut a, &mut buf, &info, &cq, caps).unwrap();
+        assert_eq!((a.data_len, a.data_type), (40, 2));
+        assert_eq!(buf, info.to_bytes());
+        // Without a CMDQV, type 3 is EOPNOTSUPP.
+        let mut a = HwInfo {
+            flags: 1,
+            data_type: 3,
+            ..arg(0)
+        };
+        assert_eq!(
+            get_hw_info(&mut a, &mut [], &info, caps)
+                .unwrap_err()
+                .errno(),
+            -95
         );
     }
 }

@@ -27,6 +27,7 @@ use crate::command::{ATC_INV_SIZE_ALL, CmdqEntry, Command, Opcode};
 use crate::error::Error;
 use crate::features::Features;
 use crate::ids::{StreamId, VStreamId, Vmid};
+use crate::iommufd::ViommuArmSmmuv3Invalidate;
 
 /// Commands per batch: one command-queue batch of Linux (64 slots) minus the CMD_SYNC. A longer
 /// array is issued in several batches, each with its own CMD_SYNC (iommufd.md §5 "Issue model").
@@ -172,6 +173,112 @@ pub fn sanitise_guest_command(
         _ => return Err(Error::Io),
     }
     Command::decode(e).map_err(|_| Error::Io)
+}
+
+/// Linux's `copy_struct_from_user` (iommufd.md §0 and §5 "extensible struct" rule): copies the
+/// caller's `src` (its `size` bytes) into the kernel-sized `dst`. A shorter `src` leaves the
+/// rest of `dst` zero; a longer one must have only zero bytes past `dst.len()`, otherwise
+/// [`Error::TooBig`] (`E2BIG`, "non-zero bytes in a part the kernel does not understand").
+pub fn copy_struct_from_user(dst: &mut [u8], src: &[u8]) -> Result<(), Error> {
+    let n = dst.len().min(src.len());
+    let (known, rest) = src.split_at(n);
+    if rest.iter().any(|&b| b != 0) {
+        return Err(Error::TooBig);
+    }
+    let (head, tail) = dst.split_at_mut(n);
+    head.copy_from_slice(known);
+    tail.fill(0);
+    Ok(())
+}
+
+/// Reads a `size`-prefixed uAPI struct of `N` bytes from the caller's `bytes` (iommufd.md §0:
+/// "The first `__u32` of every ioctl struct is `size`"): `size` below `min_size` → EINVAL;
+/// `bytes` shorter than `size` → EINVAL (Linux: EFAULT, which [`Error`] does not carry); a
+/// `size` above `N` needs zero bytes past `N` (E2BIG); a `size` below `N` reads the missing
+/// tail as zero. Returns the struct's bytes and the caller's `size`.
+pub fn read_sized<const N: usize>(bytes: &[u8], min_size: u32) -> Result<([u8; N], u32), Error> {
+    let size = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_ne_bytes)
+        .ok_or(Error::InvalidArgument)?;
+    if size < min_size {
+        return Err(Error::InvalidArgument);
+    }
+    let user = bytes.get(..size as usize).ok_or(Error::InvalidArgument)?;
+    let mut out = [0u8; N];
+    copy_struct_from_user(&mut out, user)?;
+    Ok((out, size))
+}
+
+/// The guest commands of an `IOMMU_HWPT_INVALIDATE` array given as bytes: `entry_num` entries
+/// of `entry_len` bytes each (iommufd.md §5). Checks the whole array before anything is issued,
+/// as Linux copies it whole first:
+/// - `entry_num == 0`: an empty array (the uAPI's "probe" use; the spec's recommended 0);
+/// - `entry_len == 0` with entries → EINVAL;
+/// - `entry_len * entry_num` overflowing → EOVERFLOW, more than `data` holds → EINVAL
+///   (Linux: EFAULT);
+/// - each entry by [`copy_struct_from_user`] into the 16-byte
+///   `iommu_viommu_arm_smmuv3_invalidate`: `entry_len == 16` as is, shorter zero-filled, longer
+///   only with a zero tail (E2BIG otherwise).
+///
+/// Returns the entries' 16-byte images (read with [`entry_command`]).
+pub fn check_entries(data: &[u8], entry_len: u32, entry_num: u32) -> Result<EntryArray<'_>, Error> {
+    if entry_num == 0 {
+        return Ok(EntryArray { data: &[], len: 1 });
+    }
+    if entry_len == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let total = (entry_len as usize)
+        .checked_mul(entry_num as usize)
+        .ok_or(Error::Overflow)?;
+    let data = data.get(..total).ok_or(Error::InvalidArgument)?;
+    let len = entry_len as usize;
+    let mut img = [0u8; ViommuArmSmmuv3Invalidate::SIZE];
+    for e in data.chunks_exact(len) {
+        copy_struct_from_user(&mut img, e)?;
+    }
+    Ok(EntryArray { data, len })
+}
+
+/// A checked array of guest invalidation entries (see [`check_entries`]).
+#[derive(Clone, Copy, Debug)]
+pub struct EntryArray<'a> {
+    data: &'a [u8],
+    len: usize,
+}
+
+impl EntryArray<'_> {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.data.len() / self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Entry `i` as a raw command (CPU order), its unknown tail dropped or its missing tail
+    /// zero; a zero command past the end.
+    pub fn get(&self, i: usize) -> CmdqEntry {
+        let mut img = [0u8; ViommuArmSmmuv3Invalidate::SIZE];
+        if let Some(e) = i
+            .checked_mul(self.len)
+            .and_then(|at| self.data.get(at..at.checked_add(self.len)?))
+        {
+            // Checked in `check_entries`.
+            let _ = copy_struct_from_user(&mut img, e);
+        }
+        entry_command(&img)
+    }
+}
+
+/// The raw command of one 16-byte `iommu_viommu_arm_smmuv3_invalidate` image (`cmd[2]` is
+/// `__aligned_le64`).
+pub fn entry_command(img: &[u8; ViommuArmSmmuv3Invalidate::SIZE]) -> CmdqEntry {
+    CmdqEntry(ViommuArmSmmuv3Invalidate::from_bytes(img).cmd)
 }
 
 /// What an invalidation request did: `entry_num` is always meaningful (iommufd.md §5: "The

@@ -17,8 +17,12 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::gate::Gate;
-use super::invalidate::{GuestCmdPolicy, INVALIDATE_BATCH, InvalidateOutcome, invalidate_batches};
+use super::invalidate::{
+    GuestCmdPolicy, INVALIDATE_BATCH, InvalidateOutcome, check_entries, invalidate_batches,
+    read_sized,
+};
 use super::iopf::{Fault, FaultGroups, FaultRing};
+use super::producer::Producer;
 use super::routing::{GENERATION_MASK, Lookup, MAX_VIOMMUS, Route, RoutingTable};
 use super::sink::{CommandSink, EventSink, PriSink};
 use super::veventq::{Reported, VeventQueue};
@@ -29,15 +33,30 @@ use crate::event::{EventId, EvtqEntry};
 use crate::features::Features;
 use crate::ids::{StreamId, VStreamId, Vmid};
 use crate::iommufd::{
-    HwInfoArmSmmuv3, HwptPageResponse, HwptPgfault, VeventArmSmmuv3, VeventTegra241Cmdqv,
-    VeventqType, ViommuArmSmmuv3Invalidate,
+    HwInfoArmSmmuv3, HwptInvalidate, HwptInvalidateDataType, HwptPageResponse, HwptPgfault,
+    VeventArmSmmuv3, VeventTegra241Cmdqv, VeventqType, ViommuArmSmmuv3Invalidate,
 };
 use crate::pri::PriqEntry;
 use crate::ste::{S2Config, Ste};
 
+#[cfg(feature = "cmdqv")]
+#[path = "router_cmdqv.rs"]
+mod cmdqv;
+#[cfg(feature = "cmdqv")]
+pub use cmdqv::CmdqvRouterSink;
+
 /// How many rounds teardown waits for an IRQ-path producer inside a vIOMMU's ring before it
 /// reports [`Error::Busy`] (the caller retries; no new producer can get in meanwhile).
 pub const TEARDOWN_SPINS: u32 = 1 << 16;
+
+/// How many rounds an IRQ-path producer waits for another one (the other drain, or an overflow
+/// being marked) to leave the router's rings before it gives the record to the host
+/// ([`HostReason::Contended`]). The holder does a constant amount of work.
+pub const PRODUCER_SPINS: u32 = 1 << 12;
+
+/// At most this many LOST_EVENTS sequence numbers are consumed per vEVENTQ in one go (overflows
+/// reported while the rings were busy are carried out together).
+const MAX_LOST_PER_MARK: u32 = 64;
 
 /// Event IDs forwarded to a guest (iommufd.md §6 "What the kernel writes into an SMMUv3 vEVENT"):
 /// C_BAD_STE, F_STREAM_DISABLED, C_BAD_SUBSTREAMID, C_BAD_CD, F_TRANSLATION, F_ADDR_SIZE,
@@ -181,6 +200,9 @@ pub struct RouterStats {
     pub host_other: u64,
     /// Hardware event-queue overflows seen.
     pub evtq_overflows: u64,
+    /// LOST_EVENTS markers placed in vEVENTQs for hardware event-queue overflows (one per
+    /// overflow and live vIOMMU with an SMMUv3 vEVENTQ).
+    pub lost_marked: u64,
     /// Hardware PRI-queue overflows seen.
     pub priq_overflows: u64,
 }
@@ -195,6 +217,7 @@ struct Counters {
     host_stage2: AtomicU64,
     host_other: AtomicU64,
     evtq_overflows: AtomicU64,
+    lost_marked: AtomicU64,
     priq_overflows: AtomicU64,
 }
 
@@ -209,6 +232,7 @@ impl Counters {
             host_stage2: AtomicU64::new(0),
             host_other: AtomicU64::new(0),
             evtq_overflows: AtomicU64::new(0),
+            lost_marked: AtomicU64::new(0),
             priq_overflows: AtomicU64::new(0),
         }
     }
@@ -224,6 +248,7 @@ impl Counters {
             host_stage2: l(&self.host_stage2),
             host_other: l(&self.host_other),
             evtq_overflows: l(&self.evtq_overflows),
+            lost_marked: l(&self.lost_marked),
             priq_overflows: l(&self.priq_overflows),
         }
     }
@@ -231,6 +256,10 @@ impl Counters {
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Counters of one vIOMMU.
@@ -246,6 +275,8 @@ pub struct ViommuStats {
     /// Hardware event-queue overflows seen while it was live (any of its records may have been
     /// among the lost ones).
     pub evtq_overflows: u64,
+    /// Sequence numbers its SMMUv3 vEVENTQ gave to LOST_EVENTS markers for those overflows.
+    pub lost_marked: u64,
     /// Faults queued for its fault queue.
     pub iopf: u64,
     /// Faults passed to the host because its fault queue was missing or full.
@@ -257,6 +288,8 @@ struct Ctl<const D: usize, const F: usize> {
     policy: GuestCmdPolicy,
     vdevices: heapless::Vec<VDevice, D>,
     groups: FaultGroups<F>,
+    /// The guest VINTF of a TEGRA241_CMDQV vIOMMU.
+    vintf: Option<u8>,
 }
 
 impl<const D: usize, const F: usize> Ctl<D, F> {
@@ -281,6 +314,7 @@ pub struct Viommu<const D: usize, const Q: usize, const F: usize> {
     dropped_full: AtomicU64,
     dropped_no_veventq: AtomicU64,
     evtq_overflows: AtomicU64,
+    lost_marked: AtomicU64,
     iopf: AtomicU64,
     iopf_to_host: AtomicU64,
 }
@@ -304,6 +338,7 @@ impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
             dropped_full: AtomicU64::new(0),
             dropped_no_veventq: AtomicU64::new(0),
             evtq_overflows: AtomicU64::new(0),
+            lost_marked: AtomicU64::new(0),
             iopf: AtomicU64::new(0),
             iopf_to_host: AtomicU64::new(0),
         }
@@ -327,6 +362,7 @@ impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
             dropped_full: l(&self.dropped_full),
             dropped_no_veventq: l(&self.dropped_no_veventq),
             evtq_overflows: l(&self.evtq_overflows),
+            lost_marked: l(&self.lost_marked),
             iopf: l(&self.iopf),
             iopf_to_host: l(&self.iopf_to_host),
         }
@@ -338,6 +374,7 @@ impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
             &self.dropped_full,
             &self.dropped_no_veventq,
             &self.evtq_overflows,
+            &self.lost_marked,
             &self.iopf,
             &self.iopf_to_host,
         ] {
@@ -357,6 +394,14 @@ pub struct Router<const V: usize, const S: usize, const D: usize, const Q: usize
     /// Serialises route writers and vIOMMU allocation; taken before any vIOMMU's `ctl`.
     writers: spin::Mutex<()>,
     counters: Counters,
+    /// The IRQ-path producer token of the SMMUv3 vEVENTQs and the fault rings (event drain,
+    /// PRI drain, overflow marks).
+    producer: Producer,
+    /// The producer token of the TEGRA241_CMDQV vEVENTQs (the CMDQV error interrupt).
+    cmdqv_producer: Producer,
+    /// VINTF index → owning vIOMMU (its [`ViommuId`] with bit 31 set), 0 if none.
+    #[cfg(feature = "cmdqv")]
+    vintf_owner: [AtomicU32; crate::cmdqv::regs::MAX_VINTFS],
 }
 
 impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> Default
@@ -381,6 +426,10 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             routes: RoutingTable::new(),
             writers: spin::Mutex::new(()),
             counters: Counters::new(),
+            producer: Producer::new(),
+            cmdqv_producer: Producer::new(),
+            #[cfg(feature = "cmdqv")]
+            vintf_owner: [const { AtomicU32::new(0) }; crate::cmdqv::regs::MAX_VINTFS],
         }
     }
 
@@ -447,6 +496,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                 policy: GuestCmdPolicy::new(vmid, &cfg.features),
                 vdevices: heapless::Vec::new(),
                 groups: FaultGroups::new(),
+                vintf: None,
             });
             v.reset_counters();
             v.state
@@ -457,18 +507,34 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     }
 
     /// Destroys a vIOMMU that has no children left (IOMMU_DESTROY, iommufd.md §0): EBUSY while
-    /// it has a vDEVICE, a vEVENTQ or a fault queue.
+    /// it has a vDEVICE, a vEVENTQ or a fault queue. A TEGRA241_CMDQV vIOMMU is destroyed with
+    /// `Router::destroy_viommu_cmdqv` (EINVAL here).
     pub fn destroy_viommu(&self, id: ViommuId) -> Result<(), Error> {
+        self.destroy_viommu_with(id, |c| match c.vintf {
+            Some(_) => Err(Error::InvalidArgument),
+            None => Ok(()),
+        })
+    }
+
+    /// [`Router::destroy_viommu`] with `release` run after the busy checks and before the slot
+    /// is freed (an error keeps the vIOMMU).
+    fn destroy_viommu_with(
+        &self,
+        id: ViommuId,
+        release: impl FnOnce(&Ctl<D, F>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let _w = self.writers.lock();
         let v = self.get(id)?;
         let mut ctl = v.ctl.lock();
-        let busy = ctl.as_ref().is_some_and(|c| !c.vdevices.is_empty())
+        let c = ctl.as_ref().ok_or(Error::NotFound)?;
+        let busy = !c.vdevices.is_empty()
             || v.veventq.is_open()
             || v.veventq_cmdqv.is_open()
             || v.faults.is_open();
         if busy {
             return Err(Error::Busy);
         }
+        release(c)?;
         v.state
             .store(u32::from(id.generation()) << 1, Ordering::Release);
         *ctl = None;
@@ -483,7 +549,30 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     ///
     /// [`Error::Busy`] if a producer did not leave in time: the vIOMMU is then half torn down
     /// (no record reaches it any more); call again to finish.
+    ///
+    /// A TEGRA241_CMDQV vIOMMU is torn down with `Router::teardown_viommu_cmdqv` (EINVAL here).
     pub fn teardown_viommu(&self, id: ViommuId, cmds: &impl CommandSink) -> Result<usize, Error> {
+        self.teardown_viommu_with(
+            id,
+            cmds,
+            |c| match c.vintf {
+                Some(_) => Err(Error::InvalidArgument),
+                None => Ok(()),
+            },
+            |_| Ok(()),
+        )
+    }
+
+    /// [`Router::teardown_viommu`] with `check` run first (an error leaves everything as it
+    /// was) and `release` run once the rings are gone and before the slot is freed (an error
+    /// leaves the vIOMMU half torn down; calling again resumes).
+    fn teardown_viommu_with(
+        &self,
+        id: ViommuId,
+        cmds: &impl CommandSink,
+        check: impl FnOnce(&Ctl<D, F>) -> Result<(), Error>,
+        release: impl FnOnce(&mut Ctl<D, F>) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
         let _w = self.writers.lock();
         let v = self
             .viommus
@@ -496,6 +585,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         if v.generation() != id.generation() {
             return Err(Error::NotFound);
         }
+        check(ctl)?;
         // 1. Stop delivery: the IRQ path compares the generation it routed with.
         v.state
             .store(u32::from(id.generation()) << 1, Ordering::Release);
@@ -520,6 +610,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             return Err(Error::Busy);
         }
         let result = result.and(answer_invalid(&mut ctl.groups, None, cmds, &mut answered));
+        release(ctl)?;
         *guard = None;
         result.map(|()| answered)
     }
@@ -549,6 +640,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// EINVAL (StreamIDs are 32 bits wide); `psid` outside the SMMU's SIDSIZE → EINVAL (not a
     /// device of this SMMU); the device already has a vDEVICE (in any vIOMMU) → EEXIST; the
     /// vSID is already used in this vIOMMU → EEXIST; no room → ENOMEM.
+    ///
+    /// On a TEGRA241_CMDQV vIOMMU use `Router::alloc_vdevice_cmdqv` (EINVAL here).
     pub fn alloc_vdevice(
         &self,
         id: ViommuId,
@@ -556,6 +649,33 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         psid: StreamId,
         virt_id: u64,
         ats_capable: bool,
+    ) -> Result<VStreamId, Error> {
+        self.alloc_vdevice_with(
+            id,
+            dev_id,
+            psid,
+            virt_id,
+            ats_capable,
+            |c, _| match c.vintf {
+                Some(_) => Err(Error::InvalidArgument),
+                None => Ok(()),
+            },
+            |_, _| {},
+        )
+    }
+
+    /// [`Router::alloc_vdevice`] with `bind` run after the checks and before the route is
+    /// made, and `unbind` run if the route cannot be made after `bind` succeeded.
+    #[allow(clippy::too_many_arguments)]
+    fn alloc_vdevice_with(
+        &self,
+        id: ViommuId,
+        dev_id: u32,
+        psid: StreamId,
+        virt_id: u64,
+        ats_capable: bool,
+        bind: impl FnOnce(&Ctl<D, F>, VStreamId) -> Result<(), Error>,
+        unbind: impl FnOnce(&Ctl<D, F>, VStreamId),
     ) -> Result<VStreamId, Error> {
         let vsid = VStreamId(u32::try_from(virt_id).map_err(|_| Error::InvalidArgument)?);
         let _w = self.writers.lock();
@@ -573,16 +693,20 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             if c.vdevices.is_full() {
                 return Err(Error::NoMemory);
             }
+            bind(c, vsid)?;
             let route = Route {
                 viommu: id.index(),
                 generation: id.generation(),
                 vsid,
                 attached: false,
             };
-            self.routes.insert(psid, route).map_err(|e| match e {
-                Error::NoSpace => Error::NoMemory,
-                e => e,
-            })?;
+            if let Err(e) = self.routes.insert(psid, route) {
+                unbind(c, vsid);
+                return Err(match e {
+                    Error::NoSpace => Error::NoMemory,
+                    e => e,
+                });
+            }
             c.vdevices
                 .push(VDevice {
                     dev_id,
@@ -599,14 +723,32 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// Destroys a vDEVICE: its pending and delivered fault groups are answered INVALID through
     /// `cmds`, its route goes (records of the device then go to the host). ENOENT if the vSID
     /// has no vDEVICE here.
+    ///
+    /// On a TEGRA241_CMDQV vIOMMU use `Router::destroy_vdevice_cmdqv` (EINVAL here).
     pub fn destroy_vdevice(
         &self,
         id: ViommuId,
         vsid: VStreamId,
         cmds: &impl CommandSink,
     ) -> Result<(), Error> {
+        self.destroy_vdevice_with(id, vsid, cmds, |c, _| match c.vintf {
+            Some(_) => Err(Error::InvalidArgument),
+            None => Ok(()),
+        })
+    }
+
+    /// [`Router::destroy_vdevice`] with `check` run once the vDEVICE is found and before
+    /// anything changes.
+    fn destroy_vdevice_with(
+        &self,
+        id: ViommuId,
+        vsid: VStreamId,
+        cmds: &impl CommandSink,
+        check: impl FnOnce(&Ctl<D, F>, VStreamId) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let _w = self.writers.lock();
         self.with_ctl(id, |v, c| {
+            check(c, vsid)?;
             let pos = c
                 .vdevices
                 .iter()
@@ -777,24 +919,38 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     }
 
     /// Reports a Tegra241 CMDQV error map to vIOMMU `id`'s CMDQV vEVENTQ (the CMDQV error
-    /// interrupt path; iommufd.md §6 "Tegra241 CMDQV vEVENT"). IRQ-path safe.
+    /// interrupt path; iommufd.md §6 "Tegra241 CMDQV vEVENT"). IRQ-path safe: the CMDQV vEVENTQs
+    /// have their own producer token (waited for at most [`PRODUCER_SPINS`] rounds, else
+    /// [`HostReason::Contended`]). Counted in the router's and the vIOMMU's counters like
+    /// SMMUv3 records. With feature `cmdqv`, `Router::cmdqv_sink` finds `id` from the VINTF.
     pub fn report_cmdqv(&self, id: ViommuId, payload: &VeventTegra241Cmdqv) -> Routed {
         let viommu = id.index();
         let Some(v) = self.viommus.get(usize::from(viommu)) else {
             return Routed::Host(HostReason::Stale);
         };
-        let r = v.veventq_cmdqv.read(|q| {
-            if v.accepts(id.generation()) {
-                Some(q.report(payload))
-            } else {
-                None
-            }
+        let r = self.cmdqv_producer.run(PRODUCER_SPINS, &mut |_| {}, || {
+            v.veventq_cmdqv
+                .read(|q| v.accepts(id.generation()).then(|| q.report(payload)))
         });
         match r {
-            Some(Some(Reported::Queued { sequence })) => Routed::Forwarded { viommu, sequence },
-            Some(Some(Reported::Dropped { .. })) => Routed::DroppedFull { viommu },
+            Some(Some(Some(Reported::Queued { sequence }))) => {
+                bump(&self.counters.forwarded);
+                bump(&v.forwarded);
+                Routed::Forwarded { viommu, sequence }
+            }
+            Some(Some(Some(Reported::Dropped { .. }))) => {
+                bump(&self.counters.dropped_full);
+                bump(&v.dropped_full);
+                Routed::DroppedFull { viommu }
+            }
+            Some(Some(None)) => Routed::Host(HostReason::Stale),
+            Some(None) if v.accepts(id.generation()) => {
+                bump(&self.counters.dropped_no_veventq);
+                bump(&v.dropped_no_veventq);
+                Routed::DroppedNoVeventq { viommu }
+            }
             Some(None) => Routed::Host(HostReason::Stale),
-            None => Routed::DroppedNoVeventq { viommu },
+            None => Routed::Host(HostReason::Contended),
         }
     }
 
@@ -896,15 +1052,98 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         entries: &[ViommuArmSmmuv3Invalidate],
         cmds: &impl CommandSink,
     ) -> InvalidateOutcome {
+        self.invalidate_with(
+            id,
+            entries.len(),
+            |i| {
+                entries
+                    .get(i)
+                    .map_or(CmdqEntry::default(), |e| CmdqEntry(e.cmd))
+            },
+            cmds,
+        )
+    }
+
+    /// [`Router::invalidate`] on the caller's array as bytes: `entry_num` entries of
+    /// `entry_len` bytes (the `data_uptr` array of `iommu_hwpt_invalidate`). The whole array is
+    /// checked first with Linux's size rules ([`check_entries`]: `entry_len` 0 → EINVAL; an
+    /// entry shorter than 16 bytes is zero-filled; a longer one needs a zero tail, else E2BIG
+    /// with `entry_num` 0 and nothing issued); an empty array succeeds.
+    pub fn invalidate_bytes(
+        &self,
+        id: ViommuId,
+        data: &[u8],
+        entry_len: u32,
+        entry_num: u32,
+        cmds: &impl CommandSink,
+    ) -> InvalidateOutcome {
+        let entries = match check_entries(data, entry_len, entry_num) {
+            Ok(e) => e,
+            Err(e) => {
+                return InvalidateOutcome {
+                    entry_num: 0,
+                    result: Err(e),
+                };
+            }
+        };
+        self.invalidate_with(id, entries.len(), |i| entries.get(i), cmds)
+    }
+
+    /// IOMMU_HWPT_INVALIDATE as the ioctl takes it (iommufd.md §5): `arg` is the caller's
+    /// `struct iommu_hwpt_invalidate` as bytes (`size`-prefixed: below 32 → EINVAL, a longer
+    /// struct needs a zero tail → E2BIG; [`read_sized`]), `data` the entry array `data_uptr`
+    /// points to. `hwpt_id` and `data_uptr` are the caller's to resolve (to `id` and `data`).
+    /// Checks as Linux: `__reserved` ≠ 0 → EOPNOTSUPP; `data_type` other than
+    /// VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 → EINVAL; then [`Router::invalidate_bytes`]. Once the
+    /// struct was read, `entry_num` is written back into `arg` whatever the result (Linux
+    /// "always writes entry_num back, even on error").
+    pub fn hwpt_invalidate(
+        &self,
+        id: ViommuId,
+        arg: &mut [u8],
+        data: &[u8],
+        cmds: &impl CommandSink,
+    ) -> Result<(), Error> {
+        let (img, _) = read_sized::<{ HwptInvalidate::SIZE }>(arg, HwptInvalidate::MIN_SIZE)?;
+        let a = HwptInvalidate::from_bytes(&img);
+        let out = if a.reserved != 0 {
+            InvalidateOutcome {
+                entry_num: 0,
+                result: Err(Error::Unsupported(Feature::Nesting)),
+            }
+        } else if a.data_type != HwptInvalidateDataType::ArmSmmuv3.raw() {
+            InvalidateOutcome {
+                entry_num: 0,
+                result: Err(Error::InvalidArgument),
+            }
+        } else {
+            self.invalidate_bytes(id, data, a.entry_len, a.entry_num, cmds)
+        };
+        let at = core::mem::offset_of!(HwptInvalidate, entry_num);
+        if let Some(dst) = arg.get_mut(at..at + 4) {
+            dst.copy_from_slice(&out.entry_num.to_ne_bytes());
+        }
+        out.result
+    }
+
+    fn invalidate_with(
+        &self,
+        id: ViommuId,
+        n: usize,
+        entry: impl Fn(usize) -> CmdqEntry,
+        cmds: &impl CommandSink,
+    ) -> InvalidateOutcome {
         let r = self.with_ctl(id, |_, c| {
             let mut raw = [CmdqEntry::default(); INVALIDATE_BATCH];
             let mut done = 0u32;
-            for chunk in entries.chunks(INVALIDATE_BATCH) {
-                for (dst, src) in raw.iter_mut().zip(chunk) {
-                    *dst = CmdqEntry(src.cmd);
+            let mut start = 0usize;
+            while start < n {
+                let len = (n - start).min(INVALIDATE_BATCH);
+                for (i, dst) in raw.iter_mut().take(len).enumerate() {
+                    *dst = entry(start + i);
                 }
                 let out = invalidate_batches(
-                    raw.get(..chunk.len()).unwrap_or(&[]),
+                    raw.get(..len).unwrap_or(&[]),
                     &c.policy,
                     |vsid| c.vdevice(vsid).map(|d| d.psid),
                     |b| cmds.submit(b),
@@ -916,6 +1155,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                         result: out.result,
                     });
                 }
+                start += len;
             }
             Ok(InvalidateOutcome {
                 entry_num: done,
@@ -940,8 +1180,18 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// - an ID in [`FORWARDED_EVENTS`] → the vIOMMU's SMMUv3 vEVENTQ with only the StreamID
     ///   replaced by the vSID, or dropped and counted if it has none;
     /// - anything else → `host`.
+    ///
+    /// The router's rings are single-producer: the call first takes the router's producer token
+    /// (shared with [`Router::route_page_request`] and the overflow marks of
+    /// [`Router::route_overflow`]), waiting at most [`PRODUCER_SPINS`] rounds, else the record
+    /// goes to `host` ([`HostReason::Contended`]).
     pub fn route_event(&self, entry: &EvtqEntry, host: &mut impl EventSink) -> Routed {
-        let routed = self.classify_event(entry);
+        let routed = self
+            .producer
+            .run(PRODUCER_SPINS, &mut |n| self.mark_lost(n), || {
+                self.classify_event(entry)
+            })
+            .unwrap_or(Routed::Host(HostReason::Contended));
         if let Routed::Host(reason) = routed {
             match reason {
                 HostReason::Unassigned => bump(&self.counters.host_unassigned),
@@ -1038,11 +1288,17 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// Routes one PRI queue entry (IRQ path): a page request of a device attached to a nested
     /// STE goes to its vIOMMU's fault queue; anything else (no vDEVICE, not attached, no or a
     /// full fault queue) goes to `host`, which must answer it with PRI_RESP if Last is set.
+    /// Takes the producer token as [`Router::route_event`] does.
     pub fn route_page_request(&self, entry: &PriqEntry, host: &mut impl PriSink) -> Routed {
-        let routed = match self.lookup(entry.sid()) {
-            Ok((route, v)) => self.queue_fault(v, route, &Fault::from_pri(entry)),
-            Err(r) => Routed::Host(r),
-        };
+        let routed = self
+            .producer
+            .run(PRODUCER_SPINS, &mut |n| self.mark_lost(n), || {
+                match self.lookup(entry.sid()) {
+                    Ok((route, v)) => self.queue_fault(v, route, &Fault::from_pri(entry)),
+                    Err(r) => Routed::Host(r),
+                }
+            })
+            .unwrap_or(Routed::Host(HostReason::Contended));
         if let Routed::Host(reason) = routed {
             match reason {
                 HostReason::Unassigned => bump(&self.counters.host_unassigned),
@@ -1054,11 +1310,15 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     }
 
     /// A hardware event-queue overflow (IRQ path). Records were lost and their owners are
-    /// unknown, so the loss is charged to everyone who may have lost one: the router's and every
-    /// live vIOMMU's `evtq_overflows` counters, and the host's sink. The vEVENTQs themselves are
-    /// left untouched, as Linux leaves them (it only logs the overflow): a loss marker needs a
-    /// sequence number consumed without a record, which the vEVENTQ ring cannot do yet (see the
-    /// module documentation).
+    /// unknown, so the loss is charged to everyone who may have lost one (see the module
+    /// documentation, "Hardware event-queue overflow"): the router's and every live vIOMMU's
+    /// `evtq_overflows` counters, every live vIOMMU's SMMUv3 vEVENTQ, which gets a LOST_EVENTS
+    /// marker at its tail with a freshly consumed sequence number
+    /// ([`VeventQueue::report_lost`], Linux's allocation-failure path), and the host's sink.
+    ///
+    /// Never waits: if another IRQ-path producer holds the router's rings, the marking is left
+    /// to it and done before it leaves. A vIOMMU without an SMMUv3 vEVENTQ gets nothing (as an
+    /// event for it would be dropped).
     pub fn route_overflow(&self, host: &mut impl EventSink) {
         bump(&self.counters.evtq_overflows);
         for v in &self.viommus {
@@ -1066,7 +1326,31 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                 bump(&v.evtq_overflows);
             }
         }
+        self.producer.defer(&mut |n| self.mark_lost(n));
         host.overflow();
+    }
+
+    /// Places LOST_EVENTS markers for `n` overflows in every live vIOMMU's SMMUv3 vEVENTQ
+    /// (producer token held). Bounded: `V` vIOMMUs × at most [`MAX_LOST_PER_MARK`] numbers.
+    fn mark_lost(&self, n: u32) {
+        let n = n.min(MAX_LOST_PER_MARK);
+        for v in &self.viommus {
+            let marked = v.veventq.read(|q| {
+                // Checked inside the gate, as for records: a queue opened for the slot's next
+                // vIOMMU was opened after the state changed.
+                if v.state.load(Ordering::Acquire) & LIVE == 0 {
+                    return false;
+                }
+                for _ in 0..n {
+                    q.report_lost();
+                }
+                true
+            });
+            if marked == Some(true) {
+                add(&self.counters.lost_marked, u64::from(n));
+                add(&v.lost_marked, u64::from(n));
+            }
+        }
     }
 
     /// A hardware PRI-queue overflow (IRQ path): counted and passed to the host's sink. Lost page

@@ -141,6 +141,8 @@ pub struct VeventqStats {
     pub queued: u64,
     /// Events dropped because the queue held `veventq_depth` unread events.
     pub dropped_full: u64,
+    /// Events reported lost without a record ([`VeventQueue::report_lost`]).
+    pub lost: u64,
     /// Normal records handed to the reader.
     pub records_read: u64,
     /// LOST_EVENTS markers handed to the reader.
@@ -210,6 +212,7 @@ pub struct VeventQueue<P: VeventPayload, const N: usize> {
     lost: AtomicU64,
     queued: AtomicU64,
     dropped_full: AtomicU64,
+    lost_reported: AtomicU64,
     records_read: AtomicU64,
     lost_markers_read: AtomicU64,
     _payload: PhantomData<fn() -> P>,
@@ -226,6 +229,7 @@ macro_rules! queue_init {
             lost: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             dropped_full: AtomicU64::new(0),
+            lost_reported: AtomicU64::new(0),
             records_read: AtomicU64::new(0),
             lost_markers_read: AtomicU64::new(0),
             _payload: PhantomData,
@@ -303,11 +307,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
     /// new event is dropped, the queued ones are kept, and the single marker sits at the tail
     /// with the dropped event's sequence number (renumbered if it was already there).
     pub fn report(&self, payload: &P) -> Reported {
-        let sequence = self.next_sequence.load(Ordering::Relaxed);
-        self.next_sequence.store(
-            sequence.wrapping_add(1) & VeventHeader::SEQUENCE_MASK,
-            Ordering::Relaxed,
-        );
+        let sequence = self.take_sequence();
 
         let tail = self.tail.load(Ordering::Relaxed);
         // Acquire: the consumer's reads of the slots it freed happen before we reuse them.
@@ -334,15 +334,50 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         Reported::Queued { sequence }
     }
 
+    /// Reports an event that is lost before it could be stored (IRQ path), as Linux's
+    /// allocation-failure path does (iommufd.md §6 "Producer side": "Report while `num_events ==
+    /// depth`, or when allocating the record fails: the event is dropped ... The queue's single,
+    /// preallocated LOST_EVENTS header ... is moved to the tail of the queue and gets the sequence
+    /// number of the dropped event"): whatever the fill level, one sequence number is consumed and
+    /// the single LOST_EVENTS marker sits at the tail with it (renumbered if it was already
+    /// there); no record is stored and the queued ones are kept. The next successful
+    /// [`report`](Self::report) removes the marker again, leaving a sequence gap.
+    ///
+    /// Returns the consumed sequence number (Linux's report returns `-ENOMEM` on this path).
+    /// Same rules as [`report`](Self::report): never blocks, allocates or panics, and it is the
+    /// producer side (serialised with `report`).
+    pub fn report_lost(&self) -> u32 {
+        let sequence = self.take_sequence();
+        let tail = self.tail.load(Ordering::Relaxed);
+        bump(&self.lost_reported);
+        self.set_marker(sequence, tail);
+        sequence
+    }
+
+    /// Consumes the next sequence number (producer side): it then advances modulo 2^31.
+    fn take_sequence(&self) -> u32 {
+        let sequence = self.next_sequence.load(Ordering::Relaxed);
+        self.next_sequence.store(
+            sequence.wrapping_add(1) & VeventHeader::SEQUENCE_MASK,
+            Ordering::Relaxed,
+        );
+        sequence
+    }
+
     fn drop_event(&self, sequence: u32, tail: u32) -> Reported {
         bump(&self.dropped_full);
+        self.set_marker(sequence, tail);
+        Reported::Dropped { sequence }
+    }
+
+    /// Moves the LOST_EVENTS marker to producer index `tail` with `sequence`.
+    fn set_marker(&self, sequence: u32, tail: u32) {
         let marker = (u64::from(tail) << 32) | LOST_PRESENT | u64::from(sequence);
         // Written with a read-modify-write so it is ordered with the consumer's compare-exchange
         // in loom as it is on hardware: loom 0.7 lets a plain store land between the read and the
         // write of another thread's RMW (tokio-rs/loom#254), an outcome no real CPU produces,
         // which would make a marker vanish in the model. A swap costs the IRQ path one atomic.
         self.lost.swap(marker, Ordering::Release);
-        Reported::Dropped { sequence }
     }
 
     /// Reads whole records into `buf`, as Linux's vEVENTQ `read()` does (iommufd.md §6
@@ -486,6 +521,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         VeventqStats {
             queued: self.queued.load(Ordering::Relaxed),
             dropped_full: self.dropped_full.load(Ordering::Relaxed),
+            lost: self.lost_reported.load(Ordering::Relaxed),
             records_read: self.records_read.load(Ordering::Relaxed),
             lost_markers_read: self.lost_markers_read.load(Ordering::Relaxed),
         }
@@ -758,6 +794,53 @@ mod tests {
         assert_eq!(read_all(&q), [rec(1, 1), rec(4, 4)]);
     }
 
+    /// Linux's allocation-failure path: a number is consumed and the marker placed even though
+    /// the queue has room; queued records stay; the next real event replaces the marker.
+    #[test]
+    fn report_lost_places_the_marker_without_a_record() {
+        let q = Smmu::<4>::new(4).unwrap();
+        assert_eq!(q.report_lost(), 0);
+        assert_eq!(q.pending_lost(), Some(0));
+        assert!(q.is_readable());
+        assert_eq!(q.len(), 0, "the marker is not an event");
+        let mut eight = [0u8; 8];
+        assert_eq!(q.read(&mut eight), Ok(8));
+        assert_eq!(parse(&eight, 4), [Item::Lost { sequence: 0 }]);
+        assert!(!q.is_readable());
+
+        assert_eq!(q.report(&evt(1)), Reported::Queued { sequence: 1 });
+        assert_eq!(q.report_lost(), 2);
+        assert_eq!(q.report_lost(), 3, "renumbered, still one marker");
+        assert_eq!(q.pending_lost(), Some(3));
+        assert_eq!(read_all(&q), [rec(1, 1), Item::Lost { sequence: 3 }]);
+
+        assert_eq!(q.report_lost(), 4);
+        assert_eq!(q.report(&evt(5)), Reported::Queued { sequence: 5 });
+        assert_eq!(q.pending_lost(), None, "the next event replaces the marker");
+        assert_eq!(read_all(&q), [rec(5, 5)]);
+        let s = q.stats();
+        assert_eq!((s.queued, s.dropped_full, s.lost), (2, 0, 4));
+        assert_eq!(s.lost_markers_read, 2);
+    }
+
+    #[test]
+    fn report_lost_on_a_full_queue_and_at_the_wrap() {
+        let q = Smmu::<2>::new(2).unwrap();
+        q.set_next_sequence(0x7fff_fffe);
+        q.report(&evt(0));
+        q.report(&evt(1));
+        assert_eq!(q.report_lost(), 0);
+        assert_eq!(q.report(&evt(2)), Reported::Dropped { sequence: 1 });
+        assert_eq!(
+            read_all(&q),
+            [
+                rec(0x7fff_fffe, 0),
+                rec(0x7fff_ffff, 1),
+                Item::Lost { sequence: 1 }
+            ]
+        );
+    }
+
     #[test]
     fn lone_marker_is_an_8_byte_read() {
         let q = Smmu::<1>::new(1).unwrap();
@@ -814,6 +897,7 @@ mod tests {
             VeventqStats {
                 queued: 2,
                 dropped_full: 3,
+                lost: 0,
                 records_read: 0,
                 lost_markers_read: 0
             }
@@ -829,6 +913,7 @@ mod tests {
             VeventqStats {
                 queued: 4,
                 dropped_full: 4,
+                lost: 0,
                 records_read: 3,
                 lost_markers_read: 1
             }
@@ -862,6 +947,16 @@ mod tests {
             }
         }
 
+        fn report_lost(&mut self) -> u32 {
+            let sequence = self.sequence;
+            self.sequence = (sequence + 1) & VeventHeader::SEQUENCE_MASK;
+            if matches!(self.list.back(), Some(Item::Lost { .. })) {
+                self.list.pop_back();
+            }
+            self.list.push_back(Item::Lost { sequence });
+            sequence
+        }
+
         fn read(&mut self, len: usize, record_bytes: usize) -> Vec<Item> {
             let mut out = Vec::new();
             let mut left = len;
@@ -888,24 +983,27 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Any interleaving of reports and reads of any length gives the same bytes as Linux's
-        /// algorithm.
+        /// Any interleaving of reports, lost reports and reads of any length gives the same
+        /// bytes as Linux's algorithm.
         #[test]
         fn matches_linux_reference(
             depth in 1u32..=8,
             start in proptest::prop_oneof![0u32..4, 0x7fff_fff0u32..=0x7fff_ffff],
-            ops in proptest::collection::vec(proptest::option::of(0usize..140), 1..80),
+            ops in proptest::collection::vec(0usize..300, 1..80),
         ) {
             let q = Smmu::<8>::new(depth).unwrap();
             q.set_next_sequence(start);
             let mut r = Reference { depth, sequence: start, ..Default::default() };
             for (i, op) in ops.into_iter().enumerate() {
                 match op {
-                    None => {
+                    280.. => {
+                        proptest::prop_assert_eq!(q.report_lost(), r.report_lost());
+                    }
+                    140.. => {
                         let e = evt(i as u64);
                         proptest::prop_assert_eq!(q.report(&e), r.report(e.evt));
                     }
-                    Some(len) => {
+                    len => {
                         let mut buf = std::vec![0u8; len];
                         let n = q.read(&mut buf).unwrap();
                         let want = r.read(len, 40);
@@ -1077,6 +1175,35 @@ mod loom_tests {
                 third,
             ];
             check_stream(&reads, &outcomes, words);
+        });
+    }
+
+    /// `report_lost` (Linux's allocation-failure path) races a consumer reading the record in
+    /// front of it: the marker is delivered after record 0, exactly once, or waits for the next
+    /// read; then an append replaces a marker still queued.
+    #[test]
+    fn report_lost_vs_consumer() {
+        crate::viommu::sync::model("report_lost_vs_consumer", || {
+            let q = Arc::new(VeventQueue::<VeventTegra241Cmdqv, 2>::new(2).unwrap());
+            q.report(&payload(0));
+            let p = Arc::clone(&q);
+            let producer = loom::thread::spawn(move || {
+                let lost = p.report_lost();
+                let next = p.report(&payload(2));
+                (lost, next)
+            });
+            let mut reads = std::vec![read(&q), read(&q)];
+            let (lost, next) = producer.join().unwrap();
+            reads.push(read(&q));
+            assert!(read(&q).is_empty());
+            assert_eq!(lost, 1);
+            let outcomes = [
+                Reported::Queued { sequence: 0 },
+                Reported::Dropped { sequence: 1 },
+                next,
+            ];
+            check_stream(&reads, &outcomes, words);
+            assert_eq!(q.stats().lost, 1);
         });
     }
 

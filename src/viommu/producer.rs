@@ -1,0 +1,297 @@
+//! [`Producer`]: makes the IRQ-path callers that feed a router's rings one producer, as the
+//! single-producer rings ([`VeventQueue`](super::veventq::VeventQueue),
+//! [`FaultRing`](super::iopf::FaultRing)) require, without making any of them wait unboundedly.
+//!
+//! Who produces: the event-queue drain (records, stalls), the PRI-queue drain (page requests),
+//! which may run on another CPU at the same time, and the overflow report, which the driver
+//! hands over after its drain has already let a second drain in. Records and page requests
+//! take the token with a bounded spin ([`Producer::run`]): whoever holds it does a constant
+//! amount of work. An overflow never waits ([`Producer::defer`]): it is counted in the token word
+//! and carried out by whoever holds the token, before it leaves, or at once if nobody does.
+//!
+//! One atomic word: bit 0 = held, bits `[31:1]` = deferred requests not carried out yet. Every
+//! transition is a read-modify-write on that word, so a request can never fall between a holder
+//! deciding to leave and leaving (the store-buffering race a separate flag would have); `loom`
+//! checks it.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use super::sync::{AtomicU32, Ordering, spin_hint};
+
+const HELD: u32 = 1;
+const ONE_REQUEST: u32 = 2;
+
+/// How many times a leaving holder takes requests that arrived while it worked before it leaves
+/// them to the next holder (bounds the holder's work under a stream of requests).
+const HELP_ROUNDS: u32 = 8;
+
+/// The producer token of a set of single-producer rings, with deferred requests.
+pub(crate) struct Producer {
+    state: AtomicU32,
+}
+
+impl Producer {
+    /// A free token with no request.
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        Self {
+            state: AtomicU32::new(0),
+        }
+    }
+
+    /// A free token with no request (loom build).
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Self {
+            state: AtomicU32::new(0),
+        }
+    }
+
+    /// Runs `f` as the only producer. Waits at most `spins` rounds for the holder to leave;
+    /// `None` (and `f` not run) if it did not. Deferred requests found on entry are carried out
+    /// (`deferred(n)`) before `f`, those arriving meanwhile after it.
+    pub(crate) fn run<R>(
+        &self,
+        spins: u32,
+        deferred: &mut impl FnMut(u32),
+        f: impl FnOnce() -> R,
+    ) -> Option<R> {
+        let mut tries = 0u32;
+        let pending = loop {
+            if let Some(n) = self.try_take() {
+                break n;
+            }
+            tries += 1;
+            if tries > spins {
+                return None;
+            }
+            spin_hint();
+        };
+        if pending > 0 {
+            deferred(pending);
+        }
+        let r = f();
+        self.leave(deferred);
+        Some(r)
+    }
+
+    /// Asks for `deferred(1)` to run as the producer: at once if nobody holds the token, or by
+    /// the holder before it leaves. Never waits.
+    pub(crate) fn defer(&self, deferred: &mut impl FnMut(u32)) {
+        let mut cur = self.state.load(Ordering::Relaxed);
+        loop {
+            let (next, take) = if cur & HELD == 0 {
+                (HELD, true)
+            } else {
+                (cur.saturating_add(ONE_REQUEST), false)
+            };
+            match self
+                .state
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if take {
+                        deferred((cur >> 1).saturating_add(1));
+                        self.leave(deferred);
+                    }
+                    return;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Takes the token if it is free; returns the requests deferred so far (now ours).
+    fn try_take(&self) -> Option<u32> {
+        let mut cur = self.state.load(Ordering::Relaxed);
+        loop {
+            if cur & HELD != 0 {
+                return None;
+            }
+            match self
+                .state
+                .compare_exchange_weak(cur, HELD, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(cur >> 1),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Leaves: takes and carries out requests that arrived meanwhile (at most [`HELP_ROUNDS`]
+    /// times), then frees the token; after the last round any new requests stay for the next
+    /// holder.
+    fn leave(&self, deferred: &mut impl FnMut(u32)) {
+        let mut rounds = 0u32;
+        let mut cur = self.state.load(Ordering::Relaxed);
+        loop {
+            let pending = cur >> 1;
+            let help = pending > 0 && rounds < HELP_ROUNDS;
+            let next = if help { HELD } else { cur & !HELD };
+            match self
+                .state
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) if help => {
+                    rounds += 1;
+                    deferred(pending);
+                    cur = self.state.load(Ordering::Relaxed);
+                }
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Requests deferred and not carried out yet (a snapshot).
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> u32 {
+        self.state.load(Ordering::Acquire) >> 1
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+
+    #[test]
+    fn defer_runs_at_once_when_free() {
+        let p = Producer::new();
+        let n = Cell::new(0);
+        p.defer(&mut |k| n.set(n.get() + k));
+        assert_eq!((n.get(), p.pending()), (1, 0));
+        assert_eq!(p.run(0, &mut |_| panic!(), || 7), Some(7));
+    }
+
+    #[test]
+    fn holder_carries_out_requests_made_while_it_works() {
+        let p = Producer::new();
+        let n = Cell::new(0);
+        let r = p.run(0, &mut |k| n.set(n.get() + k), || {
+            // A request and a second producer while we hold the token.
+            p.defer(&mut |_| panic!("must not run inside the holder"));
+            p.defer(&mut |_| panic!("must not run inside the holder"));
+            assert_eq!(p.run(3, &mut |_| {}, || ()), None, "bounded wait");
+            assert_eq!(p.pending(), 2);
+            5
+        });
+        assert_eq!((r, n.get(), p.pending()), (Some(5), 2, 0));
+    }
+
+    #[test]
+    fn threads_never_overlap_and_every_request_is_carried_out() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32 as A, AtomicU64 as B};
+        let p = Arc::new(Producer::new());
+        let inside = Arc::new(A::new(0));
+        let done = Arc::new(B::new(0));
+        let handles: std::vec::Vec<_> = (0..4)
+            .map(|t| {
+                let (p, inside, done) = (p.clone(), inside.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut ran = 0u64;
+                    let mut work = |k: u32| {
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "overlap");
+                        done.fetch_add(u64::from(k), Ordering::SeqCst);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    };
+                    for i in 0..20_000u32 {
+                        if (i + t) % 3 == 0 {
+                            p.defer(&mut work);
+                        } else if p
+                            .run(u32::MAX, &mut work, || {
+                                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "overlap");
+                                inside.fetch_sub(1, Ordering::SeqCst);
+                            })
+                            .is_some()
+                        {
+                            ran += 1;
+                        }
+                    }
+                    ran
+                })
+            })
+            .collect();
+        let ran: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let deferred: u64 = (0..4u32)
+            .map(|t| (0..20_000u32).filter(|i| (i + t) % 3 == 0).count() as u64)
+            .sum();
+        assert_eq!(ran + deferred, 80_000);
+        // Requests left by a holder past its help rounds wait for the next holder.
+        p.run(
+            0,
+            &mut |k| {
+                done.fetch_add(u64::from(k), Ordering::SeqCst);
+            },
+            || (),
+        )
+        .unwrap();
+        assert_eq!(done.load(Ordering::SeqCst), deferred);
+    }
+}
+
+#[cfg(all(test, loom))]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod loom_tests {
+    use super::*;
+    use crate::iommufd::VeventTegra241Cmdqv;
+    use crate::viommu::veventq::VeventQueue;
+    use loom::sync::Arc;
+
+    /// An overflow deferred while a record is being produced: the two never run at once (the
+    /// rings stay single-producer), the lost report is carried out exactly once by one of the
+    /// two threads, and the queue ends with a marker iff the lost report came last.
+    #[test]
+    fn deferred_lost_report_vs_producer() {
+        crate::viommu::sync::model("deferred_lost_report_vs_producer", || {
+            let p = Arc::new(Producer::new());
+            let q = Arc::new(VeventQueue::<VeventTegra241Cmdqv, 2>::new(2).unwrap());
+            let inside = Arc::new(AtomicU32::new(0));
+            let (p2, q2, i2) = (p.clone(), q.clone(), inside.clone());
+            let overflow = loom::thread::spawn(move || {
+                p2.defer(&mut |n| {
+                    assert_eq!(i2.fetch_add(1, Ordering::Relaxed), 0);
+                    for _ in 0..n {
+                        q2.report_lost();
+                    }
+                    i2.fetch_sub(1, Ordering::Relaxed);
+                });
+            });
+            let rec = VeventTegra241Cmdqv {
+                lvcmdq_err_map: [1, 2],
+            };
+            let mut lost = |n: u32| {
+                assert_eq!(inside.fetch_add(1, Ordering::Relaxed), 0);
+                for _ in 0..n {
+                    q.report_lost();
+                }
+                inside.fetch_sub(1, Ordering::Relaxed);
+            };
+            let r = p
+                .run(u32::MAX, &mut lost, || {
+                    assert_eq!(inside.fetch_add(1, Ordering::Relaxed), 0);
+                    let r = q.report(&rec);
+                    inside.fetch_sub(1, Ordering::Relaxed);
+                    r
+                })
+                .unwrap();
+            overflow.join().unwrap();
+            assert_eq!(p.pending(), 0);
+            let s = q.stats();
+            assert_eq!((s.queued, s.lost), (1, 1));
+            // The record took 0 or 1; the marker survives only if it came after the record.
+            let marker = q.pending_lost();
+            match r.sequence() {
+                0 => assert_eq!(marker, Some(1)),
+                _ => assert_eq!(marker, None),
+            }
+        });
+    }
+}

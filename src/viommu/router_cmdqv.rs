@@ -1,0 +1,325 @@
+//! The iommufd `TEGRA241_CMDQV` vIOMMU type on a [`Router`] (feature `cmdqv`; iommufd.md §2,
+//! §3, §7, tegra241-cmdqv.md §8).
+//!
+//! A TEGRA241_CMDQV vIOMMU keeps every SMMUv3 vIOMMU feature (nested STEs, trapped
+//! invalidation, SMMUv3 vEVENTs) and adds, through the [`Cmdqv`] driver:
+//!
+//! | iommufd | here |
+//! |---|---|
+//! | IOMMU_VIOMMU_ALLOC type TEGRA241_CMDQV: a guest VINTF with the S2 VMID | [`Router::alloc_viommu_cmdqv`] |
+//! | IOMMU_VDEVICE_ALLOC: + a SID_REPLACE/SID_MATCH pair | [`Router::alloc_vdevice_cmdqv`], [`Router::destroy_vdevice_cmdqv`] |
+//! | IOMMU_HW_QUEUE_ALLOC / IOMMU_DESTROY of a HW queue | [`Router::hw_queue_alloc`], [`Router::hw_queue_free`] |
+//! | IOMMU_GET_HW_INFO type TEGRA241_CMDQV | [`Router::hw_info_cmdqv`], [`super::hw_info::get_hw_info_cmdqv`] |
+//! | IOMMU_DESTROY of the vIOMMU / closing the fd | [`Router::destroy_viommu_cmdqv`], [`Router::teardown_viommu_cmdqv`] |
+//! | TEGRA241_CMDQV vEVENTs | [`Router::cmdqv_sink`] for [`Cmdqv::handle_error`] |
+//!
+//! The CMDQV error interrupt reports each flagged guest VINTF once; [`CmdqvRouterSink`] finds
+//! the VINTF's vIOMMU in a fixed table (one atomic load) and appends the record to that
+//! vIOMMU's TEGRA241_CMDQV vEVENTQ: no lock, no allocation, bounded.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use core::sync::atomic::Ordering;
+
+use super::{Ctl, HostReason, Routed, Router, ViommuConfig, ViommuId, bump};
+use crate::cmdqv::{Cmdqv, CmdqvEventSink, VintfId};
+use crate::error::{Error, Feature};
+use crate::ids::{PhysAddr, StreamId, VStreamId};
+use crate::iommufd::{HwInfoTegra241Cmdqv, HwQueueType, VeventTegra241Cmdqv, ViommuTegra241Cmdqv};
+use crate::platform::Platform;
+use crate::smmu::CommandSink;
+
+/// Set in a `vintf_owner` word that names a vIOMMU (a [`ViommuId`] never has bit 31 set).
+pub(super) const OWNER_VALID: u32 = 1 << 31;
+
+fn vintf_of<const D: usize, const F: usize>(c: &Ctl<D, F>) -> Result<VintfId, Error> {
+    c.vintf
+        .map(VintfId)
+        .ok_or(Error::Unsupported(Feature::Cmdqv))
+}
+
+impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
+    Router<V, S, D, Q, F>
+{
+    /// Creates a TEGRA241_CMDQV vIOMMU (IOMMU_VIOMMU_ALLOC with type TEGRA241_CMDQV, iommufd.md
+    /// §2): the SMMUv3 vIOMMU of [`Router::alloc_viommu`] (same checks and errors) plus a free
+    /// guest VINTF of `cmdqv`, enabled with HYP_OWN clear, VMID = the S2 VMID and no queues
+    /// ([`Cmdqv::vintf_alloc`]). Returns the driver data Linux writes back
+    /// (`iommu_viommu_tegra241_cmdqv`: the VINTF page-0 mmap offset and its 64 KiB length).
+    ///
+    /// # Errors
+    /// Those of [`Router::alloc_viommu`], then those of [`Cmdqv::vintf_alloc`] (`ENODEV` before
+    /// CMDQV reset, `ENOSPC` when every VINTF is taken, a timeout); nothing is left behind.
+    pub fn alloc_viommu_cmdqv<P: Platform>(
+        &self,
+        cfg: ViommuConfig,
+        cmdqv: &Cmdqv<P>,
+    ) -> Result<(ViommuId, ViommuTegra241Cmdqv), Error> {
+        let id = self.alloc_viommu(cfg)?;
+        let g = match cmdqv.vintf_alloc(cfg.s2.vmid) {
+            Ok(g) => g,
+            Err(e) => {
+                // Nothing hangs off the new vIOMMU yet.
+                self.destroy_viommu(id)?;
+                return Err(e);
+            }
+        };
+        let owner = self
+            .vintf_owner
+            .get(usize::from(g.id.0))
+            .ok_or(Error::InvalidArgument);
+        let set = owner.and_then(|o| {
+            self.with_ctl(id, |_, c| {
+                c.vintf = Some(g.id.0);
+                o.store(id.0 | OWNER_VALID, Ordering::Release);
+                Ok(())
+            })
+        });
+        if let Err(e) = set {
+            let _ = cmdqv.vintf_free(g.id);
+            let _ = self.destroy_viommu(id);
+            return Err(e);
+        }
+        Ok((id, g.page0.to_uapi()))
+    }
+
+    /// The guest VINTF of TEGRA241_CMDQV vIOMMU `id`; EOPNOTSUPP for a plain SMMUv3 vIOMMU.
+    pub fn vintf(&self, id: ViommuId) -> Result<VintfId, Error> {
+        self.with_ctl(id, |_, c| vintf_of(c))
+    }
+
+    /// Creates a vDEVICE on a TEGRA241_CMDQV vIOMMU (IOMMU_VDEVICE_ALLOC, iommufd.md §3): the
+    /// route of [`Router::alloc_vdevice`] plus a SID_REPLACE/SID_MATCH pair of the vIOMMU's
+    /// VINTF ([`Cmdqv::vdevice_bind`]), so that the guest's own queues rewrite `virt_id` to
+    /// `psid`. The pair is written after the core checks and released again if the route
+    /// cannot be made.
+    ///
+    /// # Errors
+    /// Those of [`Router::alloc_vdevice`]; EOPNOTSUPP on a plain SMMUv3 vIOMMU; those of
+    /// [`Cmdqv::vdevice_bind`] (EINVAL for a vSID wider than SID_MATCH, ENOSPC when every pair
+    /// is taken).
+    #[allow(clippy::too_many_arguments)]
+    pub fn alloc_vdevice_cmdqv<P: Platform>(
+        &self,
+        id: ViommuId,
+        dev_id: u32,
+        psid: StreamId,
+        virt_id: u64,
+        ats_capable: bool,
+        cmdqv: &Cmdqv<P>,
+    ) -> Result<VStreamId, Error> {
+        self.alloc_vdevice_with(
+            id,
+            dev_id,
+            psid,
+            virt_id,
+            ats_capable,
+            |c, vsid| cmdqv.vdevice_bind(vintf_of(c)?, vsid, psid).map(|_| ()),
+            |c, vsid| {
+                if let Ok(v) = vintf_of(c) {
+                    let _ = cmdqv.vdevice_unbind(v, vsid);
+                }
+            },
+        )
+    }
+
+    /// Destroys a vDEVICE of a TEGRA241_CMDQV vIOMMU: its SID pair is cleared
+    /// ([`Cmdqv::vdevice_unbind`]), then as [`Router::destroy_vdevice`].
+    pub fn destroy_vdevice_cmdqv<P: Platform>(
+        &self,
+        id: ViommuId,
+        vsid: VStreamId,
+        cmds: &impl CommandSink,
+        cmdqv: &Cmdqv<P>,
+    ) -> Result<(), Error> {
+        self.destroy_vdevice_with(id, vsid, cmds, |c, vsid| {
+            if !c.vdevices.iter().any(|d| d.vsid == vsid) {
+                return Err(Error::NotFound);
+            }
+            cmdqv.vdevice_unbind(vintf_of(c)?, vsid)
+        })
+    }
+
+    /// Allocates HW queue `index` of TEGRA241_CMDQV vIOMMU `id` (IOMMU_HW_QUEUE_ALLOC,
+    /// iommufd.md §7) on the `length` bytes at host physical address `base` (the hypervisor
+    /// resolved the guest's `nesting_parent_iova` through the VM's stage 2; the pages must be
+    /// physically contiguous and stay so until the queue is freed).
+    ///
+    /// # Errors
+    /// The core's checks first, as Linux: `length` 0 → EINVAL; `base + length − 1` overflows →
+    /// EOVERFLOW; type DEFAULT, or a plain SMMUv3 vIOMMU → EOPNOTSUPP. Then the Tegra241 rules
+    /// of [`Cmdqv::hw_queue_alloc`]: `index` beyond the VINTF's queues, a bad length or base →
+    /// EINVAL; `index` taken → EEXIST; `index − 1` missing → EIO.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hw_queue_alloc<P: Platform>(
+        &self,
+        id: ViommuId,
+        ty: HwQueueType,
+        index: u32,
+        base: PhysAddr,
+        length: u64,
+        cmdqv: &Cmdqv<P>,
+        main: &impl CommandSink,
+    ) -> Result<(), Error> {
+        if length == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        if base.0.checked_add(length - 1).is_none() {
+            return Err(Error::Overflow);
+        }
+        if ty != HwQueueType::Tegra241Cmdqv {
+            return Err(Error::Unsupported(Feature::Cmdqv));
+        }
+        self.with_ctl(id, |_, c| {
+            cmdqv.hw_queue_alloc(vintf_of(c)?, index, base, length, main)
+        })
+    }
+
+    /// Destroys HW queue `index` of TEGRA241_CMDQV vIOMMU `id` (IOMMU_DESTROY of the HW queue):
+    /// the queue is disabled, a CMD_SYNC goes through `main`, and it is unmapped. EBUSY while
+    /// queue `index + 1` exists (descending order, iommufd.md §7); ENOENT if it does not exist.
+    pub fn hw_queue_free<P: Platform>(
+        &self,
+        id: ViommuId,
+        index: u32,
+        cmdqv: &Cmdqv<P>,
+        main: &impl CommandSink,
+    ) -> Result<(), Error> {
+        self.with_ctl(id, |_, c| cmdqv.hw_queue_free(vintf_of(c)?, index, main))
+    }
+
+    /// The HW queues of TEGRA241_CMDQV vIOMMU `id` (bit *l* = logical queue *l*).
+    pub fn hw_queues<P: Platform>(&self, id: ViommuId, cmdqv: &Cmdqv<P>) -> Result<u128, Error> {
+        self.with_ctl(id, |_, c| cmdqv.hw_queues(vintf_of(c)?))
+    }
+
+    /// The TEGRA241_CMDQV HW info blob for the guest of vIOMMU `id` (IOMMU_GET_HW_INFO with
+    /// INPUT_TYPE and type TEGRA241_CMDQV, iommufd.md §1): [`Cmdqv::hw_info`]. EOPNOTSUPP for a
+    /// plain SMMUv3 vIOMMU. The VMM reports NUM_VINTF_LOG2 = 0 to its guest.
+    pub fn hw_info_cmdqv<P: Platform>(
+        &self,
+        id: ViommuId,
+        cmdqv: &Cmdqv<P>,
+    ) -> Result<HwInfoTegra241Cmdqv, Error> {
+        self.with_ctl(id, |_, c| vintf_of(c).map(|_| cmdqv.hw_info()))
+    }
+
+    /// Destroys a TEGRA241_CMDQV vIOMMU with no children left (IOMMU_DESTROY): EBUSY while it
+    /// has a vDEVICE, a vEVENTQ, a fault queue or a HW queue; then its VINTF is disabled and
+    /// released ([`Cmdqv::vintf_free`]; a timeout keeps the vIOMMU). EOPNOTSUPP for a plain
+    /// SMMUv3 vIOMMU.
+    pub fn destroy_viommu_cmdqv<P: Platform>(
+        &self,
+        id: ViommuId,
+        cmdqv: &Cmdqv<P>,
+    ) -> Result<(), Error> {
+        self.destroy_viommu_with(id, |c| {
+            let vintf = vintf_of(c)?;
+            if cmdqv.hw_queues(vintf)? != 0 {
+                return Err(Error::Busy);
+            }
+            cmdqv.vintf_free(vintf)?;
+            self.clear_owner(vintf, id);
+            Ok(())
+        })
+    }
+
+    /// Releases everything of a TEGRA241_CMDQV vIOMMU at once, as closing the iommufd does:
+    /// CMDQV errors of its VINTF stop reaching it, then everything
+    /// [`Router::teardown_viommu`] does, then its HW queues are freed from the highest index
+    /// down (each with a CMD_SYNC through `cmds`, iommufd.md §0 "HW queues (highest index
+    /// first)"), its vDEVICEs' SID pairs are cleared, and its VINTF is disabled and released.
+    /// Returns the number of fault groups answered. On an error (a producer still inside a
+    /// ring, a queue or the VINTF that does not disable) the vIOMMU is half torn down and a
+    /// second call resumes. EOPNOTSUPP for a plain SMMUv3 vIOMMU.
+    pub fn teardown_viommu_cmdqv<P: Platform>(
+        &self,
+        id: ViommuId,
+        cmds: &impl CommandSink,
+        cmdqv: &Cmdqv<P>,
+    ) -> Result<usize, Error> {
+        self.teardown_viommu_with(
+            id,
+            cmds,
+            |c| {
+                let vintf = vintf_of(c)?;
+                self.clear_owner(vintf, id);
+                Ok(())
+            },
+            |c| {
+                let vintf = vintf_of(c)?;
+                let queues = cmdqv.hw_queues(vintf)?;
+                for l in (0..128u32).rev() {
+                    if queues & (1u128 << l) != 0 {
+                        cmdqv.hw_queue_free(vintf, l, cmds)?;
+                    }
+                }
+                for d in &c.vdevices {
+                    match cmdqv.vdevice_unbind(vintf, d.vsid) {
+                        Ok(()) | Err(Error::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                cmdqv.vintf_free(vintf)
+            },
+        )
+    }
+
+    /// Forgets that `vintf` belongs to `id` (no more CMDQV records reach it).
+    fn clear_owner(&self, vintf: VintfId, id: ViommuId) {
+        if let Some(o) = self.vintf_owner.get(usize::from(vintf.0)) {
+            let _ = o.compare_exchange(id.0 | OWNER_VALID, 0, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Routes one CMDQV error record of guest VINTF `vintf` (IRQ path: no lock, no allocation,
+    /// bounded): to the TEGRA241_CMDQV vEVENTQ of the vIOMMU owning the VINTF
+    /// ([`Router::report_cmdqv`]), dropped and counted if it has none. A VINTF no vIOMMU owns
+    /// gives [`HostReason::Unassigned`] (counted as a host record).
+    pub fn route_cmdqv_error(&self, vintf: VintfId, event: &VeventTegra241Cmdqv) -> Routed {
+        let owner = self
+            .vintf_owner
+            .get(usize::from(vintf.0))
+            .map_or(0, |o| o.load(Ordering::Acquire));
+        if owner & OWNER_VALID == 0 {
+            bump(&self.counters.host_unassigned);
+            return Routed::Host(HostReason::Unassigned);
+        }
+        let routed = self.report_cmdqv(ViommuId(owner & !OWNER_VALID), event);
+        if let Routed::Host(_) = routed {
+            bump(&self.counters.host_other);
+        }
+        routed
+    }
+
+    /// The [`CmdqvEventSink`] for [`Cmdqv::handle_error`]: each guest VINTF's record goes to its
+    /// vIOMMU's TEGRA241_CMDQV vEVENTQ ([`Router::route_cmdqv_error`]).
+    pub fn cmdqv_sink(&self) -> CmdqvRouterSink<'_, V, S, D, Q, F> {
+        CmdqvRouterSink { router: self }
+    }
+}
+
+/// The [`Router`] as the CMDQV error interrupt sees it (see [`Router::cmdqv_sink`]).
+pub struct CmdqvRouterSink<
+    'a,
+    const V: usize,
+    const S: usize,
+    const D: usize,
+    const Q: usize,
+    const F: usize,
+> {
+    router: &'a Router<V, S, D, Q, F>,
+}
+
+impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> CmdqvEventSink
+    for CmdqvRouterSink<'_, V, S, D, Q, F>
+{
+    fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv) {
+        self.router.route_cmdqv_error(vintf, &event);
+    }
+}
