@@ -1,12 +1,14 @@
 //! Guest invalidation commands: whatever a guest sends, the sanitiser never panics, and nothing
 //! it lets through names a VMID other than the vIOMMU's or a StreamID outside its vDEVICEs, or
-//! has an opcode a guest may not issue. Also drives `Router::invalidate` with a recording sink.
+//! has an opcode a guest may not issue. The array goes in as bytes, as IOMMU_HWPT_INVALIDATE
+//! takes it (`Router::hwpt_invalidate` / `Router::invalidate_bytes`, any `entry_len`), with a
+//! recording sink; the size rules are checked against the bytes.
 #![no_main]
 
 use arm_smmuv3::command::{CmdqEntry, Command, Opcode};
 use arm_smmuv3::error::Error;
 use arm_smmuv3::features::Features;
-use arm_smmuv3::iommufd::ViommuArmSmmuv3Invalidate;
+use arm_smmuv3::iommufd::{HwptInvalidate, ViommuArmSmmuv3Invalidate};
 use arm_smmuv3::ste::{Granule, S2Config};
 use arm_smmuv3::viommu::{
     CommandSink, GuestCmdPolicy, Router, ViommuConfig, sanitise_guest_command,
@@ -43,7 +45,7 @@ impl CommandSink for Rec {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rest)) = data.split_first() else {
+    let Some((&[flags, lenb], rest)) = data.split_first_chunk::<2>() else {
         return;
     };
     let policy = GuestCmdPolicy {
@@ -60,14 +62,29 @@ fuzz_target!(|data: &[u8]| {
             .find(|(vs, _)| *vs == v.0)
             .map(|(_, p)| StreamId(*p))
     };
+    // entry_len 0..=40 (0: EINVAL with entries); entry_num what the bytes hold, or one more
+    // than they hold (EINVAL) with flag bit 5.
+    let entry_len = u32::from(lenb % 41);
+    let held = if entry_len == 0 {
+        rest.len().min(3)
+    } else {
+        rest.len() / entry_len as usize
+    };
+    let entry_num = held as u32 + u32::from(flags & 32 != 0);
     let mut entries = Vec::new();
-    for chunk in rest.chunks_exact(16) {
-        let d0 = u64::from_le_bytes(chunk[..8].try_into().unwrap());
-        let d1 = u64::from_le_bytes(chunk[8..].try_into().unwrap());
-        if let Ok(cmd) = sanitise_guest_command(CmdqEntry([d0, d1]), &policy, lookup) {
-            check(&cmd);
+    let mut dirty_tail = false;
+    if entry_len != 0 {
+        for chunk in rest.chunks_exact(entry_len as usize) {
+            let mut img = [0u8; 16];
+            let n = chunk.len().min(16);
+            img[..n].copy_from_slice(&chunk[..n]);
+            dirty_tail |= chunk.iter().skip(16).any(|&b| b != 0);
+            let e = ViommuArmSmmuv3Invalidate::from_bytes(&img);
+            if let Ok(cmd) = sanitise_guest_command(CmdqEntry(e.cmd), &policy, lookup) {
+                check(&cmd);
+            }
+            entries.push(e);
         }
-        entries.push(ViommuArmSmmuv3Invalidate { cmd: [d0, d1] });
     }
 
     // The same commands through a vIOMMU: every issued command is checked, and entry_num never
@@ -106,10 +123,45 @@ fuzz_target!(|data: &[u8]| {
         .alloc_vdevice(other, 1, StreamId(0x400), 1, false)
         .unwrap();
     let rec = Rec(RefCell::new(Vec::new()));
-    let out = router.invalidate(id, &entries, &rec);
+    let (entry_num_out, result) = if flags & 64 != 0 {
+        // The whole ioctl: a 32- or 40-byte struct (zero tail), entry_num written back.
+        let size = if flags & 128 != 0 { 40 } else { 32 };
+        let mut arg = HwptInvalidate {
+            size,
+            hwpt_id: 1,
+            data_uptr: 0x1000,
+            data_type: 1,
+            entry_len,
+            entry_num,
+            reserved: 0,
+        }
+        .to_bytes()
+        .to_vec();
+        arg.resize(size as usize, 0);
+        let r = router.hwpt_invalidate(id, &mut arg, rest, &rec);
+        (u32::from_ne_bytes(arg[24..28].try_into().unwrap()), r)
+    } else {
+        let out = router.invalidate_bytes(id, rest, entry_len, entry_num, &rec);
+        (out.entry_num, out.result)
+    };
     let issued = rec.0.borrow();
-    assert!(out.entry_num as usize <= issued.len());
-    assert_eq!(out.result.is_ok(), out.entry_num as usize == entries.len());
+    assert!(entry_num_out as usize <= issued.len());
+    if entry_num == 0 {
+        assert_eq!((entry_num_out, result), (0, Ok(())));
+    } else if entry_len == 0 || flags & 32 != 0 {
+        assert_eq!(result, Err(Error::InvalidArgument));
+        assert!(issued.is_empty());
+    } else if dirty_tail {
+        assert_eq!(result, Err(Error::TooBig));
+        assert!(issued.is_empty());
+    } else {
+        assert_eq!(result.is_ok(), entry_num_out as usize == entries.len());
+        // The struct path agrees.
+        let rec2 = Rec(RefCell::new(Vec::new()));
+        let out2 = router.invalidate(id, &entries, &rec2);
+        assert_eq!((out2.entry_num, out2.result), (entry_num_out, result));
+        assert_eq!(*rec2.0.borrow(), *issued);
+    }
     for c in issued.iter() {
         check(c);
     }

@@ -1,6 +1,7 @@
 //! The vEVENTQ reader fed by arbitrary produce/read sequences, compared byte for byte with a
 //! reference model of Linux's vEVENTQ (iommufd.md §6): sequence numbers mod 2^31, drops when
-//! `depth` events are unread, one LOST_EVENTS marker at the tail, whole records only.
+//! `depth` events are unread, lost reports (the allocation-failure path, `report_lost`), one
+//! LOST_EVENTS marker at the tail, whole records only.
 #![no_main]
 
 use std::collections::VecDeque;
@@ -26,6 +27,13 @@ impl Model {
         } else {
             self.lost = Some(seq);
         }
+    }
+
+    fn report_lost(&mut self) -> u32 {
+        let seq = self.next;
+        self.next = (self.next + 1) & 0x7fff_ffff;
+        self.lost = Some(seq);
+        seq
     }
 
     fn read(&mut self, len: usize) -> Vec<u8> {
@@ -76,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut buf = vec![0u8; 8 * 40 + 16];
     for (i, &op) in ops.iter().enumerate() {
-        if op & 0x80 == 0 {
+        if op & 0xf0 == 0x70 {
+            // An event lost before it could be stored.
+            assert_eq!(q.report_lost(), m.report_lost());
+        } else if op & 0x80 == 0 {
             // Produce one event; payload derived from the position.
             let w = u64::from(op) | ((i as u64) << 8);
             let evt = [w, !w, w.rotate_left(17), w ^ 0x5555];

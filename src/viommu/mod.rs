@@ -11,7 +11,7 @@
 //! | IOMMU_HWPT_ALLOC (`iommu_hwpt_arm_smmuv3`) + attach | [`Router::attach_nested`] |
 //! | IOMMU_VEVENTQ_ALLOC, `read()` on its fd | [`Router::alloc_veventq`], [`Router::read_vevents`] |
 //! | IOMMU_FAULT_QUEUE_ALLOC, `read()`/`write()` | [`Router::alloc_fault_queue`], [`Router::read_faults`], [`Router::respond`] |
-//! | IOMMU_HWPT_INVALIDATE on the vIOMMU | [`Router::invalidate`] |
+//! | IOMMU_HWPT_INVALIDATE on the vIOMMU | [`Router::hwpt_invalidate`] (the struct and the entry array as bytes), [`Router::invalidate_bytes`], [`Router::invalidate`] |
 //! | IOMMU_GET_HW_INFO | [`Router::hw_info`], [`hw_info::get_hw_info`] |
 //! | IOMMU_DESTROY / closing the fd | `destroy_*`, [`Router::teardown_viommu`] |
 //! | TEGRA241_CMDQV vIOMMU, HW queues, CMDQV vEVENTs (feature `cmdqv`) | `Router::alloc_viommu_cmdqv` and the other `*_cmdqv` methods, `Router::hw_queue_alloc`, `Router::cmdqv_sink` |

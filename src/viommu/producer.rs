@@ -294,4 +294,51 @@ mod loom_tests {
             }
         });
     }
+
+    /// Two overflows deferred while a producer works: each is carried out exactly once (one
+    /// sequence number each), never beside the producer or each other, and nothing is left
+    /// pending.
+    #[test]
+    fn two_deferred_requests_vs_producer() {
+        // Three threads with retry loops: bounded preemptions keep the model finite.
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let r = runs.clone();
+        builder.check(move || {
+            r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = Arc::new(Producer::new());
+            let inside = Arc::new(AtomicU32::new(0));
+            let done = Arc::new(AtomicU32::new(0));
+            let spawn = || {
+                let (p, inside, done) = (p.clone(), inside.clone(), done.clone());
+                loom::thread::spawn(move || {
+                    p.defer(&mut |n| {
+                        assert_eq!(inside.fetch_add(1, Ordering::Relaxed), 0);
+                        done.fetch_add(n, Ordering::Relaxed);
+                        inside.fetch_sub(1, Ordering::Relaxed);
+                    });
+                })
+            };
+            let (a, b) = (spawn(), spawn());
+            let mut work = |n: u32| {
+                assert_eq!(inside.fetch_add(1, Ordering::Relaxed), 0);
+                done.fetch_add(n, Ordering::Relaxed);
+                inside.fetch_sub(1, Ordering::Relaxed);
+            };
+            // A short wait: giving up (None) is allowed, the requests must still be done.
+            let _ = p.run(2, &mut work, || {
+                assert_eq!(inside.fetch_add(1, Ordering::Relaxed), 0);
+                inside.fetch_sub(1, Ordering::Relaxed);
+            });
+            a.join().unwrap();
+            b.join().unwrap();
+            assert_eq!(p.pending(), 0);
+            assert_eq!(done.load(Ordering::Relaxed), 2);
+        });
+        std::println!(
+            "loom two_deferred_requests_vs_producer (preemption bound 3): {} interleavings",
+            runs.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
 }
