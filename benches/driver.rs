@@ -13,22 +13,10 @@ use std::time::Instant;
 
 use arm_smmuv3::command::Command;
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
-use arm_smmuv3::fake::{FakePlatform, FakeSmmu};
+use arm_smmuv3::fake::{FakePlatform, FakeSmmu, ModelDma};
 use arm_smmuv3::features::{IdRegs, QEMU_VIRT};
 use arm_smmuv3::ids::{Iova, StreamId, Vmid};
-use arm_smmuv3::platform::{DmaBuf, DmaMemory};
 use arm_smmuv3::smmu::{Config, EventSink, Smmu};
-
-/// The model's DMA arena, lent to the driver.
-struct ModelDma(Arc<FakeSmmu>);
-
-// SAFETY: forwards to `FakeDma`, which hands out zeroed, aligned, disjoint pieces of an arena the
-// model keeps alive for as long as this value holds the model.
-unsafe impl DmaMemory for ModelDma {
-    fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf> {
-        self.0.dma().alloc(size, align)
-    }
-}
 
 type Drv = Smmu<FakePlatform, ModelDma>;
 
@@ -36,16 +24,8 @@ fn rig(ids: IdRegs, config: Config) -> (Arc<FakeSmmu>, Drv) {
     let m = FakeSmmu::new(ids);
     // SAFETY: the model's register pages live as long as `m`, which outlives the driver here,
     // and nothing else drives them.
-    let d = unsafe {
-        Smmu::new(
-            m.page0(),
-            m.page1(),
-            m.platform(),
-            ModelDma(m.clone()),
-            config,
-        )
-    }
-    .expect("probe");
+    let d = unsafe { Smmu::new(m.page0(), m.page1(), m.platform(), m.lend_dma(), config) }
+        .expect("probe");
     d.reset().expect("reset");
     (m, d)
 }

@@ -98,6 +98,13 @@ pub unsafe trait DmaMemory {
     fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf>;
 }
 
+// SAFETY: forwards to `T`, which meets the contract; sharing the allocator shares no buffer.
+unsafe impl<T: DmaMemory + ?Sized> DmaMemory for &T {
+    fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf> {
+        (**self).alloc(size, align)
+    }
+}
+
 /// A bump allocator over one region the hypervisor lends at start-up.
 ///
 /// The region must satisfy [`DmaMemory`]'s implementation contract as a whole; the bump

@@ -273,3 +273,16 @@ mod tests {
         assert_eq!(d[1], 0x1122_3344_5566_7788);
     }
 }
+
+/// The DMA arena of a [`FakeSmmu`](super::FakeSmmu), owned through an `Arc` so that it can be
+/// lent by value to a driver while the test keeps the model.
+#[derive(Clone)]
+pub struct ModelDma(pub std::sync::Arc<super::FakeSmmu>);
+
+// SAFETY: `FakeDma` meets the `DmaMemory` contract (zeroed, aligned, disjoint pieces of an arena the
+// model keeps alive for as long as this `Arc` does); this only forwards to it.
+unsafe impl DmaMemory for ModelDma {
+    fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf> {
+        self.0.dma().alloc(size, align)
+    }
+}

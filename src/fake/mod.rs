@@ -40,6 +40,9 @@ mod queues;
 mod regs;
 mod strtab;
 
+#[cfg(feature = "cmdqv")]
+pub mod cmdqv;
+
 #[cfg(test)]
 mod tests;
 
@@ -47,7 +50,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use cmdq::{CmdqFault, CmdqStats};
-pub use dma::FakeDma;
+pub use dma::{FakeDma, ModelDma};
 pub use platform::{FakePlatform, MmioDevice};
 pub use queues::{OverflowStyle, QueueStats};
 pub use regs::{MmioCounts, RegCount, RegPage, register_offset};
@@ -137,7 +140,9 @@ pub struct FakeSmmu {
     clock_us: AtomicU64,
     relax_step_us: AtomicU64,
     model: Mutex<Model>,
-    devices: Mutex<Vec<Arc<dyn MmioDevice>>>,
+    devices: std::sync::RwLock<Vec<Arc<dyn MmioDevice>>>,
+    /// Accesses outside the two SMMU pages, counted without the model lock.
+    outside: std::sync::atomic::AtomicU64,
 }
 
 // SAFETY: the register pages and the DMA arena are owned by the model for its whole life; all
@@ -176,7 +181,8 @@ impl FakeSmmu {
                 irqs: IrqCounts::default(),
                 counts: MmioCounts::default(),
             }),
-            devices: Mutex::new(Vec::new()),
+            devices: std::sync::RwLock::new(Vec::new()),
+            outside: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -219,6 +225,12 @@ impl FakeSmmu {
         &self.hw.dma
     }
 
+    /// The model's DMA arena as an owned [`DmaMemory`](crate::platform::DmaMemory) to lend to
+    /// a driver (`Smmu::new` takes its memory by value).
+    pub fn lend_dma(self: &Arc<Self>) -> ModelDma {
+        ModelDma(Arc::clone(self))
+    }
+
     /// A [`Platform`](crate::platform::Platform) whose MMIO hook runs this model.
     pub fn platform(self: &Arc<Self>) -> FakePlatform {
         FakePlatform::new(Arc::clone(self))
@@ -248,7 +260,7 @@ impl FakeSmmu {
     /// accesses outside the two SMMU pages to.
     pub fn add_device(&self, dev: Arc<dyn MmioDevice>) {
         self.devices
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(dev);
     }
@@ -256,13 +268,11 @@ impl FakeSmmu {
     /// Runs the model for one MMIO access at host address `addr` (what the platform hook does).
     pub fn mmio(&self, addr: usize, write: bool) {
         let Some((page, offset)) = self.hw.regs.decode(addr) else {
-            self.lock().counts.outside += 1;
-            let devs: Vec<_> = self
-                .devices
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            for d in devs {
+            // Other devices run without the SMMU model's lock, so that several CPUs driving
+            // their own queues of another device do not serialise on this model.
+            self.outside.fetch_add(1, Ordering::Relaxed);
+            let devs = self.devices.read().unwrap_or_else(|e| e.into_inner());
+            for d in devs.iter() {
                 if d.contains(addr) {
                     d.access(addr, write);
                 }
@@ -308,12 +318,15 @@ impl FakeSmmu {
 
     /// MMIO access counters per register.
     pub fn mmio_counts(&self) -> MmioCounts {
-        self.lock().counts.clone()
+        let mut counts = self.lock().counts.clone();
+        counts.outside = self.outside.load(Ordering::Relaxed);
+        counts
     }
 
     /// Clears the MMIO access counters.
     pub fn reset_mmio_counts(&self) {
         self.lock().counts = MmioCounts::default();
+        self.outside.store(0, Ordering::Relaxed);
     }
 
     /// The CR0 value in effect (acknowledged).

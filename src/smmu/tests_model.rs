@@ -15,25 +15,14 @@ use crate::command::Command;
 use crate::error::{CmdqError, Error, WaitFor};
 use crate::event::{EventId, EventRecord, EvtqEntry};
 use crate::fake::{
-    AckBehaviour, AckReg, CmdqFault, DmaOutcome, FakePlatform, FakeSmmu, OverflowStyle,
+    AckBehaviour, AckReg, CmdqFault, DmaOutcome, FakePlatform, FakeSmmu, ModelDma, OverflowStyle,
 };
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::{Iova, PhysAddr, StreamId, Vmid};
-use crate::platform::{DmaBuf, DmaMemory, MmioAccess, Platform};
+use crate::platform::{MmioAccess, Platform};
 use crate::pri::{PageRequest, PriqEntry};
 use crate::regs::offset;
 use crate::ste::{Granule, S2Config, Ste, StreamTableLayout};
-
-/// The model's DMA arena, owned by the model, lent to the driver.
-pub(crate) struct ModelDma(pub(crate) Arc<FakeSmmu>);
-
-// SAFETY: `FakeDma` meets the `DmaMemory` contract (zeroed, aligned, disjoint pieces of an arena
-// the model keeps alive); this only forwards to it.
-unsafe impl DmaMemory for ModelDma {
-    fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf> {
-        self.0.dma().alloc(size, align)
-    }
-}
 
 /// One MMIO access: page (0/1), offset, write.
 pub(crate) type Access = (u8, usize, bool);
@@ -88,7 +77,7 @@ impl Rig {
         };
         // SAFETY: the model's pages live as long as `m`, which the rig keeps; nothing else
         // drives them.
-        let d = unsafe { Smmu::new(m.page0(), m.page1(), plat, ModelDma(m.clone()), config) }?;
+        let d = unsafe { Smmu::new(m.page0(), m.page1(), plat, m.lend_dma(), config) }?;
         Ok(Self { m, d, log })
     }
 

@@ -1,0 +1,336 @@
+//! Guest-owned VINTFs: the iommufd `TEGRA241_CMDQV` vIOMMU (tegra241-cmdqv §8).
+//!
+//! A VM gets one VINTF (index ≥ 1) with its VMID and HYP_OWN clear, so its queues only take the
+//! guest command subset with the VMID forced and StreamIDs substituted through the
+//! SID_MATCH/SID_REPLACE pairs its vDEVICEs program. The VMM maps the VINTF's page 0 into the
+//! guest; queue bases (page 1) are trapped and become HW queue allocations here, with Linux's
+//! checks and errno values.
+
+use core::sync::atomic::Ordering;
+
+use super::regs::{self, MAX_SID_SLOTS, SID_MATCH};
+use super::{Cmdqv, VintfId, base_value};
+use crate::error::Error;
+use crate::ids::{PhysAddr, StreamId, VStreamId, Vmid};
+use crate::iommufd::{HwInfoTegra241Cmdqv, ViommuTegra241Cmdqv};
+use crate::platform::Platform;
+use crate::queue::CMDQ_ENTRY_BYTES;
+use crate::smmu::CommandSink;
+
+/// Bookkeeping of one guest VINTF.
+pub(super) struct GuestState {
+    pub(super) vmid: Vmid,
+    /// Allocated HW queues, bit *l* = logical queue *l*.
+    pub(super) queues: u128,
+    /// vDEVICE bindings per SID pair.
+    pub(super) sids: [Option<(VStreamId, StreamId)>; MAX_SID_SLOTS],
+}
+
+impl GuestState {
+    pub(super) const EMPTY: Self = Self {
+        vmid: Vmid(0),
+        queues: 0,
+        sids: [None; MAX_SID_SLOTS],
+    };
+}
+
+/// The page a guest may map: VINTF *i*'s logical page 0 (its queues' PROD/CONS/CONFIG/STATUS/
+/// GERROR/GERRORN), as `IOMMU_VIOMMU_ALLOC` reports it in `iommu_viommu_tegra241_cmdqv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct VintfPage {
+    /// Physical address: `CMDQV base + 0x30000 + 0x20000 × i`.
+    pub phys: PhysAddr,
+    /// `out_vintf_mmap_offset`: the page's offset in the CMDQV window (never 0, page aligned,
+    /// unique per VINTF). Linux hands out an opaque cookie from its mmap offset allocator; a
+    /// hypervisor emulating `mmap` on this value maps `phys`.
+    pub mmap_offset: u64,
+    /// `out_vintf_mmap_length`: 64 KiB.
+    pub mmap_length: u64,
+}
+
+impl VintfPage {
+    /// The `iommu_viommu_tegra241_cmdqv` driver data `IOMMU_VIOMMU_ALLOC` writes back.
+    pub const fn to_uapi(&self) -> ViommuTegra241Cmdqv {
+        ViommuTegra241Cmdqv {
+            out_vintf_mmap_offset: self.mmap_offset,
+            out_vintf_mmap_length: self.mmap_length,
+        }
+    }
+}
+
+/// A VINTF allocated to a vIOMMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct GuestVintf {
+    /// Its index (≥ 1).
+    pub id: VintfId,
+    /// The page the guest may map.
+    pub page0: VintfPage,
+}
+
+/// A SID_MATCH/SID_REPLACE pair holding a vDEVICE binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SidSlot(pub u8);
+
+impl<P: Platform> Cmdqv<P> {
+    /// The `IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV` reply of `IOMMU_GET_HW_INFO` (iommufd.md §1):
+    /// version, log2 of the logical queues per VINTF and of the SID pairs per VINTF. A VMM
+    /// copies them into its emulated PARAM with NUM_VINTF_LOG2 = 0 (one VINTF per VM).
+    pub fn hw_info(&self) -> HwInfoTegra241Cmdqv {
+        HwInfoTegra241Cmdqv {
+            flags: 0,
+            version: self.param.version,
+            log2vcmdqs: self.per_vintf.trailing_zeros() as u8,
+            log2vsids: self.sid_slots.trailing_zeros() as u8,
+            reserved: 0,
+        }
+    }
+
+    /// Allocates a free VINTF (index ≥ 1) for a VM whose stage-2 VMID is `vmid` and enables it
+    /// with HYP_OWN clear and no queues (tegra241-cmdqv §8.2 step 3).
+    ///
+    /// # Errors
+    /// [`Error::Disabled`] before [`reset`](Self::reset); [`Error::NoSpace`] when every VINTF is
+    /// taken; [`Error::Timeout`] when the VINTF does not enable.
+    pub fn vintf_alloc(&self, vmid: Vmid) -> Result<GuestVintf, Error> {
+        if !self.is_ready() {
+            return Err(Error::Disabled);
+        }
+        let v = (1..self.num_vintfs)
+            .find(|&v| {
+                self.guests.get(v).is_some_and(|g| {
+                    g.in_use
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                })
+            })
+            .ok_or(Error::NoSpace)?;
+        let Some(g) = self.guests.get(v) else {
+            return Err(Error::NoSpace);
+        };
+        let mut st = g.state.lock();
+        *st = GuestState::EMPTY;
+        st.vmid = vmid;
+        if let Err(e) = self.vintf_init(v, false, vmid) {
+            drop(st);
+            g.in_use.store(false, Ordering::Release);
+            return Err(e);
+        }
+        let id = VintfId(v as u8);
+        Ok(GuestVintf {
+            id,
+            page0: self.vintf_page_of(v),
+        })
+    }
+
+    /// The page the guest of VINTF `id` may map, while it is allocated.
+    pub fn vintf_page(&self, id: VintfId) -> Option<VintfPage> {
+        self.guest(id)
+            .ok()
+            .map(|_| self.vintf_page_of(usize::from(id.0)))
+    }
+
+    fn vintf_page_of(&self, v: usize) -> VintfPage {
+        let offset = regs::vintf_page0(v) as u64;
+        VintfPage {
+            phys: self.cfg.phys_base.add(offset),
+            mmap_offset: offset,
+            mmap_length: regs::PAGE_SIZE as u64,
+        }
+    }
+
+    /// Releases VINTF `id` (vIOMMU destroy): disables it and clears its SID pairs.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a VINTF not allocated; [`Error::Busy`] while it has HW queues or
+    /// vDEVICEs (they hold references on the vIOMMU); [`Error::Timeout`] when it does not
+    /// disable (it stays allocated).
+    pub fn vintf_free(&self, id: VintfId) -> Result<(), Error> {
+        let g = self.guest(id)?;
+        let st = g.state.lock();
+        if st.queues != 0 || st.sids.iter().any(Option::is_some) {
+            return Err(Error::Busy);
+        }
+        let v = usize::from(id.0);
+        let r = self.vintf_regs(v).ok_or(Error::NotFound)?;
+        self.vintf_disable(r)?;
+        for s in 0..self.sid_slots {
+            if let (Some(m), Some(p)) = (r.SID_MATCH.get(s), r.SID_REPLACE.get(s)) {
+                self.write(m, 0);
+                self.write(p, 0);
+            }
+        }
+        drop(st);
+        g.in_use.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Binds a vDEVICE: virtual StreamID `vsid` of the guest on VINTF `id` is the device with
+    /// physical StreamID `psid`. Takes a free SID pair and writes SID_REPLACE = `psid`, then
+    /// SID_MATCH = `vsid << 1 | ENABLE` (tegra241-cmdqv §8.2 step 5).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a VINTF not allocated; [`Error::InvalidArgument`] for a `vsid`
+    /// wider than SID_MATCH.VIRT_SID (20 bits); [`Error::Exists`] when `vsid` is already bound
+    /// on this VINTF; [`Error::NoSpace`] when every pair is taken.
+    pub fn vdevice_bind(
+        &self,
+        id: VintfId,
+        vsid: VStreamId,
+        psid: StreamId,
+    ) -> Result<SidSlot, Error> {
+        let g = self.guest(id)?;
+        if vsid.0 > (1 << 20) - 1 {
+            return Err(Error::InvalidArgument);
+        }
+        let mut st = g.state.lock();
+        if st.sids.iter().flatten().any(|(v, _)| *v == vsid) {
+            return Err(Error::Exists);
+        }
+        let s = (0..self.sid_slots)
+            .find(|&s| st.sids.get(s).is_some_and(Option::is_none))
+            .ok_or(Error::NoSpace)?;
+        let r = self.vintf_regs(usize::from(id.0)).ok_or(Error::NotFound)?;
+        let (Some(m), Some(p), Some(slot)) =
+            (r.SID_MATCH.get(s), r.SID_REPLACE.get(s), st.sids.get_mut(s))
+        else {
+            return Err(Error::NoSpace);
+        };
+        self.write(p, psid.0);
+        self.write(
+            m,
+            (SID_MATCH::VIRT_SID.val(vsid.0) + SID_MATCH::ENABLE::SET).value,
+        );
+        *slot = Some((vsid, psid));
+        Ok(SidSlot(s as u8))
+    }
+
+    /// Unbinds the vDEVICE with virtual StreamID `vsid` from VINTF `id`: SID_MATCH and
+    /// SID_REPLACE of its pair back to 0.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the VINTF is not allocated or `vsid` is not bound.
+    pub fn vdevice_unbind(&self, id: VintfId, vsid: VStreamId) -> Result<(), Error> {
+        let g = self.guest(id)?;
+        let mut st = g.state.lock();
+        let s = st
+            .sids
+            .iter()
+            .position(|b| b.is_some_and(|(v, _)| v == vsid))
+            .ok_or(Error::NotFound)?;
+        let r = self.vintf_regs(usize::from(id.0)).ok_or(Error::NotFound)?;
+        if let (Some(m), Some(p)) = (r.SID_MATCH.get(s), r.SID_REPLACE.get(s)) {
+            self.write(m, 0);
+            self.write(p, 0);
+        }
+        if let Some(slot) = st.sids.get_mut(s) {
+            *slot = None;
+        }
+        Ok(())
+    }
+
+    /// Allocates HW queue `index` of VINTF `id` on the `length` bytes at host physical address
+    /// `base` (`IOMMU_HW_QUEUE_ALLOC`, tegra241-cmdqv §8.3, §8.4): maps the global queue into the
+    /// VINTF (CMDQ_ALLOC), tears it down (with a CMD_SYNC on the SMMU's queue through `main`)
+    /// and writes BASE. The queue stays disabled: the guest enables it in its page 0.
+    ///
+    /// # Errors
+    /// As Linux: [`Error::NotFound`] (`ENOENT`) for a VINTF not allocated;
+    /// [`Error::InvalidArgument`] (`EINVAL`) for `length` 0, `index` ≥ queues per VINTF, a
+    /// `length` that is not a power of two in `32..=2^(IDR1.CMDQS + 4)`, or a `base` not aligned
+    /// to `length` or beyond bit 47; [`Error::Overflow`] (`EOVERFLOW`) when `base + length`
+    /// wraps; [`Error::Exists`] (`EEXIST`) when `index` is allocated; [`Error::Io`] (`EIO`)
+    /// when `index − 1` is not (ascending order); timeouts and `main`'s errors.
+    pub fn hw_queue_alloc<M: CommandSink + ?Sized>(
+        &self,
+        id: VintfId,
+        index: u32,
+        base: PhysAddr,
+        length: u64,
+        main: &M,
+    ) -> Result<(), Error> {
+        let g = self.guest(id)?;
+        if length == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        if base.0.checked_add(length - 1).is_none() {
+            return Err(Error::Overflow);
+        }
+        let mut st = g.state.lock();
+        let l = index as usize;
+        if l >= self.per_vintf {
+            return Err(Error::InvalidArgument);
+        }
+        if st.queues & (1u128 << l) != 0 {
+            return Err(Error::Exists);
+        }
+        if l > 0 && st.queues & (1u128 << (l - 1)) == 0 {
+            return Err(Error::Io);
+        }
+        let max_len = (CMDQ_ENTRY_BYTES as u64) << self.cfg.cmdq_log2_max.min(19);
+        if !length.is_power_of_two() || length < 32 || length > max_len {
+            return Err(Error::InvalidArgument);
+        }
+        if base.0 & (length - 1) != 0 || base.0 & !((1u64 << 48) - 1) != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let v = usize::from(id.0);
+        let log2 = (length.trailing_zeros() - 4) as u8;
+        self.map(v, l, true);
+        if let Err(e) = self.vcmdq_deinit(v, l, main) {
+            self.map(v, l, false);
+            return Err(e);
+        }
+        let (_, b) = self.lvcmdq(v, l).ok_or(Error::InvalidArgument)?;
+        self.write(&b.BASE, base_value(base, log2));
+        st.queues |= 1u128 << l;
+        Ok(())
+    }
+
+    /// Destroys HW queue `index` of VINTF `id`: disables it, issues a CMD_SYNC on the SMMU's
+    /// queue, clears its registers and unmaps it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the VINTF or the queue is not allocated; [`Error::Busy`]
+    /// (`EBUSY`) while queue `index + 1` exists (descending order); timeouts and `main`'s
+    /// errors (the queue stays allocated).
+    pub fn hw_queue_free<M: CommandSink + ?Sized>(
+        &self,
+        id: VintfId,
+        index: u32,
+        main: &M,
+    ) -> Result<(), Error> {
+        let g = self.guest(id)?;
+        let mut st = g.state.lock();
+        let l = index as usize;
+        if l >= self.per_vintf || st.queues & (1u128 << l) == 0 {
+            return Err(Error::NotFound);
+        }
+        if l + 1 < 128 && st.queues & (1u128 << (l + 1)) != 0 {
+            return Err(Error::Busy);
+        }
+        let v = usize::from(id.0);
+        self.vcmdq_deinit(v, l, main)?;
+        self.map(v, l, false);
+        st.queues &= !(1u128 << l);
+        Ok(())
+    }
+
+    /// HW queues allocated on VINTF `id` (bit *l* = logical queue *l*).
+    pub fn hw_queues(&self, id: VintfId) -> Result<u128, Error> {
+        Ok(self.guest(id)?.state.lock().queues)
+    }
+
+    fn guest(&self, id: VintfId) -> Result<&super::GuestSlot, Error> {
+        let v = usize::from(id.0);
+        if v == 0 || v >= self.num_vintfs {
+            return Err(Error::NotFound);
+        }
+        self.guests
+            .get(v)
+            .filter(|g| g.in_use.load(Ordering::Acquire))
+            .ok_or(Error::NotFound)
+    }
+}
