@@ -5,7 +5,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, Readable};
-use arm_smmuv3::{BumpDma, DmaBuf, DmaMemory, MmioAccess, PhysAddr, Platform, WaitFor};
+use arm_smmuv3::{BumpDma, MmioAccess, PhysAddr, Platform, WaitFor};
 
 /// Time and waiting on QEMU `virt`: the generic timer's physical counter.
 #[derive(Clone, Copy, Debug)]
@@ -50,18 +50,6 @@ static MMIO_ACCESSES: AtomicU32 = AtomicU32::new(0);
 /// How many SMMU register accesses the driver has made so far (its own MMIO hook's count).
 pub fn mmio_accesses() -> u32 {
     MMIO_ACCESSES.load(Ordering::Relaxed)
-}
-
-/// The lent region as the driver's [`DmaMemory`]: a shared handle on the one [`BumpDma`].
-#[derive(Clone, Copy)]
-pub struct LentDma(pub &'static BumpDma);
-
-// SAFETY: every buffer comes from the `BumpDma`, which upholds the contract (disjoint, aligned,
-// identity-mapped normal memory that lives for the rest of the run); this only forwards to it.
-unsafe impl DmaMemory for LentDma {
-    fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf> {
-        self.0.alloc(size, align)
-    }
 }
 
 unsafe extern "C" {

@@ -16,19 +16,19 @@ use arm_gic::IntId;
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
 use arm_smmuv3::regs::{Page0, Page1};
 use arm_smmuv3::smmu::{Config, DrainStats, EventSink, GerrorStats, Smmu};
-use arm_smmuv3::{Error, Platform};
+use arm_smmuv3::{BumpDma, Error, Platform};
 use critical_section::Mutex;
 use heapless::Deque;
 
 use crate::gic::{self, IrqCounts};
-use crate::platform::{self, LentDma, QemuPlatform};
+use crate::platform::{self, QemuPlatform};
 use crate::say;
 
 /// Base of the SMMUv3 register pages on QEMU `virt` (page 0; page 1 at +0x1_0000).
 pub const SMMU_BASE: usize = 0x0905_0000;
 
 /// The driver as the demo instantiates it.
-pub type DemoSmmu = Smmu<QemuPlatform, LentDma>;
+pub type DemoSmmu = Smmu<QemuPlatform, &'static BumpDma>;
 
 /// One driver instance per take-over; instances are never reused (a disabled one stays parked).
 const SLOTS: usize = 8;
@@ -50,15 +50,7 @@ pub fn take_over(config: Config) -> Result<&'static DemoSmmu, Error> {
     // for the rest of the run. The only other driver instances are parked in `INSTANCES` after
     // `release` disabled them, and are never used again; the demo's own code no longer touches
     // the SMMU's registers once the first instance exists.
-    let smmu = unsafe {
-        Smmu::new(
-            page0,
-            page1,
-            QemuPlatform::new(),
-            LentDma(platform::dma()),
-            config,
-        )
-    }?;
+    let smmu = unsafe { Smmu::new(page0, page1, QemuPlatform::new(), platform::dma(), config) }?;
     let smmu: &'static DemoSmmu = slot.call_once(|| smmu);
     smmu.reset()?;
     set_active(Some(smmu));
