@@ -1,0 +1,56 @@
+//! The atomics and the cell the lock-free parts of the vIOMMU layer use: `core`'s, or `loom`'s
+//! when built with `RUSTFLAGS="--cfg loom"` so that `loom` can model-check them.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+/// One step of a bounded wait: a CPU spin hint, or a `loom` yield so the model can schedule the
+/// thread being waited for.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}
+
+/// An `UnsafeCell` with `loom`'s closure API, so the same code is checked by `loom`.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// `loom::model`, counting and printing the interleavings it explored.
+#[cfg(all(test, loom))]
+pub(crate) fn model<F: Fn() + Sync + Send + 'static>(name: &str, f: F) {
+    use std::sync::atomic::{AtomicUsize, Ordering as O};
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    loom::model(move || {
+        r.fetch_add(1, O::Relaxed);
+        f();
+    });
+    std::println!("loom {name}: {} interleavings", runs.load(O::Relaxed));
+}

@@ -1,0 +1,729 @@
+//! vIOMMU layer end to end on the host: a recording command sink, host sinks, and the router.
+
+use std::sync::Mutex;
+
+use arm_smmuv3::command::{Command, ResumeAction};
+use arm_smmuv3::error::Error;
+use arm_smmuv3::event::{EventRecord, EvtqEntry};
+use arm_smmuv3::features::Features;
+use arm_smmuv3::iommufd::{
+    HwptPageResponse, HwptPgfault, PgfaultFlags, PgfaultPerm, VeventHeader, VeventqType,
+    ViommuArmSmmuv3Invalidate,
+};
+use arm_smmuv3::pri::{PageRequest, PriqEntry};
+use arm_smmuv3::ste::{Granule, S2Config, Ste};
+use arm_smmuv3::viommu::{
+    CommandSink, EventSink, HostReason, PriSink, Routed, Router, ViommuConfig, ViommuId,
+};
+use arm_smmuv3::{Iova, PhysAddr, StreamId, SubstreamId, VStreamId, Vmid};
+use proptest::prelude::*;
+
+type R = Router<4, 16, 4, 8, 8>;
+
+#[derive(Default)]
+struct Recorder {
+    batches: Mutex<Vec<Vec<Command>>>,
+}
+
+impl CommandSink for Recorder {
+    fn submit(&self, cmds: &[Command]) -> Result<(), Error> {
+        assert!(!cmds.is_empty());
+        assert!(cmds.len() <= 63);
+        assert!(!cmds.iter().any(|c| matches!(c, Command::Sync { .. })));
+        self.batches.lock().unwrap().push(cmds.to_vec());
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<Vec<Command>> {
+        std::mem::take(&mut self.batches.lock().unwrap())
+    }
+}
+
+#[derive(Default)]
+struct Host {
+    events: Vec<EvtqEntry>,
+    requests: Vec<PriqEntry>,
+    overflows: u32,
+}
+
+impl EventSink for Host {
+    fn event(&mut self, e: &EvtqEntry) {
+        self.events.push(*e);
+    }
+    fn overflow(&mut self) {
+        self.overflows += 1;
+    }
+}
+
+impl PriSink for Host {
+    fn request(&mut self, e: &PriqEntry) {
+        self.requests.push(*e);
+    }
+    fn overflow(&mut self) {
+        self.overflows += 1;
+    }
+}
+
+fn cfg(vmid: u16) -> ViommuConfig {
+    ViommuConfig {
+        s2: S2Config::for_ipa_bits(Vmid(vmid), PhysAddr(0x4000_0000), 40, Granule::Size4K).unwrap(),
+        features: Features::decode(Features::QEMU_VIRT_IDREGS),
+        coherent_devices: true,
+        repeat_tlbi_cfgi: false,
+    }
+}
+
+const GUEST_S1: [u64; 2] = [1 | (5 << 1) | 0x8_0000_0000, 0];
+const PSID: StreamId = StreamId(0x18);
+const VSID: VStreamId = VStreamId(0x3);
+
+/// A router with one vIOMMU (VMID 5) whose device 0x18 is vSID 3, nested-attached.
+fn setup() -> (Box<R>, ViommuId, Recorder) {
+    let r = Box::new(R::new());
+    let rec = Recorder::default();
+    let id = r.alloc_viommu(cfg(5)).unwrap();
+    assert_eq!(r.alloc_vdevice(id, 77, PSID, 3, false), Ok(VSID));
+    let mut installed = None;
+    let ste = r
+        .attach_nested(id, VSID, GUEST_S1, &rec, |sid, ste| {
+            installed = Some((sid, *ste));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(installed, Some((PSID, ste)));
+    assert_eq!(ste.config_raw(), 7);
+    assert!(ste.mev());
+    assert_eq!(ste.s2vmid(), Vmid(5));
+    (r, id, rec)
+}
+
+fn s1_fault(sid: StreamId) -> EvtqEntry {
+    EventRecord::translation_fault(sid, Iova(0x1234_5000), false, true)
+        .with_ssid(Some(SubstreamId(9)))
+        .encode()
+}
+
+fn records(buf: &[u8]) -> Vec<(VeventHeader, Option<[u64; 4]>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let h = VeventHeader::from_prefix(&buf[at..]).unwrap();
+        at += 8;
+        if h.is_lost_events() {
+            out.push((h, None));
+            continue;
+        }
+        let mut evt = [0u64; 4];
+        for (i, w) in evt.iter_mut().enumerate() {
+            *w = u64::from_le_bytes(buf[at + 8 * i..at + 8 * i + 8].try_into().unwrap());
+        }
+        at += 32;
+        out.push((h, Some(evt)));
+    }
+    out
+}
+
+#[test]
+fn viommu_alloc_errors() {
+    let r = R::new();
+    assert_eq!(r.alloc_viommu(cfg(0)).unwrap_err().errno(), -22, "VMID 0");
+    let mut c = cfg(0x100);
+    c.features.vmid16 = false;
+    assert_eq!(
+        r.alloc_viommu(c).unwrap_err().errno(),
+        -22,
+        "VMID wider than 8 bits"
+    );
+    let mut c = cfg(1);
+    c.coherent_devices = false; // and QEMU has no S2FWB
+    assert_eq!(r.alloc_viommu(c).unwrap_err().errno(), -95);
+    let mut c = cfg(1);
+    c.features.stage1 = false;
+    assert_eq!(r.alloc_viommu(c).unwrap_err().errno(), -95, "no nesting");
+    let ids: Vec<_> = (1..=4).map(|v| r.alloc_viommu(cfg(v)).unwrap()).collect();
+    assert_eq!(
+        r.alloc_viommu(cfg(9)).unwrap_err().errno(),
+        -12,
+        "no free slot"
+    );
+    assert_eq!(r.vmid(ids[2]), Ok(Vmid(3)));
+    r.destroy_viommu(ids[1]).unwrap();
+    assert_eq!(r.vmid(ids[1]), Err(Error::NotFound));
+    let again = r.alloc_viommu(cfg(9)).unwrap();
+    assert_eq!(again.index(), ids[1].index());
+    assert_ne!(
+        again, ids[1],
+        "a stale handle never reaches the slot's next vIOMMU"
+    );
+    assert_eq!(r.vmid(ids[1]).unwrap_err().errno(), -2);
+}
+
+#[test]
+fn vdevice_errors() {
+    let r = R::new();
+    let a = r.alloc_viommu(cfg(1)).unwrap();
+    let b = r.alloc_viommu(cfg(2)).unwrap();
+    r.alloc_vdevice(a, 1, StreamId(8), 1, false).unwrap();
+    assert_eq!(
+        r.alloc_vdevice(a, 2, StreamId(9), 1, false),
+        Err(Error::Exists),
+        "same vSID"
+    );
+    assert_eq!(
+        r.alloc_vdevice(b, 2, StreamId(8), 5, false),
+        Err(Error::Exists),
+        "same device"
+    );
+    assert_eq!(
+        r.alloc_vdevice(a, 2, StreamId(8), 5, false)
+            .unwrap_err()
+            .errno(),
+        -17
+    );
+    assert_eq!(
+        r.alloc_vdevice(a, 2, StreamId(9), 1 << 32, false)
+            .unwrap_err()
+            .errno(),
+        -22
+    );
+    // QEMU's SMMU has 16 StreamID bits.
+    assert_eq!(
+        r.alloc_vdevice(a, 2, StreamId(0x1_0000), 2, false)
+            .unwrap_err()
+            .errno(),
+        -22
+    );
+    // The same vSID in another vIOMMU is fine.
+    r.alloc_vdevice(b, 2, StreamId(9), 1, false).unwrap();
+    for i in 0..3 {
+        r.alloc_vdevice(a, 3, StreamId(20 + i), 10 + u64::from(i), false)
+            .unwrap();
+    }
+    assert_eq!(
+        r.alloc_vdevice(a, 3, StreamId(30), 30, false)
+            .unwrap_err()
+            .errno(),
+        -12
+    );
+    assert_eq!(
+        r.destroy_viommu(a).unwrap_err().errno(),
+        -16,
+        "vDEVICEs left"
+    );
+    let rec = Recorder::default();
+    assert_eq!(
+        r.destroy_vdevice(a, VStreamId(99), &rec),
+        Err(Error::NotFound)
+    );
+    r.destroy_vdevice(a, VStreamId(1), &rec).unwrap();
+    assert_eq!(r.vsid_to_psid(a, VStreamId(1)), Err(Error::NotFound));
+    assert_eq!(r.vsid_to_psid(a, VStreamId(10)), Ok(StreamId(20)));
+    // Attach needs a vDEVICE (Linux: ENOENT from the vSID lookup).
+    let e = r
+        .attach_nested(a, VStreamId(1), GUEST_S1, &rec, |_, _| Ok(()))
+        .unwrap_err();
+    assert_eq!(e.errno(), -2);
+}
+
+#[test]
+fn attach_rejects_bad_ste_and_reverts_on_install_failure() {
+    let (r, id, rec) = setup();
+    let bad = [GUEST_S1[0] | (1 << 52), 0];
+    let e = r
+        .attach_nested(id, VSID, bad, &rec, |_, _| panic!("not installed"))
+        .unwrap_err();
+    assert_eq!(e.errno(), -5);
+    // An install failure leaves the device detached for routing.
+    r.detach_nested(id, VSID, &rec).unwrap();
+    let e = r.attach_nested(id, VSID, GUEST_S1, &rec, |_, _| {
+        Err(Error::Timeout(arm_smmuv3::WaitFor::CmdSync))
+    });
+    assert!(e.is_err());
+    let mut host = Host::default();
+    assert_eq!(
+        r.route_event(&s1_fault(PSID), &mut host),
+        Routed::Host(HostReason::NotAttached)
+    );
+    // Guest V=0 gives an abort STE, guest bypass the S2-only STE.
+    let ste = r
+        .attach_nested(id, VSID, [0, 0], &rec, |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(ste, Ste::ABORT);
+    let ste = r
+        .attach_nested(id, VSID, [1 | (4 << 1), 0], &rec, |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(ste.config_raw(), 6);
+}
+
+#[test]
+fn forwarded_event_carries_vsid_and_reads_as_iommufd() {
+    let (r, id, _rec) = setup();
+    let mut host = Host::default();
+    // No vEVENTQ yet: dropped and counted, not given to the host.
+    assert_eq!(
+        r.route_event(&s1_fault(PSID), &mut host),
+        Routed::DroppedNoVeventq { viommu: id.index() }
+    );
+    assert_eq!(r.viommu_stats(id).unwrap().dropped_no_veventq, 1);
+    assert_eq!(r.stats().dropped_no_veventq, 1);
+    assert!(host.events.is_empty());
+
+    assert_eq!(
+        r.alloc_veventq(id, VeventqType::Default, 4)
+            .unwrap_err()
+            .errno(),
+        -95
+    );
+    assert_eq!(
+        r.alloc_veventq(id, VeventqType::ArmSmmuv3, 0)
+            .unwrap_err()
+            .errno(),
+        -22
+    );
+    r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4).unwrap();
+    assert_eq!(
+        r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4)
+            .unwrap_err()
+            .errno(),
+        -17
+    );
+    // A second type is a separate queue.
+    r.alloc_veventq(id, VeventqType::Tegra241Cmdqv, 2).unwrap();
+
+    let e = s1_fault(PSID);
+    assert_eq!(
+        r.route_event(&e, &mut host),
+        Routed::Forwarded {
+            viommu: id.index(),
+            sequence: 0
+        },
+        "a new queue starts at sequence 0"
+    );
+    let mut buf = [0u8; 64];
+    let n = r
+        .read_vevents(id, VeventqType::ArmSmmuv3, &mut buf)
+        .unwrap();
+    assert_eq!(n, 40);
+    let recs = records(&buf[..n]);
+    let (h, evt) = recs[0];
+    assert_eq!((h.flags, h.sequence), (0, 0));
+    let evt = evt.unwrap();
+    assert_eq!(evt[0] >> 32, u64::from(VSID.0));
+    assert_eq!(evt[0] & 0xffff_ffff, e.0[0] & 0xffff_ffff);
+    assert_eq!(evt[1..], e.0[1..]);
+    assert_eq!(r.read_vevents(id, VeventqType::ArmSmmuv3, &mut buf), Ok(0));
+}
+
+#[test]
+fn host_gets_stage2_unassigned_and_unforwarded() {
+    let (r, id, _rec) = setup();
+    r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4).unwrap();
+    let mut host = Host::default();
+    let s2 = EventRecord::translation_fault(PSID, Iova(0x1000), true, false).encode();
+    assert_eq!(
+        r.route_event(&s2, &mut host),
+        Routed::Host(HostReason::Stage2)
+    );
+    let other = s1_fault(StreamId(0x19));
+    assert_eq!(
+        r.route_event(&other, &mut host),
+        Routed::Host(HostReason::Unassigned)
+    );
+    let bad_sid = EventRecord::bad_streamid(PSID).encode();
+    assert_eq!(
+        r.route_event(&bad_sid, &mut host),
+        Routed::Host(HostReason::NotForwarded)
+    );
+    let walk = EventRecord::new(arm_smmuv3::event::EventId(0x0b), PSID).encode();
+    assert_eq!(
+        r.route_event(&walk, &mut host),
+        Routed::Host(HostReason::NotForwarded)
+    );
+    assert_eq!(host.events, vec![s2, other, bad_sid, walk]);
+    let s = r.stats();
+    assert_eq!(
+        (s.host_stage2, s.host_unassigned, s.host_other, s.forwarded),
+        (1, 1, 2, 0)
+    );
+    // Each forwardable ID of an attached device is forwarded.
+    for id_ in arm_smmuv3::viommu::FORWARDED_EVENTS {
+        let e = EventRecord::new(id_, PSID).encode();
+        assert!(matches!(
+            r.route_event(&e, &mut host),
+            Routed::Forwarded { .. } | Routed::DroppedFull { .. }
+        ));
+    }
+}
+
+#[test]
+fn full_veventq_lost_marker_and_recovery() {
+    let (r, id, _rec) = setup();
+    r.alloc_veventq(id, VeventqType::ArmSmmuv3, 2).unwrap();
+    let mut host = Host::default();
+    let seqs: Vec<_> = (0..4)
+        .map(|_| r.route_event(&s1_fault(PSID), &mut host))
+        .collect();
+    assert!(matches!(seqs[0], Routed::Forwarded { sequence: 0, .. }));
+    assert!(matches!(seqs[1], Routed::Forwarded { sequence: 1, .. }));
+    assert!(matches!(seqs[2], Routed::DroppedFull { .. }));
+    assert!(matches!(seqs[3], Routed::DroppedFull { .. }));
+    assert_eq!(r.viommu_stats(id).unwrap().dropped_full, 2);
+    // A buffer for one record and a half: one record, never a partial one.
+    let mut buf = [0u8; 60];
+    assert_eq!(
+        r.read_vevents(id, VeventqType::ArmSmmuv3, &mut buf[..39]),
+        Ok(0)
+    );
+    assert_eq!(r.read_vevents(id, VeventqType::ArmSmmuv3, &mut buf), Ok(40));
+    let mut buf = [0u8; 128];
+    let n = r
+        .read_vevents(id, VeventqType::ArmSmmuv3, &mut buf)
+        .unwrap();
+    let recs = records(&buf[..n]);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0].0.sequence, 1);
+    assert!(recs[1].0.is_lost_events());
+    assert_eq!(
+        recs[1].0.sequence, 3,
+        "the single marker carries the last dropped number"
+    );
+    // "Overflow must be gone": the next event reads back cleanly.
+    r.route_event(&s1_fault(PSID), &mut host);
+    let n = r
+        .read_vevents(id, VeventqType::ArmSmmuv3, &mut buf)
+        .unwrap();
+    let recs = records(&buf[..n]);
+    assert_eq!(recs.len(), 1);
+    assert_eq!((recs[0].0.flags, recs[0].0.sequence), (0, 4));
+}
+
+#[test]
+fn hardware_overflow_policy() {
+    let (r, id, _rec) = setup();
+    let other = r.alloc_viommu(cfg(6)).unwrap();
+    r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4).unwrap();
+    let mut host = Host::default();
+    let mut sink = r.sink(&mut host);
+    EventSink::overflow(&mut sink);
+    EventSink::event(&mut sink, &s1_fault(PSID));
+    assert_eq!(host.overflows, 1);
+    assert_eq!(r.stats().evtq_overflows, 1);
+    assert_eq!(r.viommu_stats(id).unwrap().evtq_overflows, 1);
+    assert_eq!(r.viommu_stats(other).unwrap().evtq_overflows, 1);
+    // The vEVENTQ is untouched by the overflow: the record after it reads as the first one.
+    let mut buf = [0u8; 96];
+    let n = r
+        .read_vevents(id, VeventqType::ArmSmmuv3, &mut buf)
+        .unwrap();
+    let recs = records(&buf[..n]);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].0.sequence, 0);
+    let mut host = Host::default();
+    PriSink::overflow(&mut r.sink(&mut host));
+    assert_eq!((r.stats().priq_overflows, host.overflows), (1, 1));
+}
+
+#[test]
+fn guest_invalidation() {
+    let (r, id, rec) = setup();
+    let other = r.alloc_viommu(cfg(6)).unwrap();
+    r.alloc_vdevice(other, 1, StreamId(0x20), 7, false).unwrap();
+    let ent = |c: Command| ViommuArmSmmuv3Invalidate { cmd: c.encode().0 };
+    let out = r.invalidate(
+        id,
+        &[
+            ent(Command::TlbiNhAll { vmid: Vmid(6) }),
+            ent(Command::TlbiNsnhAll),
+            ent(Command::CfgiCdAll { sid: StreamId(3) }),
+        ],
+        &rec,
+    );
+    assert_eq!((out.entry_num, out.result), (3, Ok(())));
+    assert_eq!(
+        rec.take(),
+        vec![vec![
+            Command::TlbiNhAll { vmid: Vmid(5) },
+            Command::TlbiNhAll { vmid: Vmid(5) },
+            Command::CfgiCdAll { sid: PSID },
+        ]],
+        "one batch, VMID forced, vSID replaced"
+    );
+    // The other VM's vSID 7 (pSID 0x20) means nothing here; nor does its pSID.
+    for sid in [7, 0x20] {
+        let out = r.invalidate(id, &[ent(Command::CfgiCdAll { sid: StreamId(sid) })], &rec);
+        assert_eq!((out.entry_num, out.result.unwrap_err().errno()), (0, -5));
+    }
+    // A CMD_SYNC from the guest is refused; nothing of its batch is issued.
+    let out = r.invalidate(
+        id,
+        &[
+            ent(Command::TlbiNhAll { vmid: Vmid(0) }),
+            ent(Command::sync()),
+        ],
+        &rec,
+    );
+    assert_eq!((out.entry_num, out.result), (0, Err(Error::Io)));
+    assert!(rec.take().is_empty());
+    // Empty array: success, nothing issued.
+    assert_eq!(r.invalidate(id, &[], &rec).entry_num, 0);
+    assert!(rec.take().is_empty());
+}
+
+fn stall(sid: StreamId, stag: u16) -> EvtqEntry {
+    EventRecord::translation_fault(sid, Iova(0xabc000), false, false)
+        .with_stall(stag)
+        .encode()
+}
+
+fn page_request(prg: u16, last: bool, addr: u64) -> PriqEntry {
+    PageRequest {
+        sid: PSID,
+        ssid: Some(SubstreamId(2)),
+        privileged: false,
+        exec: false,
+        read: true,
+        write: false,
+        last,
+        prg_index: prg,
+        addr,
+    }
+    .encode()
+}
+
+#[test]
+fn iopf_round_trip() {
+    let (r, id, rec) = setup();
+    let mut host = Host::default();
+    // Without a fault queue the host must answer the stall.
+    assert_eq!(
+        r.route_event(&stall(PSID, 5), &mut host),
+        Routed::Host(HostReason::NoFaultQueue)
+    );
+    assert_eq!(host.events.len(), 1);
+    let mut out = [HwptPgfault::default(); 4];
+    assert_eq!(r.read_faults(id, &mut out), Err(Error::NotFound));
+    r.alloc_fault_queue(id).unwrap();
+    assert_eq!(r.alloc_fault_queue(id), Err(Error::Exists));
+
+    assert_eq!(
+        r.route_event(&stall(PSID, 6), &mut host),
+        Routed::Iopf { viommu: id.index() }
+    );
+    assert_eq!(
+        r.route_page_request(&page_request(9, false, 0x1000), &mut host),
+        Routed::Iopf { viommu: id.index() }
+    );
+    r.route_page_request(&page_request(9, true, 0x2000), &mut host);
+    // A page request of an unassigned device goes to the host.
+    let mut foreign = page_request(1, true, 0);
+    foreign.0[0] = (foreign.0[0] & !0xffff_ffff) | 0x55;
+    assert_eq!(
+        r.route_page_request(&foreign, &mut host),
+        Routed::Host(HostReason::Unassigned)
+    );
+    assert_eq!(host.requests.len(), 1);
+
+    assert_eq!(r.read_faults(id, &mut out), Ok(3));
+    let stall_rec = out[0];
+    assert_eq!(stall_rec.grpid, 6);
+    assert_eq!(stall_rec.dev_id, 77);
+    assert_eq!(stall_rec.flags, PgfaultFlags::LAST_PAGE.bits());
+    assert_eq!(stall_rec.perm, PgfaultPerm::READ.bits(), "RnW = 1");
+    assert_eq!(stall_rec.addr, 0xabc000);
+    assert_eq!(out[1].cookie, out[2].cookie);
+    assert_ne!(out[1].cookie, stall_rec.cookie);
+    assert_eq!(
+        out[2].flags,
+        (PgfaultFlags::LAST_PAGE | PgfaultFlags::PASID_VALID).bits()
+    );
+
+    let resp = [
+        HwptPageResponse {
+            cookie: stall_rec.cookie,
+            code: 0,
+        },
+        HwptPageResponse {
+            cookie: out[1].cookie,
+            code: 1,
+        },
+        HwptPageResponse {
+            cookie: 12345,
+            code: 0,
+        },
+    ];
+    assert_eq!(
+        r.respond(id, &resp, &rec),
+        Ok(2),
+        "stops at the unknown cookie"
+    );
+    assert_eq!(
+        rec.take(),
+        vec![vec![
+            Command::Resume {
+                sid: PSID,
+                stag: 6,
+                action: ResumeAction::Retry
+            },
+            Command::PriResp {
+                sid: PSID,
+                ssid: Some(SubstreamId(2)),
+                prg_index: 9,
+                resp: arm_smmuv3::command::PriResponse::InvalidRequest
+            },
+        ]]
+    );
+    assert_eq!(r.respond(id, &resp[2..], &rec).unwrap_err().errno(), -22);
+}
+
+#[test]
+fn teardown_answers_unanswered_groups() {
+    let (r, id, rec) = setup();
+    r.alloc_fault_queue(id).unwrap();
+    r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4).unwrap();
+    let mut host = Host::default();
+    r.route_event(&stall(PSID, 1), &mut host);
+    r.route_event(&stall(PSID, 2), &mut host);
+    r.route_page_request(&page_request(4, false, 0), &mut host);
+    let mut out = [HwptPgfault::default(); 1];
+    assert_eq!(r.read_faults(id, &mut out), Ok(1)); // delivered, never answered
+    assert_eq!(r.destroy_viommu(id), Err(Error::Busy));
+    assert_eq!(r.teardown_viommu(id, &rec), Ok(2));
+    let cmds: Vec<Command> = rec.take().concat();
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Resume {
+                sid: PSID,
+                stag: 1,
+                action: ResumeAction::Abort
+            },
+            Command::Resume {
+                sid: PSID,
+                stag: 2,
+                action: ResumeAction::Abort
+            },
+        ],
+        "delivered and pending groups answered INVALID; the partial PRI group has nothing to answer"
+    );
+    // Everything is gone: records of the device now go to the host.
+    assert_eq!(
+        r.route_event(&s1_fault(PSID), &mut host),
+        Routed::Host(HostReason::Unassigned)
+    );
+    assert_eq!(r.vmid(id), Err(Error::NotFound));
+    // The slot and the device can be used again.
+    let id2 = r.alloc_viommu(cfg(7)).unwrap();
+    r.alloc_vdevice(id2, 1, PSID, 3, false).unwrap();
+}
+
+#[test]
+fn detach_answers_the_devices_groups() {
+    let (r, id, rec) = setup();
+    r.alloc_fault_queue(id).unwrap();
+    let mut host = Host::default();
+    r.route_event(&stall(PSID, 3), &mut host);
+    r.detach_nested(id, VSID, &rec).unwrap();
+    assert_eq!(
+        rec.take(),
+        vec![vec![Command::Resume {
+            sid: PSID,
+            stag: 3,
+            action: ResumeAction::Abort
+        }]]
+    );
+    assert_eq!(
+        r.route_event(&stall(PSID, 4), &mut host),
+        Routed::Host(HostReason::NotAttached)
+    );
+    assert_eq!(r.destroy_fault_queue(id, &rec), Ok(0));
+}
+
+#[test]
+fn hw_info_is_raw_with_errata_flag() {
+    let r = R::new();
+    let mut c = cfg(1);
+    c.repeat_tlbi_cfgi = true;
+    let id = r.alloc_viommu(c).unwrap();
+    let info = r.hw_info(id).unwrap();
+    let regs = Features::QEMU_VIRT_IDREGS;
+    assert_eq!(info.flags, 1);
+    assert_eq!(
+        info.idr,
+        [
+            regs.idr0, regs.idr1, regs.idr2, regs.idr3, regs.idr4, regs.idr5
+        ]
+    );
+}
+
+#[test]
+fn readers_and_producers_on_other_cpus() {
+    // Attach/detach and vEVENTQ destroy/alloc race an IRQ-path producer: nothing panics or
+    // blocks, and every record that reaches the queue carries the vSID.
+    let (r, id, rec) = setup();
+    let r: &'static R = Box::leak(r);
+    r.alloc_veventq(id, VeventqType::ArmSmmuv3, 8).unwrap();
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let count = std::sync::Arc::new(AtomicU64::new(0));
+    let producer = {
+        let (stop, count) = (stop.clone(), count.clone());
+        std::thread::spawn(move || {
+            let mut host = Host::default();
+            while !stop.load(Ordering::Relaxed) {
+                r.route_event(&s1_fault(PSID), &mut host);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    while count.load(Ordering::Relaxed) == 0 {
+        std::thread::yield_now();
+    }
+    let mut buf = [0u8; 400];
+    for i in 0..2000 {
+        match i % 4 {
+            0 => r.detach_nested(id, VSID, &rec).unwrap(),
+            1 => {
+                r.attach_nested(id, VSID, GUEST_S1, &rec, |_, _| Ok(()))
+                    .unwrap();
+            }
+            2 => {
+                while r.destroy_veventq(id, VeventqType::ArmSmmuv3) == Err(Error::Busy) {}
+                r.alloc_veventq(id, VeventqType::ArmSmmuv3, 8).unwrap();
+            }
+            _ => {}
+        }
+        if let Ok(n) = r.read_vevents(id, VeventqType::ArmSmmuv3, &mut buf) {
+            for (h, evt) in records(&buf[..n]) {
+                if let Some(evt) = evt {
+                    assert_eq!(evt[0] >> 32, u64::from(VSID.0), "seq {}", h.sequence);
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    assert!(count.load(Ordering::Relaxed) > 0);
+    let s = r.viommu_stats(id).unwrap();
+    assert!(s.forwarded > 0);
+}
+
+proptest! {
+    /// Every other bit of a forwarded record is untouched; only dword 0 [63:32] changes.
+    #[test]
+    fn forwarding_changes_only_the_streamid(d0 in any::<u64>(), d1 in any::<u64>(), d2 in any::<u64>(), d3 in any::<u64>(), id_ in prop::sample::select(vec![0x04u64, 0x06, 0x08, 0x0a, 0x10, 0x11, 0x12, 0x13])) {
+        let (r, id, _rec) = setup();
+        r.alloc_veventq(id, VeventqType::ArmSmmuv3, 2).unwrap();
+        let d0 = (d0 & !0xff & 0xffff_ffff) | id_ | (u64::from(PSID.0) << 32);
+        let d1 = d1 & !(1 << 31) & !(1 << 39); // not stalled, stage 1
+        let e = EvtqEntry([d0, d1, d2, d3]);
+        let mut host = Host::default();
+        let fwd = matches!(r.route_event(&e, &mut host), Routed::Forwarded { .. });
+        prop_assert!(fwd);
+        let mut buf = [0u8; 40];
+        prop_assert_eq!(r.read_vevents(id, VeventqType::ArmSmmuv3, &mut buf), Ok(40));
+        let evt = records(&buf)[0].1.unwrap();
+        prop_assert_eq!(evt, [(d0 & 0xffff_ffff) | (u64::from(VSID.0) << 32), d1, d2, d3]);
+    }
+}
