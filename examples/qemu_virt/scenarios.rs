@@ -15,6 +15,7 @@ use crate::say;
 use crate::smmu::SMMU_BASE;
 use crate::smmu_scenarios;
 use crate::stage2::{S2Access, Stage2Tables};
+use crate::viommu_scenario;
 
 /// What a scenario found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +24,6 @@ pub enum Outcome {
     Pass,
     /// Something it checked did not hold (details already printed).
     Fail,
-    /// Not implemented yet; the reason says what it waits for. Never a pass.
-    Pending(&'static str),
 }
 
 impl Outcome {
@@ -33,7 +32,6 @@ impl Outcome {
         match self {
             Outcome::Pass => "PASS",
             Outcome::Fail => "FAIL",
-            Outcome::Pending(_) => "PENDING",
         }
     }
 }
@@ -127,7 +125,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "8-viommu",
         what: "edu behind a vIOMMU (virtual StreamID 0x42): stage-1 faults read from its vEVENTQ",
-        run: |_| Outcome::Pending("needs arm_smmuv3::viommu (issue 4), not merged yet"),
+        run: viommu_scenario::viommu,
     },
 ];
 
@@ -138,8 +136,6 @@ pub struct Summary {
     pub passed: u32,
     /// Scenarios that failed.
     pub failed: u32,
-    /// Scenarios not implemented yet.
-    pub pending: u32,
 }
 
 /// Runs every scenario, printing a header, its own lines and a RESULT line for each.
@@ -152,10 +148,6 @@ pub fn run_all(ctx: &mut Ctx) -> Summary {
         match outcome {
             Outcome::Pass => summary.passed += 1,
             Outcome::Fail => summary.failed += 1,
-            Outcome::Pending(why) => {
-                summary.pending += 1;
-                say!("    not run: {}", why);
-            }
         }
         say!("RESULT {} {}", s.name, outcome.label());
     }

@@ -10,12 +10,13 @@
 
 use core::cell::RefCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use arm_gic::IntId;
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
 use arm_smmuv3::regs::{Page0, Page1};
 use arm_smmuv3::smmu::{Config, DrainStats, EventSink, GerrorStats, Smmu};
+use arm_smmuv3::viommu::Router;
 use arm_smmuv3::{BumpDma, Error, Platform};
 use critical_section::Mutex;
 use heapless::Deque;
@@ -109,6 +110,21 @@ pub enum Logged {
     Gerror(GerrorStats),
 }
 
+/// The demo's vIOMMU router: 2 vIOMMUs, 16 routes, 4 vDEVICEs per vIOMMU, 16-record vEVENTQs,
+/// 8-entry fault queues.
+pub type DemoRouter = Router<2, 16, 4, 16, 8>;
+
+/// The router the interrupt handler hands drained records to while routing is on (otherwise
+/// they go straight to the log).
+pub static ROUTER: DemoRouter = Router::new();
+static ROUTING: AtomicBool = AtomicBool::new(false);
+
+/// Makes the interrupt handler's drains go through [`ROUTER`] (vDEVICEs' stage-1 records to
+/// their vEVENTQs, the rest to the log) or straight to the log.
+pub fn set_routing(on: bool) {
+    ROUTING.store(on, Ordering::Release);
+}
+
 /// Why a drain ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DrainCause {
@@ -194,7 +210,11 @@ fn traced_drain(smmu: &DemoSmmu, cause: DrainCause) {
     let mut sink = LogSink { drain };
     trace_mark(MARK_DRAIN_START);
     let before = platform::mmio_accesses();
-    let stats = smmu.drain_evtq(&mut sink);
+    let stats = if ROUTING.load(Ordering::Acquire) {
+        smmu.drain_evtq(&mut ROUTER.sink(&mut sink))
+    } else {
+        smmu.drain_evtq(&mut sink)
+    };
     let hook_mmio = platform::mmio_accesses().wrapping_sub(before);
     trace_mark(MARK_DRAIN_END);
     log(Logged::Drain {

@@ -20,7 +20,6 @@ pub struct GuestMemory {
     pa_base: u64,
     size: u64,
     next: u64,
-    pages: usize,
 }
 
 impl GuestMemory {
@@ -32,7 +31,6 @@ impl GuestMemory {
             pa_base: pa_base.0,
             size,
             next: tables_at,
-            pages: 0,
         }
     }
 
@@ -60,7 +58,6 @@ impl Translation<El1Attributes> for GuestMemory {
             "guest memory full"
         );
         self.next += PAGE_SIZE as u64;
-        self.pages += 1;
         let ptr = self.cpu_ptr(ipa).expect("inside guest memory");
         // SAFETY: one whole page of guest memory (checked above), not handed out before; the
         // table must start zeroed (all entries invalid).
@@ -126,11 +123,6 @@ impl GuestStage1 {
     /// The CD.TTB0 value: the IPA of the level-1 root table.
     pub fn ttb0(&self) -> Ipa {
         Ipa(self.root.to_physical().0 as u64)
-    }
-
-    /// Table pages allocated so far, root included.
-    pub fn table_pages(&self) -> usize {
-        self.root.translation().pages
     }
 
     /// The guest memory the tables live in.
