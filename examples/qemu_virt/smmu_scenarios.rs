@@ -35,16 +35,19 @@ pub(crate) fn take(what: &str, config: Config) -> Option<&'static DemoSmmu> {
     match smmu::take_over(config) {
         Ok(s) => {
             let plan = s.plan();
-            let layout = match plan.layout {
-                StreamTableLayout::Linear { log2 } => ("linear", log2, 0),
-                StreamTableLayout::TwoLevel { log2, split } => ("2-level", log2, split),
+            let (log2, split) = match plan.layout {
+                StreamTableLayout::Linear { log2 } => (log2, 0),
+                StreamTableLayout::TwoLevel { log2, split } => (log2, split),
             };
             say!(
-                "    driver ({}): {} stream table, {} SID bits (split {}), cmdq 2^{}, evtq 2^{}, completion {:?}",
+                "    Smmu::new + reset ({}): {} SID bits, {}, cmdq 2^{}, evtq 2^{}, CMD_SYNC completion {:?}",
                 what,
-                layout.0,
-                layout.1,
-                layout.2,
+                log2,
+                if split == 0 {
+                    "linear stream table"
+                } else {
+                    "2-level stream table (SPLIT 8)"
+                },
                 plan.cmdq_log2,
                 plan.evtq_log2,
                 s.completion()
@@ -222,7 +225,7 @@ pub(crate) fn drains_cheap(seen: &Seen) -> bool {
 
 /// Scenario 1: a bypass STE: edu's DMA reaches RAM untranslated.
 pub fn bypass(ctx: &mut Ctx) -> Outcome {
-    let Some(smmu) = take("linear", LINEAR) else {
+    let Some(smmu) = take("StreamIDs of PCIe bus 0", LINEAR) else {
         return Outcome::Fail;
     };
     let sid = ctx.edu.stream_id();
@@ -260,7 +263,7 @@ pub fn bypass(ctx: &mut Ctx) -> Outcome {
 /// there.
 pub fn stage2_fault_irq(ctx: &mut Ctx) -> Outcome {
     const WINDOW: usize = 16 * 1024;
-    let Some(smmu) = take("linear", LINEAR) else {
+    let Some(smmu) = take("StreamIDs of PCIe bus 0", LINEAR) else {
         return Outcome::Fail;
     };
     let sid = ctx.edu.stream_id();
@@ -468,7 +471,7 @@ impl GuestVm {
 
 /// Scenario 3: nested: the guest's CD and stage-1 tables in VM memory, over the host's stage 2.
 pub fn nested(ctx: &mut Ctx) -> Outcome {
-    let Some(smmu) = take("linear", LINEAR) else {
+    let Some(smmu) = take("StreamIDs of PCIe bus 0", LINEAR) else {
         return Outcome::Fail;
     };
     let sid = ctx.edu.stream_id();
@@ -575,7 +578,7 @@ pub fn bad_ste_2level(ctx: &mut Ctx) -> Outcome {
         strtab: StrtabFormat::TwoLevel,
         ..Config::DEFAULT
     };
-    let Some(smmu) = take("2-level", config) else {
+    let Some(smmu) = take("StrtabFormat::TwoLevel", config) else {
         return Outcome::Fail;
     };
     let sid = ctx.edu.stream_id();
@@ -666,7 +669,7 @@ pub fn bad_ste_2level(ctx: &mut Ctx) -> Outcome {
 /// Scenario 5: an illegal command through `submit`: CMDQ_ERR, GERROR interrupt, the submitter
 /// gets the typed error, the queue recovers.
 pub fn cmdq_error(ctx: &mut Ctx) -> Outcome {
-    let Some(smmu) = take("linear", LINEAR) else {
+    let Some(smmu) = take("StreamIDs of PCIe bus 0", LINEAR) else {
         return Outcome::Fail;
     };
     let before = gic::counts();
@@ -744,7 +747,7 @@ pub fn event_storm(ctx: &mut Ctx) -> Outcome {
         evtq_log2: Some(3),
         ..LINEAR
     };
-    let Some(smmu) = take("linear, 8-entry event queue", config) else {
+    let Some(smmu) = take("evtq_log2 = 3", config) else {
         return Outcome::Fail;
     };
     let sid = ctx.edu.stream_id();
@@ -798,7 +801,7 @@ pub fn event_storm(ctx: &mut Ctx) -> Outcome {
 
 /// Scenario 7: a burst of 16 records drained by one drain, with 3 SMMU register accesses.
 pub fn drain_burst(ctx: &mut Ctx) -> Outcome {
-    let Some(smmu) = take("linear", LINEAR) else {
+    let Some(smmu) = take("StreamIDs of PCIe bus 0", LINEAR) else {
         return Outcome::Fail;
     };
     let sid = ctx.edu.stream_id();

@@ -88,7 +88,7 @@ fn parse(bytes: &[u8]) -> heapless::Vec<Vevent, 8> {
 /// Scenario 8: edu behind a vIOMMU with virtual StreamID 0x42.
 pub fn viommu(ctx: &mut Ctx) -> Outcome {
     // Runs after the 2-level scenario, so Linux's default layout (2-level for 16 SID bits) it is.
-    let Some(smmu) = take("Linux's default layout", Config::DEFAULT) else {
+    let Some(smmu) = take("Config::DEFAULT", Config::DEFAULT) else {
         return Outcome::Fail;
     };
     let sid = ctx.edu.stream_id();
