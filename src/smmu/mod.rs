@@ -650,6 +650,20 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         gbpa.and(cr0)
     }
 
+    /// [`Smmu::disable`] without waiting for any acknowledgement, for the IRQ path (service
+    /// failure mode): marks the driver not ready, requests GBPA.ABORT with the UPDATE bit when
+    /// no update is in flight (one read, at most one write), and writes CR0 = 0.
+    pub(crate) fn disable_nowait(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.cmdq_live.store(false, Ordering::Release);
+        let update = GBPA::UPDATE::SET.value;
+        let cur = self.rd(&self.p0().GBPA);
+        if cur & update == 0 {
+            self.wr(&self.p0().GBPA, cur | GBPA::ABORT::SET.value | update);
+        }
+        self.wr(&self.p0().CR0, 0);
+    }
+
     /// Whether the queues are live (between a successful [`Smmu::reset`] and
     /// [`Smmu::disable`]).
     pub fn is_ready(&self) -> bool {
