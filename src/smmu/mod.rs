@@ -29,6 +29,8 @@ pub(crate) mod barrier;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_harden;
+#[cfg(test)]
 mod tests_model;
 
 use core::ptr::NonNull;
