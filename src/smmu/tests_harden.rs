@@ -21,7 +21,9 @@ use super::*;
 use crate::command::Command;
 use crate::error::{Error, WaitFor};
 use crate::event::{EventRecord, EvtqEntry};
-use crate::fake::{DmaOutcome, FakeDma, FakePlatform, FakeSmmu, OverflowStyle};
+use crate::fake::{
+    AckBehaviour, AckReg, CmdqFault, DmaOutcome, FakeDma, FakePlatform, FakeSmmu, OverflowStyle,
+};
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::{Iova, PhysAddr, StreamId, Vmid};
 use crate::platform::{BumpDma, DmaBuf, MmioAccess, Platform};
@@ -1112,4 +1114,112 @@ fn a_level2_table_one_byte_short_fails_cleanly() {
     h.d.set_ste(sid, &s2(1)).unwrap();
     assert_eq!(h.m.ste_in_memory(sid), Some(s2(1)));
     assert_eq!(dma.allocs().len(), 5);
+}
+
+#[test]
+fn non_coherent_command_error_recovery_cleans_the_replacement() {
+    let h = noncoherent(
+        QEMU_VIRT,
+        Config {
+            coherent: Some(false),
+            ..Config::default()
+        },
+    );
+    h.d.reset().unwrap();
+    h.m.take_commands();
+    h.m.inject_cmdq_error(1, CmdqFault::Illegal);
+    let cmds = [Command::TlbiNsnhAll, Command::CfgiAll, Command::TlbiNsnhAll];
+    h.rec.take();
+    assert!(matches!(
+        h.d.submit(&cmds),
+        Err(Error::Cmdq(crate::error::CmdqError::Illegal(_)))
+    ));
+    // The refused slot was read after an invalidate, replaced, and cleaned before GERRORN.
+    let log = h.rec.take();
+    let inval = log
+        .iter()
+        .position(|e| matches!(e, Ev::Inval(_, 16)))
+        .unwrap();
+    let gerrorn = log.iter().position(w(0, offset::GERRORN)).unwrap();
+    let Ev::Inval(slot, _) = log[inval] else {
+        unreachable!()
+    };
+    assert!(log[inval..gerrorn].contains(&Ev::Flush(slot, 16)));
+    assert_eq!(
+        h.m.take_commands(),
+        [
+            Command::TlbiNsnhAll,
+            Command::sync(),
+            Command::TlbiNsnhAll,
+            Command::sync()
+        ]
+    );
+    assert_eq!(h.rec.violations(), Vec::<String>::new());
+}
+
+#[test]
+fn priq_loss_during_a_drain_is_reported_by_the_next_one() {
+    // The PRI queue (8 slots) overflows, QEMU style, while a drain is running: the records
+    // copied are delivered, the loss goes through GERROR and the next drain reports it.
+    let h = H::reset(
+        pri_ids(9),
+        Config {
+            priq_log2: Some(3),
+            ..Config::default()
+        },
+    );
+    h.m.set_pri_overflow(OverflowStyle::Qemu);
+    struct Burst<'a>(&'a FakeSmmu, PriLog, bool);
+    impl PriSink for Burst<'_> {
+        fn request(&mut self, e: &PriqEntry) {
+            self.1.request(e);
+            if !self.2 {
+                self.2 = true;
+                for i in 100..112 {
+                    self.0.inject_pri(req(i));
+                }
+            }
+        }
+        fn overflow(&mut self) {
+            self.1.overflow();
+        }
+    }
+    h.m.inject_pri(req(0));
+    let mut s = Burst(&h.m, PriLog::default(), false);
+    let st = h.d.drain_priq(&mut s);
+    // 7 of the 12 fit behind the one not yet released; 5 lost.
+    assert_eq!(h.m.pri_stats().dropped_full, 5);
+    assert_eq!((st.records, st.extra_passes, st.overflows), (8, 1, 0));
+    let g = h.d.handle_gerror();
+    assert!(g.drain_priq);
+    let st = h.d.drain_priq(&mut s);
+    assert_eq!((st.records, st.overflows), (0, 1));
+    assert_eq!(s.1.overflows, 1);
+    assert_eq!(s.1.reqs.len(), 8);
+}
+
+#[test]
+fn late_priqen_and_atschk_acks_are_waited_for() {
+    let h = H::new(ids(IDR0_PRI | IDR0_ATS, 9), Config::default());
+    h.m.set_ack(AckReg::Cr0, AckBehaviour::AfterPolls(4));
+    h.d.reset().unwrap();
+    assert_eq!(
+        h.m.cr0(),
+        CR0_SMMUEN | CR0_ATSCHK | CR0_PRIQEN | CR0_EVENTQEN | CR0_CMDQEN
+    );
+    // Six CR0 writes (0, CMDQEN, EVENTQEN, PRIQEN, ATSCHK, SMMUEN), each polled until the
+    // fifth read shows it (CR0 = 0 matches the reset value at once).
+    let c = h.m.mmio_counts();
+    assert_eq!((c.writes("CR0"), c.reads("CR0ACK")), (6, 1 + 5 * 5));
+    // One that never comes times out, naming CR0ACK.
+    let h = H::new(
+        ids(IDR0_PRI | IDR0_ATS, 9),
+        Config {
+            timeout_us: 100,
+            ..Config::default()
+        },
+    );
+    h.m.set_ack(AckReg::Cr0, AckBehaviour::Never);
+    assert_eq!(h.d.reset(), Err(Error::Timeout(WaitFor::Cr0Ack)));
+    assert!(!h.d.is_ready());
 }
