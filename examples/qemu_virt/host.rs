@@ -490,6 +490,36 @@ fn to_line(frame: &Frame<'_>, locations: Option<&Locations>) -> LogLine {
 /// Marks a decoded defmt line in the runner's output.
 const DEFMT_MARK: &str = "    defmt| ";
 
+/// Set to show a line the image wrote to both streams twice (once per stream).
+const SHOW_BOTH_ENV: &str = "SMMU_QEMU_SHOW_BOTH";
+
+/// The last lines printed from one stream, so that the same text from the other stream (which
+/// arrives in approximately the same order) is printed once.
+#[derive(Default)]
+struct Recent(std::collections::VecDeque<String>);
+
+impl Recent {
+    const WINDOW: usize = 256;
+
+    fn push(&mut self, text: &str) {
+        if self.0.len() == Self::WINDOW {
+            self.0.pop_front();
+        }
+        self.0.push_back(text.to_string());
+    }
+
+    /// Removes `text` if it is among the recent lines, saying whether it was.
+    fn take(&mut self, text: &str) -> bool {
+        match self.0.iter().position(|t| t == text) {
+            Some(i) => {
+                self.0.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// `cargo run --example qemu_virt -- <elf> [qemu args...]`: what the cargo runner executes.
 pub fn runner_main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -527,13 +557,29 @@ pub fn runner_main() -> ExitCode {
         version.2,
         qemu_binary()
     );
+    // The image says most things on both streams; show each such line once, unless asked.
+    let show_both = std::env::var_os(SHOW_BOTH_ENV).is_some();
     println!(
-        "# UART text as is; decoded defmt frames after \"{DEFMT_MARK}\"; QEMU's own messages on stderr \
+        "# UART text as is; decoded defmt frames after \"{DEFMT_MARK}\" (an INFO frame that repeats a \
+         UART line is shown once; {SHOW_BOTH_ENV}=1 shows both); QEMU's own messages on stderr \
          (at the end); QEMU traces smmuv3 MMIO and the drain markers to count accesses per drain"
     );
+    let mut uart_only = Recent::default();
+    let mut log_only = Recent::default();
     let result = run(&elf, &extra, timeout, true, &mut |out| match out {
-        Output::Uart(text) => println!("{text}"),
-        Output::Log(line) => println!("{DEFMT_MARK}{line}"),
+        Output::Uart(text) => {
+            if show_both || !log_only.take(text.trim()) {
+                uart_only.push(text.trim());
+                println!("{text}");
+            }
+        }
+        Output::Log(line) => {
+            let dup = line.level == "INFO" && !show_both && uart_only.take(line.message.trim());
+            if !dup {
+                log_only.push(line.message.trim());
+                println!("{DEFMT_MARK}{line}");
+            }
+        }
     });
     match result {
         Ok(r) => {
