@@ -588,11 +588,14 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
         // The IRQ path may run from here on: queues live, shadows initialised.
         self.ready.store(true, Ordering::Release);
-        // 15. Interrupts.
-        self.setup_irqs()?;
-        // 17. Translation on.
+        // 15. Interrupts. 17. Translation on.
         cr0 |= CR0::SMMUEN::SET.value;
-        self.write_cr0(cr0)?;
+        if let Err(e) = self.setup_irqs().and_then(|()| self.write_cr0(cr0)) {
+            // A reset that failed leaves the driver not ready (`is_ready` promises a
+            // successful reset).
+            self.ready.store(false, Ordering::Release);
+            return Err(e);
+        }
         self.resets.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

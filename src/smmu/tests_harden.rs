@@ -1223,3 +1223,29 @@ fn late_priqen_and_atschk_acks_are_waited_for() {
     assert_eq!(h.d.reset(), Err(Error::Timeout(WaitFor::Cr0Ack)));
     assert!(!h.d.is_ready());
 }
+
+#[test]
+fn a_reset_that_fails_late_leaves_the_driver_not_ready() {
+    let h = H::new(
+        pri_ids(9),
+        Config {
+            timeout_us: 100,
+            ..Config::default()
+        },
+    );
+    // The queues are enabled, then IRQ_CTRL is never acknowledged.
+    h.m.set_ack(AckReg::IrqCtrl, AckBehaviour::Never);
+    assert_eq!(h.d.reset(), Err(Error::Timeout(WaitFor::IrqCtrlAck)));
+    assert_ne!(h.m.cr0() & CR0_PRIQEN, 0);
+    assert!(!h.d.is_ready());
+    h.m.inject_event(evt(1));
+    h.m.reset_mmio_counts();
+    assert!(h.d.drain_evtq(&mut EvLog::default()).not_ready);
+    assert!(h.d.drain_priq(&mut PriLog::default()).not_ready);
+    assert_eq!(h.d.handle_gerror(), GerrorStats::default());
+    assert_eq!(h.m.mmio_counts().total(), 0);
+    // A reset that succeeds brings it back.
+    h.m.set_ack(AckReg::IrqCtrl, AckBehaviour::Immediate);
+    h.d.reset().unwrap();
+    assert!(h.d.is_ready());
+}
