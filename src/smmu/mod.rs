@@ -200,7 +200,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     ///   `config.sid_bits` exceeds IDR1.SIDSIZE, [`Feature::TwoLevelStreamTable`] for a forced
     ///   2-level table without IDR0.ST_LEVEL, [`Feature::Msi`]/[`Feature::Sev`] for a sync or
     ///   IRQ mode the SMMU lacks;
-    /// - [`Error::InvalidArgument`] for a queue log2 above the IDR1 limit;
+    /// - [`Error::InvalidArgument`] for a queue log2 above the IDR1 limit, or a forced 2-level
+    ///   table for fewer than 6 StreamID bits (the smallest legal SPLIT);
     /// - [`Error::NoMemory`] when `dma` cannot provide the [`MemoryPlan`].
     ///
     /// # Safety
@@ -318,6 +319,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     /// # Errors
     /// As [`Smmu::new`] for sizes and formats.
     pub fn memory_plan(features: &Features, config: &Config) -> Result<MemoryPlan, Error> {
+        /// The smallest legal SPLIT (4 KiB level-2 tables).
+        const TWO_LEVEL_MIN_SPLIT: u8 = 6;
         let hw_bits = features.sid_bits.min(32);
         let bits = match config.sid_bits {
             Some(n) if n > hw_bits => return Err(Error::Unsupported(Feature::StreamIdBits)),
@@ -331,13 +334,22 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             StrtabFormat::TwoLevel if !two => {
                 return Err(Error::Unsupported(Feature::TwoLevelStreamTable));
             }
-            StrtabFormat::TwoLevel => StreamTableLayout::TwoLevel {
-                log2: bits.clamp(
-                    StreamTableLayout::LINUX_SPLIT,
-                    StreamTableLayout::MAX_L1_LOG2 + StreamTableLayout::LINUX_SPLIT,
-                ),
-                split: StreamTableLayout::LINUX_SPLIT,
-            },
+            // SPLIT may only be 6, 8 or 10 (IHI 0070 §6.3.25): Linux's 8 where the StreamIDs
+            // allow it, 6 for 6 or 7 bits; never a LOG2SIZE beyond the bits asked for.
+            StrtabFormat::TwoLevel if bits < TWO_LEVEL_MIN_SPLIT => {
+                return Err(Error::InvalidArgument);
+            }
+            StrtabFormat::TwoLevel => {
+                let split = if bits >= StreamTableLayout::LINUX_SPLIT {
+                    StreamTableLayout::LINUX_SPLIT
+                } else {
+                    TWO_LEVEL_MIN_SPLIT
+                };
+                StreamTableLayout::TwoLevel {
+                    log2: bits.min(StreamTableLayout::MAX_L1_LOG2 + split),
+                    split,
+                }
+            }
         };
         let table_bytes = usize::try_from(layout.table_bytes()).map_err(|_| Error::NoMemory)?;
         let strtab = Region {

@@ -29,7 +29,7 @@ use crate::ids::{Iova, PhysAddr, StreamId, Vmid};
 use crate::platform::{BumpDma, DmaBuf, MmioAccess, Platform};
 use crate::pri::{PageRequest, PriqEntry};
 use crate::regs::offset;
-use crate::ste::{Granule, S2Config, Ste};
+use crate::ste::{Granule, S2Config, Ste, StreamTableLayout};
 
 const IDR0_COHACC: u32 = 1 << 4;
 const IDR0_HYP: u32 = 1 << 9;
@@ -1248,4 +1248,35 @@ fn a_reset_that_fails_late_leaves_the_driver_not_ready() {
     h.m.set_ack(AckReg::IrqCtrl, AckBehaviour::Immediate);
     h.d.reset().unwrap();
     assert!(h.d.is_ready());
+}
+
+#[test]
+fn forced_two_level_never_covers_more_streamids_than_asked() {
+    let f = Features::decode(QEMU_VIRT);
+    let plan = |bits| {
+        let config = Config {
+            strtab: StrtabFormat::TwoLevel,
+            sid_bits: Some(bits),
+            ..Config::default()
+        };
+        Smmu::<Rec, CountingDma>::memory_plan(&f, &config).map(|p| p.layout)
+    };
+    assert_eq!(
+        plan(16),
+        Ok(StreamTableLayout::TwoLevel { log2: 16, split: 8 })
+    );
+    assert_eq!(
+        plan(8),
+        Ok(StreamTableLayout::TwoLevel { log2: 8, split: 8 })
+    );
+    // Below Linux's SPLIT of 8, the smallest legal SPLIT (6) keeps LOG2SIZE at the bits asked.
+    assert_eq!(
+        plan(7),
+        Ok(StreamTableLayout::TwoLevel { log2: 7, split: 6 })
+    );
+    assert_eq!(
+        plan(6),
+        Ok(StreamTableLayout::TwoLevel { log2: 6, split: 6 })
+    );
+    assert_eq!(plan(5), Err(Error::InvalidArgument));
 }
