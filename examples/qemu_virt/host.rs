@@ -29,6 +29,134 @@ pub const TIMEOUT_ENV: &str = "SMMU_QEMU_TIMEOUT";
 /// The runner's default timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// QEMU trace events the runner and the test enable to measure the SMMU accesses of each
+/// event-queue drain on the emulator: the SMMU's MMIO, and the PL061 reads the image makes right
+/// before (offset [`TRACE_DRAIN_START`]) and right after ([`TRACE_DRAIN_END`]) every drain.
+pub const DRAIN_TRACE_EVENTS: [&str; 3] = ["smmuv3_read_mmio", "smmuv3_write_mmio", "pl061_read"];
+/// PL061 register read at a drain's start (GPIOPeriphID0).
+pub const TRACE_DRAIN_START: &str = "offset 0xfe0";
+/// PL061 register read at a drain's end (GPIOPeriphID1).
+pub const TRACE_DRAIN_END: &str = "offset 0xfe4";
+
+/// `-trace <event>` for each of [`DRAIN_TRACE_EVENTS`].
+pub fn drain_trace_args() -> Vec<String> {
+    DRAIN_TRACE_EVENTS
+        .iter()
+        .flat_map(|e| ["-trace".to_owned(), (*e).to_owned()])
+        .collect()
+}
+
+/// Whether a stderr line is one of the trace lines [`drain_trace_args`] asks for.
+pub fn is_drain_trace_line(line: &str) -> bool {
+    DRAIN_TRACE_EVENTS.iter().any(|e| line.contains(e))
+}
+
+/// The SMMU MMIO accesses QEMU traced inside each drain (between a start and an end marker), in
+/// order. Fails on unbalanced markers.
+pub fn trace_mmio_per_drain(stderr: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    let mut open: Option<u32> = None;
+    for (n, line) in stderr.lines().enumerate() {
+        if line.contains("pl061_read") && line.contains(TRACE_DRAIN_START) {
+            if open.replace(0).is_some() {
+                return Err(format!("trace line {}: drain start inside a drain", n + 1));
+            }
+        } else if line.contains("pl061_read") && line.contains(TRACE_DRAIN_END) {
+            out.push(
+                open.take()
+                    .ok_or_else(|| format!("trace line {}: drain end without start", n + 1))?,
+            );
+        } else if (line.contains("smmuv3_read_mmio") || line.contains("smmuv3_write_mmio"))
+            && let Some(count) = open.as_mut()
+        {
+            *count += 1;
+        }
+    }
+    if open.is_some() {
+        return Err("the trace ends inside a drain".to_owned());
+    }
+    Ok(out)
+}
+
+/// One event-queue drain: what the image reported (defmt `DRAIN` line) and what QEMU traced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrainMeasure {
+    /// Drain number (from 1).
+    pub drain: u32,
+    /// Records handed to the sink.
+    pub records: u32,
+    /// MMIO accesses the driver counted (`DrainStats::mmio`).
+    pub driver_mmio: u32,
+    /// MMIO accesses the platform's MMIO hook saw.
+    pub hook_mmio: u32,
+    /// SMMU MMIO lines QEMU's trace shows between the drain's markers.
+    pub qemu_mmio: u32,
+}
+
+fn field(message: &str, key: &str) -> Option<u32> {
+    let word = message
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?;
+    word.parse().ok()
+}
+
+/// Pairs the image's `DRAIN #n ...` lines with QEMU's per-drain trace counts.
+pub fn drain_measures(log: &[LogLine], stderr: &str) -> Result<Vec<DrainMeasure>, String> {
+    let traced = trace_mmio_per_drain(stderr)?;
+    let mut out = Vec::new();
+    for l in log {
+        let Some(rest) = l.message.trim_start().strip_prefix("DRAIN #") else {
+            continue;
+        };
+        let drain: u32 = rest
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("malformed drain line: {}", l.message))?;
+        let get = |k| field(&l.message, k).ok_or_else(|| format!("no {k}= in: {}", l.message));
+        let qemu_mmio = *traced
+            .get(drain as usize - 1)
+            .ok_or_else(|| format!("drain #{drain} is missing from QEMU's trace"))?;
+        out.push(DrainMeasure {
+            drain,
+            records: get("records")?,
+            driver_mmio: get("mmio")?,
+            hook_mmio: get("hook_mmio")?,
+            qemu_mmio,
+        });
+    }
+    if out.len() != traced.len() {
+        return Err(format!(
+            "{} drains reported by the image, {} in QEMU's trace",
+            out.len(),
+            traced.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// One line summing up [`drain_measures`].
+pub fn drain_summary(m: &[DrainMeasure]) -> String {
+    let max = m.iter().map(|d| d.qemu_mmio).max().unwrap_or(0);
+    let biggest = m.iter().max_by_key(|d| d.records);
+    let per: Vec<String> = m
+        .iter()
+        .map(|d| format!("#{}:{}rec/{}", d.drain, d.records, d.qemu_mmio))
+        .collect();
+    let mut s = format!(
+        "QEMU trace: {} event-queue drains, smmuv3 MMIO accesses per drain at most {max} [{}]",
+        m.len(),
+        per.join(" ")
+    );
+    if let Some(b) = biggest {
+        s.push_str(&format!(
+            "; the largest drain (#{}, {} records): {} accesses",
+            b.drain, b.records, b.qemu_mmio
+        ));
+    }
+    s
+}
+
 /// The QEMU binary to run.
 pub fn qemu_binary() -> String {
     std::env::var(QEMU_ENV).unwrap_or_else(|_| "qemu-system-aarch64".to_owned())
@@ -362,6 +490,36 @@ fn to_line(frame: &Frame<'_>, locations: Option<&Locations>) -> LogLine {
 /// Marks a decoded defmt line in the runner's output.
 const DEFMT_MARK: &str = "    defmt| ";
 
+/// Set to show a line the image wrote to both streams twice (once per stream).
+const SHOW_BOTH_ENV: &str = "SMMU_QEMU_SHOW_BOTH";
+
+/// The last lines printed from one stream, so that the same text from the other stream (which
+/// arrives in approximately the same order) is printed once.
+#[derive(Default)]
+struct Recent(std::collections::VecDeque<String>);
+
+impl Recent {
+    const WINDOW: usize = 256;
+
+    fn push(&mut self, text: &str) {
+        if self.0.len() == Self::WINDOW {
+            self.0.pop_front();
+        }
+        self.0.push_back(text.to_string());
+    }
+
+    /// Removes `text` if it is among the recent lines, saying whether it was.
+    fn take(&mut self, text: &str) -> bool {
+        match self.0.iter().position(|t| t == text) {
+            Some(i) => {
+                self.0.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// `cargo run --example qemu_virt -- <elf> [qemu args...]`: what the cargo runner executes.
 pub fn runner_main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -374,6 +532,11 @@ pub fn runner_main() -> ExitCode {
     };
     let mut extra = extra_args_from_env();
     extra.extend(args);
+    // Trace lines the user asked for are shown; the runner's own are only counted.
+    let user_traces = extra
+        .iter()
+        .any(|a| a.starts_with("-trace") || a.starts_with("-d"));
+    extra.extend(drain_trace_args());
     let timeout = std::env::var(TIMEOUT_ENV)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -394,12 +557,29 @@ pub fn runner_main() -> ExitCode {
         version.2,
         qemu_binary()
     );
+    // The image says most things on both streams; show each such line once, unless asked.
+    let show_both = std::env::var_os(SHOW_BOTH_ENV).is_some();
     println!(
-        "# UART text as is; decoded defmt frames after \"{DEFMT_MARK}\"; QEMU's own messages on stderr"
+        "# UART text as is; decoded defmt frames after \"{DEFMT_MARK}\" (an INFO frame that repeats a \
+         UART line is shown once; {SHOW_BOTH_ENV}=1 shows both); QEMU's own messages on stderr \
+         (at the end); QEMU traces smmuv3 MMIO and the drain markers to count accesses per drain"
     );
-    let result = run(&elf, &extra, timeout, false, &mut |out| match out {
-        Output::Uart(text) => println!("{text}"),
-        Output::Log(line) => println!("{DEFMT_MARK}{line}"),
+    let mut uart_only = Recent::default();
+    let mut log_only = Recent::default();
+    let result = run(&elf, &extra, timeout, true, &mut |out| match out {
+        Output::Uart(text) => {
+            if show_both || !log_only.take(text.trim()) {
+                uart_only.push(text.trim());
+                println!("{text}");
+            }
+        }
+        Output::Log(line) => {
+            let dup = line.level == "INFO" && !show_both && uart_only.take(line.message.trim());
+            if !dup {
+                log_only.push(line.message.trim());
+                println!("{DEFMT_MARK}{line}");
+            }
+        }
     });
     match result {
         Ok(r) => {
@@ -415,14 +595,21 @@ pub fn runner_main() -> ExitCode {
                     ExitCode::from(124)
                 }
                 (false, Some(code)) => {
+                    for line in r.stderr.lines() {
+                        if user_traces || !is_drain_trace_line(line) {
+                            eprintln!("{line}");
+                        }
+                    }
+                    match drain_measures(&r.log, &r.stderr) {
+                        Ok(m) => println!("# {}", drain_summary(&m)),
+                        Err(e) => println!("# QEMU trace: cannot count MMIO per drain: {e}"),
+                    }
                     println!(
                         "# QEMU exited with {code} after {:.1} s ({} defmt frames, {} UART bytes)",
                         r.wall.as_secs_f64(),
                         r.log.len(),
                         r.uart.len()
                     );
-                    // Non-empty only when captured; the runner inherits QEMU's stderr.
-                    eprint!("{}", r.stderr);
                     ExitCode::from(u8::try_from(code).unwrap_or(1))
                 }
                 (false, None) => {

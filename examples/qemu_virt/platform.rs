@@ -1,10 +1,11 @@
 //! The library's [`Platform`] for this hypervisor, and the DMA memory it lends to the driver.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, Readable};
-use arm_smmuv3::{BumpDma, PhysAddr, Platform, WaitFor};
+use arm_smmuv3::{BumpDma, MmioAccess, PhysAddr, Platform, WaitFor};
 
 /// Time and waiting on QEMU `virt`: the generic timer's physical counter.
 #[derive(Clone, Copy, Debug)]
@@ -37,6 +38,18 @@ impl Platform for QemuPlatform {
     fn relax(&self, _what: WaitFor) {
         core::hint::spin_loop();
     }
+
+    fn mmio(&self, _addr: usize, _access: MmioAccess) {
+        MMIO_ACCESSES.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every SMMU register access the driver announced through [`Platform::mmio`], since boot.
+static MMIO_ACCESSES: AtomicU32 = AtomicU32::new(0);
+
+/// How many SMMU register accesses the driver has made so far (its own MMIO hook's count).
+pub fn mmio_accesses() -> u32 {
+    MMIO_ACCESSES.load(Ordering::Relaxed)
 }
 
 unsafe extern "C" {

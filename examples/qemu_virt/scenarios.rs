@@ -1,7 +1,7 @@
 //! The demo's scenarios: each one prints what happened and returns an [`Outcome`].
 //!
-//! Scenarios that need the library's SMMU driver (`arm_smmuv3::smmu::Smmu`) are listed with
-//! [`Outcome::Pending`]: they report that they did not run and are never counted as passes.
+//! The first four check the platform with no driver in charge of the SMMU; the numbered ones
+//! (smmu_scenarios.rs) drive QEMU's SMMUv3 through the library's driver.
 
 use arm_smmuv3::features::{Features, IdRegs};
 use arm_smmuv3::regs::{self, Page0};
@@ -12,10 +12,10 @@ use crate::edu::{self, Edu};
 use crate::gic;
 use crate::platform::QemuPlatform;
 use crate::say;
+use crate::smmu::SMMU_BASE;
+use crate::smmu_scenarios;
 use crate::stage2::{S2Access, Stage2Tables};
-
-/// Base of the SMMUv3 register pages on QEMU `virt` (page 0; page 1 at +0x1_0000).
-pub const SMMU_BASE: usize = 0x0905_0000;
+use crate::viommu_scenario;
 
 /// What a scenario found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +24,6 @@ pub enum Outcome {
     Pass,
     /// Something it checked did not hold (details already printed).
     Fail,
-    /// Not implemented yet; the reason says what it waits for. Never a pass.
-    Pending(&'static str),
 }
 
 impl Outcome {
@@ -34,7 +32,6 @@ impl Outcome {
         match self {
             Outcome::Pass => "PASS",
             Outcome::Fail => "FAIL",
-            Outcome::Pending(_) => "PENDING",
         }
     }
 }
@@ -66,8 +63,6 @@ pub struct Scenario {
     pub run: fn(&mut Ctx) -> Outcome,
 }
 
-const NEEDS_DRIVER: &str = "needs the SMMU driver (arm_smmuv3::smmu::Smmu), not merged yet";
-
 /// Every scenario, in the order they run.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -93,32 +88,44 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "1-bypass-ste",
         what: "bypass STE: edu DMA reaches RAM, data verified",
-        run: |_| Outcome::Pending(NEEDS_DRIVER),
+        run: smmu_scenarios::bypass,
     },
     Scenario {
         name: "2-stage2-fault-irq",
         what: "stage-2 STE (VMID 5): DMA in the window succeeds, outside raises F_TRANSLATION S2=1 via INTID 106",
-        run: |_| Outcome::Pending(NEEDS_DRIVER),
+        run: smmu_scenarios::stage2_fault_irq,
     },
     Scenario {
         name: "3-nested",
-        what: "nested: guest stage-1 CD and tables over stage 2; a stage-1 and a stage-2 fault",
-        run: |_| Outcome::Pending(NEEDS_DRIVER),
-    },
-    Scenario {
-        name: "4-bad-ste-2level",
-        what: "invalid STE gives C_BAD_STE; 2-level stream table",
-        run: |_| Outcome::Pending(NEEDS_DRIVER),
+        what: "nested: guest stage-1 CD and tables in VM memory over stage 2; stage-1 and stage-2 faults",
+        run: smmu_scenarios::nested,
     },
     Scenario {
         name: "5-cmdq-error",
-        what: "illegal command: GERROR via INTID 109, queue recovers, later commands complete",
-        run: |_| Outcome::Pending(NEEDS_DRIVER),
+        what: "illegal command: typed error, GERROR via INTID 109, queue recovers, later commands complete",
+        run: smmu_scenarios::cmdq_error,
     },
     Scenario {
         name: "6-event-storm",
-        what: "faulting DMAs overflow a small event queue (EVENTQ_ABT_ERR): recovery and loss count",
-        run: |_| Outcome::Pending(NEEDS_DRIVER),
+        what: "faulting DMAs overflow an 8-entry event queue (EVENTQ_ABT_ERR): recovery and loss count",
+        run: smmu_scenarios::event_storm,
+    },
+    Scenario {
+        name: "7-drain-burst",
+        what: "16 event records drained by one drain with 3 SMMU register accesses",
+        run: smmu_scenarios::drain_burst,
+    },
+    // Runs after every linear-table scenario: once STRTAB_BASE_CFG.FMT = 2-level has been written,
+    // QEMU (10.0) walks every later stream table as 2-level until the machine resets.
+    Scenario {
+        name: "4-bad-ste-2level",
+        what: "2-level stream table: unbound SID (C_BAD_STREAMID), bound SID, V=0 STE (C_BAD_STE), abort",
+        run: smmu_scenarios::bad_ste_2level,
+    },
+    Scenario {
+        name: "8-viommu",
+        what: "edu behind a vIOMMU (virtual StreamID 0x42): stage-1 faults read from its vEVENTQ",
+        run: viommu_scenario::viommu,
     },
 ];
 
@@ -129,8 +136,6 @@ pub struct Summary {
     pub passed: u32,
     /// Scenarios that failed.
     pub failed: u32,
-    /// Scenarios not implemented yet.
-    pub pending: u32,
 }
 
 /// Runs every scenario, printing a header, its own lines and a RESULT line for each.
@@ -143,10 +148,6 @@ pub fn run_all(ctx: &mut Ctx) -> Summary {
         match outcome {
             Outcome::Pass => summary.passed += 1,
             Outcome::Fail => summary.failed += 1,
-            Outcome::Pending(why) => {
-                summary.pending += 1;
-                say!("    not run: {}", why);
-            }
         }
         say!("RESULT {} {}", s.name, outcome.label());
     }
@@ -154,7 +155,7 @@ pub fn run_all(ctx: &mut Ctx) -> Summary {
 }
 
 /// Prints `what` and returns whether `ok`, in the style of every check line.
-fn check(ok: bool, what: &str) -> bool {
+pub fn check(ok: bool, what: &str) -> bool {
     if ok {
         crate::uprintln!("    ok: {}", what);
     } else {
@@ -164,7 +165,8 @@ fn check(ok: bool, what: &str) -> bool {
     ok
 }
 
-fn outcome(all_ok: bool) -> Outcome {
+/// [`Outcome::Pass`] when every check held.
+pub fn outcome(all_ok: bool) -> Outcome {
     if all_ok { Outcome::Pass } else { Outcome::Fail }
 }
 
@@ -317,7 +319,8 @@ fn smmu_id(_ctx: &mut Ctx) -> Outcome {
     outcome(ok)
 }
 
-fn fill_pattern(buf: &DmaBuf, seed: u8) {
+/// Fills `buf` with a pattern derived from `seed`.
+pub fn fill_pattern(buf: &DmaBuf, seed: u8) {
     for i in 0..buf.size {
         // SAFETY: `i < size`, inside the lent buffer; no DMA is running on it.
         unsafe {
@@ -328,7 +331,8 @@ fn fill_pattern(buf: &DmaBuf, seed: u8) {
     }
 }
 
-fn bytes_equal(a: &DmaBuf, b: &DmaBuf, len: usize) -> bool {
+/// Whether the first `len` bytes of `a` and `b` are equal.
+pub fn bytes_equal(a: &DmaBuf, b: &DmaBuf, len: usize) -> bool {
     // SAFETY: both buffers hold at least `len` bytes (checked by the callers' sizes) and no DMA is
     // running on them.
     (0..len).all(|i| unsafe { a.vaddr.add(i).read_volatile() == b.vaddr.add(i).read_volatile() })

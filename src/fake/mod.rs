@@ -205,6 +205,15 @@ impl FakeSmmu {
         self.hw.regs.page1().cast()
     }
 
+    /// Presents the Cavium CN99xx layout (Linux `PAGE0_REGS_ONLY`, smmuv3 §1.1): the page-1
+    /// registers EVENTQ_PROD/CONS and PRIQ_PROD/CONS are found at their page-0 offsets
+    /// (0xA8/0xAC/0xC8/0xCC) and page 1 does not exist: accesses there reach no register and are
+    /// counted in [`MmioCounts::outside`]. Set it before the driver enables the queues.
+    pub fn set_page0_regs_only(&self, on: bool) {
+        let _m = self.lock();
+        self.hw.regs.set_page0_only(on);
+    }
+
     /// The host address of register page 0 as bytes.
     pub fn page0_ptr(&self) -> NonNull<u8> {
         self.hw.regs.page0()

@@ -10,6 +10,7 @@
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Register offsets within a page (IHI 0070 §6.2).
 pub(crate) use crate::regs::offset as off;
@@ -115,6 +116,17 @@ pub fn register_offset(name: &str) -> Option<(RegPage, usize)> {
 /// The two register pages as raw host memory: 128 KiB aligned to 64 KiB.
 pub(crate) struct RegPages {
     base: NonNull<u8>,
+    /// Cavium CN99xx layout: the page-1 registers live at their page-0 offsets and page 1 does
+    /// not exist (see [`FakeSmmu::set_page0_regs_only`](super::FakeSmmu::set_page0_regs_only)).
+    page0_only: AtomicBool,
+}
+
+/// Whether `offset` is one of the page-1 registers (EVENTQ/PRIQ PROD/CONS, IHI 0070 §6.2.2).
+fn is_page1_reg(offset: usize) -> bool {
+    matches!(
+        offset,
+        off::EVENTQ_PROD | off::EVENTQ_CONS | off::PRIQ_PROD | off::PRIQ_CONS
+    )
 }
 
 const PAGES_LAYOUT: Layout = match Layout::from_size_align(2 * off::PAGE_SIZE, off::PAGE_SIZE) {
@@ -127,7 +139,20 @@ impl RegPages {
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(PAGES_LAYOUT) };
         let base = NonNull::new(ptr).expect("register pages: host allocation failed");
-        Self { base }
+        Self {
+            base,
+            page0_only: AtomicBool::new(false),
+        }
+    }
+
+    /// Switches the page-0-only layout on or off (see `FakeSmmu::set_page0_regs_only`).
+    pub(crate) fn set_page0_only(&self, on: bool) {
+        self.page0_only.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the page-1 registers are aliased into page 0 and page 1 is absent.
+    pub(crate) fn page0_only(&self) -> bool {
+        self.page0_only.load(Ordering::Relaxed)
     }
 
     /// The first byte of page 0.
@@ -141,12 +166,15 @@ impl RegPages {
         unsafe { self.base.add(off::PAGE_SIZE) }
     }
 
-    /// Which page and offset a host address falls in.
+    /// Which page and offset a host address falls in. In the page-0-only layout the page-1
+    /// registers are found at their page-0 offsets and page 1 is outside the SMMU.
     pub(crate) fn decode(&self, addr: usize) -> Option<(RegPage, usize)> {
         let rel = addr.checked_sub(self.base.as_ptr() as usize)?;
+        let only0 = self.page0_only();
         match rel {
+            r if r < off::PAGE_SIZE && only0 && is_page1_reg(r & !3) => Some((RegPage::Page1, r)),
             r if r < off::PAGE_SIZE => Some((RegPage::Page0, r)),
-            r if r < 2 * off::PAGE_SIZE => Some((RegPage::Page1, r - off::PAGE_SIZE)),
+            r if r < 2 * off::PAGE_SIZE && !only0 => Some((RegPage::Page1, r - off::PAGE_SIZE)),
             _ => None,
         }
     }
@@ -158,6 +186,7 @@ impl RegPages {
         );
         let base = match page {
             RegPage::Page0 => self.page0(),
+            RegPage::Page1 if self.page0_only() => self.page0(),
             RegPage::Page1 => self.page1(),
         };
         // SAFETY: `offset + len <= PAGE_SIZE` (checked), inside that page of the allocation.
@@ -314,6 +343,22 @@ mod tests {
         p.write32(RegPage::Page1, off::EVENTQ_CONS, 7);
         assert_eq!(p.read32(RegPage::Page1, off::EVENTQ_CONS), 7);
         assert_eq!(p.r32(off::EVENTQ_CONS), 0, "page 0 is separate memory");
+    }
+
+    #[test]
+    fn page0_only_layout_aliases_the_page1_registers() {
+        let p = RegPages::new();
+        let b = p.page0().as_ptr() as usize;
+        p.set_page0_only(true);
+        assert_eq!(p.decode(b + 0xA8), Some((RegPage::Page1, 0xA8)));
+        assert_eq!(p.decode(b + 0xCC), Some((RegPage::Page1, 0xCC)));
+        assert_eq!(p.decode(b + 0xA0), Some((RegPage::Page0, 0xA0)));
+        assert_eq!(p.decode(b + 0x100A8), None, "no page 1");
+        p.write32(RegPage::Page1, off::PRIQ_CONS, 5);
+        assert_eq!(p.r32(off::PRIQ_CONS), 5, "stored at the page-0 offset");
+        p.set_page0_only(false);
+        assert_eq!(p.decode(b + 0xA8), Some((RegPage::Page0, 0xA8)));
+        assert_eq!(p.read32(RegPage::Page1, off::PRIQ_CONS), 0);
     }
 
     #[test]

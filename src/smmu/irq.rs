@@ -430,8 +430,9 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         st.acked = ack;
         if active & GERROR::SFM_ERR::SET.value != 0 {
             log_error!("smmu: service failure mode");
-            // Best effort: CR0 = 0 is written even if an ACK does not come.
-            let _ = self.disable();
+            // An SMMU in service failure mode may never acknowledge anything, so the IRQ path
+            // does not wait for ACKs: `disable_nowait` writes the abort and CR0 = 0 and returns.
+            self.disable_nowait();
             st.disabled = true;
         }
         st

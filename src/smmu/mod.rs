@@ -29,6 +29,8 @@ pub(crate) mod barrier;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_harden;
+#[cfg(test)]
 mod tests_model;
 
 use core::ptr::NonNull;
@@ -198,7 +200,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     ///   `config.sid_bits` exceeds IDR1.SIDSIZE, [`Feature::TwoLevelStreamTable`] for a forced
     ///   2-level table without IDR0.ST_LEVEL, [`Feature::Msi`]/[`Feature::Sev`] for a sync or
     ///   IRQ mode the SMMU lacks;
-    /// - [`Error::InvalidArgument`] for a queue log2 above the IDR1 limit;
+    /// - [`Error::InvalidArgument`] for a queue log2 above the IDR1 limit, or a forced 2-level
+    ///   table for fewer than 6 StreamID bits (the smallest legal SPLIT);
     /// - [`Error::NoMemory`] when `dma` cannot provide the [`MemoryPlan`].
     ///
     /// # Safety
@@ -316,6 +319,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     /// # Errors
     /// As [`Smmu::new`] for sizes and formats.
     pub fn memory_plan(features: &Features, config: &Config) -> Result<MemoryPlan, Error> {
+        /// The smallest legal SPLIT (4 KiB level-2 tables).
+        const TWO_LEVEL_MIN_SPLIT: u8 = 6;
         let hw_bits = features.sid_bits.min(32);
         let bits = match config.sid_bits {
             Some(n) if n > hw_bits => return Err(Error::Unsupported(Feature::StreamIdBits)),
@@ -329,13 +334,22 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             StrtabFormat::TwoLevel if !two => {
                 return Err(Error::Unsupported(Feature::TwoLevelStreamTable));
             }
-            StrtabFormat::TwoLevel => StreamTableLayout::TwoLevel {
-                log2: bits.clamp(
-                    StreamTableLayout::LINUX_SPLIT,
-                    StreamTableLayout::MAX_L1_LOG2 + StreamTableLayout::LINUX_SPLIT,
-                ),
-                split: StreamTableLayout::LINUX_SPLIT,
-            },
+            // SPLIT may only be 6, 8 or 10 (IHI 0070 §6.3.25): Linux's 8 where the StreamIDs
+            // allow it, 6 for 6 or 7 bits; never a LOG2SIZE beyond the bits asked for.
+            StrtabFormat::TwoLevel if bits < TWO_LEVEL_MIN_SPLIT => {
+                return Err(Error::InvalidArgument);
+            }
+            StrtabFormat::TwoLevel => {
+                let split = if bits >= StreamTableLayout::LINUX_SPLIT {
+                    StreamTableLayout::LINUX_SPLIT
+                } else {
+                    TWO_LEVEL_MIN_SPLIT
+                };
+                StreamTableLayout::TwoLevel {
+                    log2: bits.min(StreamTableLayout::MAX_L1_LOG2 + split),
+                    split,
+                }
+            }
         };
         let table_bytes = usize::try_from(layout.table_bytes()).map_err(|_| Error::NoMemory)?;
         let strtab = Region {
@@ -586,11 +600,14 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
         // The IRQ path may run from here on: queues live, shadows initialised.
         self.ready.store(true, Ordering::Release);
-        // 15. Interrupts.
-        self.setup_irqs()?;
-        // 17. Translation on.
+        // 15. Interrupts. 17. Translation on.
         cr0 |= CR0::SMMUEN::SET.value;
-        self.write_cr0(cr0)?;
+        if let Err(e) = self.setup_irqs().and_then(|()| self.write_cr0(cr0)) {
+            // A reset that failed leaves the driver not ready (`is_ready` promises a
+            // successful reset).
+            self.ready.store(false, Ordering::Release);
+            return Err(e);
+        }
         self.resets.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -648,6 +665,20 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         let gbpa = self.update_gbpa(GBPA::ABORT::SET.value, 0);
         let cr0 = self.write_cr0(0);
         gbpa.and(cr0)
+    }
+
+    /// [`Smmu::disable`] without waiting for any acknowledgement, for the IRQ path (service
+    /// failure mode): marks the driver not ready, requests GBPA.ABORT with the UPDATE bit when
+    /// no update is in flight (one read, at most one write), and writes CR0 = 0.
+    pub(crate) fn disable_nowait(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.cmdq_live.store(false, Ordering::Release);
+        let update = GBPA::UPDATE::SET.value;
+        let cur = self.rd(&self.p0().GBPA);
+        if cur & update == 0 {
+            self.wr(&self.p0().GBPA, cur | GBPA::ABORT::SET.value | update);
+        }
+        self.wr(&self.p0().CR0, 0);
     }
 
     /// Whether the queues are live (between a successful [`Smmu::reset`] and

@@ -839,6 +839,26 @@ fn every_gerror_bit_is_handled_counted_and_acknowledged() {
 }
 
 #[test]
+fn service_failure_mode_never_waits_in_the_irq_path() {
+    let r = Rig::new(QEMU_VIRT, Config::default()).unwrap();
+    r.d.reset().unwrap();
+    // An SMMU in SFM may acknowledge nothing: the handler must not wait for CR0ACK or GBPA.
+    r.m.set_ack(AckReg::Cr0, AckBehaviour::Never);
+    r.m.set_ack(AckReg::Gbpa, AckBehaviour::Never);
+    r.m.raise_gerror(1 << 8);
+    let t0 = r.m.now_us();
+    r.m.reset_mmio_counts();
+    let st = r.d.handle_gerror();
+    assert!(st.disabled);
+    assert!(!r.d.is_ready());
+    assert_eq!(r.m.now_us(), t0, "the IRQ path relaxed (waited) in SFM");
+    let c = r.m.mmio_counts();
+    assert_eq!(c.writes("CR0"), 1);
+    assert_eq!(c.writes("GBPA"), 1);
+    assert_eq!(c.reads("CR0ACK"), 0);
+}
+
+#[test]
 fn irq_entry_points_do_nothing_before_reset() {
     let r = Rig::new(QEMU_VIRT, Config::default()).unwrap();
     r.m.reset_mmio_counts();
