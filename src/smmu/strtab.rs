@@ -25,7 +25,8 @@ pub(super) struct StreamTable {
     layout: StreamTableLayout,
     /// Linear STE array, or L1 descriptor array.
     base: DmaBuf,
-    /// 2-level: CPU address of each level-2 table (0 = none), one `usize` per L1 descriptor.
+    /// 2-level: CPU pointer to each level-2 table (null = none), one per L1 descriptor. Kept as
+    /// pointers, not addresses, so that reading one back needs no integer-to-pointer cast.
     l2_index: Option<DmaBuf>,
     /// 2-level: size and alignment of one level-2 table.
     l2_region: Option<Region>,
@@ -88,21 +89,24 @@ impl StreamTable {
         STRTAB_BASE_RA | (self.base.paddr.0 & STRTAB_BASE_ADDR)
     }
 
-    fn l2_slot(&self, l1: u32) -> Option<NonNull<usize>> {
+    fn l2_slot(&self, l1: u32) -> Option<NonNull<*mut u8>> {
         let idx = self.l2_index?;
-        let off = (l1 as usize).checked_mul(size_of::<usize>())?;
-        if off + size_of::<usize>() > idx.size {
+        let size = size_of::<*mut u8>();
+        let off = (l1 as usize).checked_mul(size)?;
+        if off.checked_add(size)? > idx.size {
             return None;
         }
-        // SAFETY: bounds checked just above.
-        Some(unsafe { idx.vaddr.add(off) }.cast::<usize>())
+        // SAFETY: `off + size <= idx.size` (checked just above): inside the allocation.
+        Some(unsafe { idx.vaddr.add(off) }.cast::<*mut u8>())
     }
 
     /// The CPU address of the level-2 table of L1 entry `l1`, if allocated.
     fn l2_table(&self, l1: u32) -> Option<NonNull<u8>> {
         let slot = self.l2_slot(l1)?;
-        // SAFETY: `slot` is inside the bookkeeping array, only accessed under `lock`.
-        NonNull::new(unsafe { slot.as_ptr().read_volatile() } as *mut u8)
+        // SAFETY: `slot` is inside the bookkeeping array (from `l2_slot`), aligned (the array is
+        // allocated with pointer alignment, `off` is a multiple of the pointer size), only
+        // accessed under `lock`; it holds null (zeroed memory) or a pointer `alloc_l2` stored.
+        NonNull::new(unsafe { slot.as_ptr().read_volatile() })
     }
 }
 
@@ -163,8 +167,9 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         if !self.coherent {
             self.platform.dma_flush(l1p.cast(), 8);
         }
-        // SAFETY: `slot` is inside the bookkeeping array, written only under the lock.
-        unsafe { slot.as_ptr().write_volatile(buf.vaddr.as_ptr() as usize) };
+        // SAFETY: `slot` is inside the bookkeeping array and aligned (see `l2_table`); the
+        // stream-table lock, held by our caller, serialises access to it.
+        unsafe { slot.as_ptr().write_volatile(buf.vaddr.as_ptr()) };
         if self.cmdq_live.load(core::sync::atomic::Ordering::Acquire) {
             self.submit(&[Command::CfgiSte { sid, leaf: false }])?;
         }
