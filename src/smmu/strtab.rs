@@ -34,10 +34,15 @@ pub(super) struct StreamTable {
     lock: spin::Mutex<()>,
 }
 
-fn write_ste_mem(p: NonNull<u64>, ste: &Ste) {
+/// Writes the eight qwords of `ste` at `p`, qword 0 first.
+///
+/// # Safety
+/// `p` is an 8-byte aligned, 64-byte STE slot in lent DMA memory that is valid for writes, and
+/// nothing else on the CPU side accesses it meanwhile (the stream-table lock is held, or the
+/// table is not yet shared).
+unsafe fn write_ste_mem(p: NonNull<u64>, ste: &Ste) {
     for (i, q) in ste.0.iter().enumerate() {
-        // SAFETY: `p` points to a 64-byte STE slot in lent memory (callers' contract) and
-        // `i < 8`; the stream-table lock or exclusive ownership at probe time serialises writers.
+        // SAFETY: `i < 8`, so `p + i` lies in the slot the caller vouched for.
         unsafe { p.as_ptr().add(i).write_volatile(*q) };
     }
 }
@@ -59,7 +64,9 @@ impl StreamTable {
                 for i in 0..n {
                     // SAFETY: `i * 64 + 64 <= base.size`: inside the allocation.
                     let p = unsafe { base.vaddr.add(i * 64) }.cast::<u64>();
-                    write_ste_mem(p, &Ste::ABORT);
+                    // SAFETY: a 64-byte slot of the fresh table (aligned: the table is at least
+                    // 64-byte aligned), which nothing else references yet.
+                    unsafe { write_ste_mem(p, &Ste::ABORT) };
                 }
                 if !coherent {
                     plat.dma_flush(base.vaddr, base.size);
@@ -151,8 +158,11 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         let buf = self.dma.alloc(r.bytes, r.align).ok_or(Error::NoMemory)?;
         let desc = L1Std::new(buf.paddr, split + 1).ok_or(Error::InvalidArgument)?;
         for i in 0..(buf.size / 64) {
-            // SAFETY: inside the fresh allocation.
-            write_ste_mem(unsafe { buf.vaddr.add(i * 64) }.cast(), &Ste::ABORT);
+            // SAFETY: `i * 64 + 64 <= buf.size`: inside the fresh allocation.
+            let p = unsafe { buf.vaddr.add(i * 64) }.cast::<u64>();
+            // SAFETY: a 64-byte slot of the fresh level-2 table (aligned to its size), not yet
+            // reachable by the SMMU or any other CPU path.
+            unsafe { write_ste_mem(p, &Ste::ABORT) };
         }
         if !self.coherent {
             self.platform.dma_flush(buf.vaddr, buf.size);
@@ -277,7 +287,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
         let live = self.cmdq_live.load(core::sync::atomic::Ordering::Acquire);
         if !live {
-            write_ste_mem(p, target);
+            // SAFETY: `p` is an STE slot from `ste_slot`; our caller holds the stream-table lock.
+            unsafe { write_ste_mem(p, target) };
             if !self.coherent {
                 self.platform.dma_flush(p.cast(), 64);
             }
