@@ -143,7 +143,7 @@ impl RegPages {
 
     /// Which page and offset a host address falls in.
     pub(crate) fn decode(&self, addr: usize) -> Option<(RegPage, usize)> {
-        let rel = addr.checked_sub(self.base.as_ptr() as usize)?;
+        let rel = addr.checked_sub(self.base.as_ptr().addr())?;
         match rel {
             r if r < off::PAGE_SIZE => Some((RegPage::Page0, r)),
             r if r < 2 * off::PAGE_SIZE => Some((RegPage::Page1, r - off::PAGE_SIZE)),
