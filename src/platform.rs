@@ -158,7 +158,7 @@ unsafe impl DmaMemory for BumpDma {
             return None;
         }
         let mut next = self.next.lock();
-        let va = (self.base.as_ptr() as usize).checked_add(*next)?;
+        let va = self.base.as_ptr().addr().checked_add(*next)?;
         let pad = va.wrapping_neg() & (align - 1);
         let start = next.checked_add(pad)?;
         let end = start.checked_add(size)?;
@@ -170,7 +170,8 @@ unsafe impl DmaMemory for BumpDma {
             return None;
         }
         *next = end;
-        // SAFETY: `start < self.size`, so the pointer stays inside the lent region.
+        // SAFETY: `start <= end <= self.size`, so the pointer stays inside the lent region (or
+        // one past its end, for a zero-sized buffer at the very end).
         let vaddr = unsafe { self.base.add(start) };
         Some(DmaBuf { vaddr, paddr, size })
     }

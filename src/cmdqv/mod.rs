@@ -565,7 +565,9 @@ impl<P: Platform> Cmdqv<P> {
 
     fn config_page(&self) -> &ConfigPage {
         // SAFETY: the caller of `Cmdqv::new` guaranteed the window is mapped for our lifetime;
-        // the config page is its first 64 KiB, and `ConfigPage` is a block of MMIO cells.
+        // the config page is its first 64 KiB page (so aligned for the block), and every
+        // register in `ConfigPage` is an `UnsafeCell` (`ReadWrite`, `regs::ReadOnly`), so the
+        // CMDQV changing a value behind the shared reference is allowed.
         unsafe { self.base.cast::<ConfigPage>().as_ref() }
     }
 

@@ -12,7 +12,9 @@
 #![allow(non_snake_case)]
 
 use tock_registers::register_structs;
-use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::registers::ReadWrite;
+
+use crate::regs::ReadOnly;
 
 pub use fields::*;
 

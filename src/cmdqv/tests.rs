@@ -981,7 +981,17 @@ mod props {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        // Under Miri (about 100 times slower, no file system under isolation): a few cases and
+        // no failure-persistence file.
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 4 } else { 64 },
+            failure_persistence: if cfg!(miri) {
+                None
+            } else {
+                ProptestConfig::default().failure_persistence
+            },
+            ..ProptestConfig::default()
+        })]
         #[test]
         fn hw_queue_alloc_and_free_follow_the_rules(ops in prop::collection::vec(op(), 1..40)) {
             let r = ready_rig();
@@ -1067,6 +1077,8 @@ fn the_smmu_driver_is_the_main_queue() {
 #[test]
 fn failures_during_guest_setup_leave_nothing_behind() {
     let r = ready_rig();
+    // The timeout below is 1 s of virtual time: 1 ms per poll keeps it to a thousand polls.
+    r.smmu.set_relax_step_us(1000);
     // A VINTF that does not enable: the allocation fails and the slot is free again.
     r.fake.set_never_ack(AckTarget::Vintf(1), true);
     assert_eq!(

@@ -1262,7 +1262,9 @@ impl CmdqvArena {
             .host_ptr(pa, 16)
             .expect("CmdqvArena: entry outside the arena");
         let p = p.cast::<u64>();
-        // SAFETY: 16 bytes inside the arena (checked); command slots are 16-byte aligned.
+        assert!(pa.0.is_multiple_of(16), "CmdqvArena: misaligned entry");
+        // SAFETY: 16 bytes inside the arena (checked), 16-byte aligned (checked; the arena base
+        // is aligned to its size).
         unsafe {
             p.write_volatile(e.0[0].to_le());
             p.add(1).write_volatile(e.0[1].to_le());

@@ -21,12 +21,17 @@ pub struct FakeDma {
     layout: Layout,
     pa_base: u64,
     next: Mutex<usize>,
+    /// Held for every copy in or out of the arena, so that two threads using the safe accessors
+    /// on the same bytes (two models, or a model and a test) never race.
+    bus: Mutex<()>,
 }
 
-// SAFETY: the arena is owned by `FakeDma` (allocated in `new`, freed in `drop`); every access the
-// model makes goes through bounds-checked copies, and the allocator state is behind a mutex.
+// SAFETY: the arena is owned by `FakeDma` (allocated in `new`, freed in `drop`) and holds plain
+// bytes, so moving the owner to another thread is fine.
 unsafe impl Send for FakeDma {}
-// SAFETY: as for `Send`; shared access only copies bytes in or out of the arena.
+// SAFETY: every access through `&FakeDma` is a bounds-checked copy made with `bus` held (so two
+// of them never race) or the allocator, behind `next`. The driver's own accesses use the
+// buffers `alloc` handed out, under `DmaMemory`'s contract, not `&FakeDma`.
 unsafe impl Sync for FakeDma {}
 
 impl core::fmt::Debug for FakeDma {
@@ -66,7 +71,12 @@ impl FakeDma {
             layout,
             pa_base,
             next: Mutex::new(0),
+            bus: Mutex::new(()),
         }
+    }
+
+    fn bus(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.bus.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The physical address of the first byte of the arena.
@@ -107,13 +117,14 @@ impl FakeDma {
 
     /// The physical address of a host pointer into the arena, or `None` if it points elsewhere.
     pub fn pa_of(&self, ptr: *const u8) -> Option<PhysAddr> {
-        let off = (ptr as usize).checked_sub(self.base.as_ptr() as usize)?;
+        let off = ptr.addr().checked_sub(self.base.as_ptr().addr())?;
         (off < self.layout.size()).then(|| PhysAddr(self.pa_base + off as u64))
     }
 
     /// Copies `buf.len()` bytes at `pa` into `buf`; `None` (an external abort) outside the arena.
     pub fn read(&self, pa: PhysAddr, buf: &mut [u8]) -> Option<()> {
         let src = self.host_ptr(pa, buf.len())?;
+        let _bus = self.bus();
         // Volatile, byte by byte: the driver may be writing the same memory.
         for (i, b) in buf.iter_mut().enumerate() {
             // SAFETY: `src..src+len` is inside the arena (checked by `host_ptr`), `i < len`.
@@ -125,6 +136,7 @@ impl FakeDma {
     /// Copies `buf` to `pa`; `None` (an external abort) outside the arena.
     pub fn write(&self, pa: PhysAddr, buf: &[u8]) -> Option<()> {
         let dst = self.host_ptr(pa, buf.len())?;
+        let _bus = self.bus();
         for (i, b) in buf.iter().enumerate() {
             // SAFETY: `dst..dst+len` is inside the arena (checked by `host_ptr`).
             unsafe { dst.add(i).write_volatile(*b) };
@@ -141,6 +153,7 @@ impl FakeDma {
             return Some(u64::from_le_bytes(b));
         }
         let p = self.host_ptr(pa, 8)?.cast::<u64>();
+        let _bus = self.bus();
         // SAFETY: in bounds (checked), 8-byte aligned (arena base is aligned, `pa` is aligned).
         Some(u64::from_le(unsafe { p.read_volatile() }))
     }
@@ -151,6 +164,7 @@ impl FakeDma {
             return self.write(pa, &v.to_le_bytes());
         }
         let p = self.host_ptr(pa, 8)?.cast::<u64>();
+        let _bus = self.bus();
         // SAFETY: in bounds (checked), 8-byte aligned (arena base is aligned, `pa` is aligned).
         unsafe { p.write_volatile(v.to_le()) };
         Some(())
@@ -218,7 +232,7 @@ unsafe impl DmaMemory for FakeDma {
             return None;
         }
         *next = end;
-        // SAFETY: `start < size`, so the pointer stays inside the arena.
+        // SAFETY: `start < end <= size` (`end` counts at least one byte), inside the arena.
         let vaddr = unsafe { self.base.add(start) };
         Some(DmaBuf {
             vaddr,

@@ -145,11 +145,14 @@ pub struct FakeSmmu {
     outside: std::sync::atomic::AtomicU64,
 }
 
-// SAFETY: the register pages and the DMA arena are owned by the model for its whole life; all
-// model state is behind a mutex. Concurrent driver accesses to register memory are the same
-// volatile accesses real MMIO would see.
+// SAFETY: the register pages and the DMA arena are owned by the model for its whole life (freed
+// only when it drops) and hold plain integers, so the owner may move between threads.
 unsafe impl Send for FakeSmmu {}
-// SAFETY: see `Send`.
+// SAFETY: through `&FakeSmmu` the register pages are only touched by model code running with the
+// `model` mutex held (the MMIO hook, `relax`, test steering), so two of those accesses never race;
+// the DMA arena is `Sync` itself (`FakeDma`). The driver reaches the pages through the pointers
+// from `page0`/`page1` under `Smmu::new`'s contract, and reads a register only after the hook
+// for that read returned.
 unsafe impl Sync for FakeSmmu {}
 
 impl FakeSmmu {

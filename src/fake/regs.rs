@@ -169,7 +169,7 @@ impl RegPages {
     /// Which page and offset a host address falls in. In the page-0-only layout the page-1
     /// registers are found at their page-0 offsets and page 1 is outside the SMMU.
     pub(crate) fn decode(&self, addr: usize) -> Option<(RegPage, usize)> {
-        let rel = addr.checked_sub(self.base.as_ptr() as usize)?;
+        let rel = addr.checked_sub(self.base.as_ptr().addr())?;
         let only0 = self.page0_only();
         match rel {
             r if r < off::PAGE_SIZE && only0 && is_page1_reg(r & !3) => Some((RegPage::Page1, r)),

@@ -27,6 +27,41 @@ pub use self::EVENTQ_PROD as PRIQ_PROD;
 
 pub use fields::*;
 
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+
+use tock_registers::interfaces::Readable;
+use tock_registers::{RegisterLongName, UIntLike};
+
+/// A register software only reads and the device changes: the SMMU's ACKs, GERROR, STATUSR, ID
+/// registers; CMDQV's STATUS and error maps.
+///
+/// `tock_registers::registers::ReadOnly` stores a plain `T`, which tells the compiler that the
+/// value behind a `&Page0` never changes while the reference lives. A device register does
+/// change, and in host tests the software model writes it into the same memory while the driver
+/// holds `&Page0`. This cell holds its value in an [`UnsafeCell`] (like tock-registers'
+/// `ReadWrite`), so a change behind a shared reference is allowed; it offers only
+/// [`Readable`], so software still cannot write it.
+#[repr(transparent)]
+pub struct ReadOnly<T: UIntLike, R: RegisterLongName = ()> {
+    value: UnsafeCell<T>,
+    associated_register: PhantomData<R>,
+}
+
+impl<T: UIntLike, R: RegisterLongName> Readable for ReadOnly<T, R> {
+    type T = T;
+    type R = R;
+
+    #[inline]
+    fn get(&self) -> T {
+        // SAFETY: `self` is a live reference to a register cell, so the pointer is non-null,
+        // aligned for `T` and points at a `T`-sized register (a register block is only ever
+        // reached through a pointer its owner promised maps the device, or host memory in
+        // tests); every bit pattern is a valid `T`.
+        unsafe { core::ptr::read_volatile(self.value.get()) }
+    }
+}
+
 /// The bitfield definitions. `tock-registers` generates an undocumented `Register` marker type,
 /// a `Field` constant beside each documented field module, and `SET`/`CLEAR` values; the
 /// `missing_docs` allowance is for those generated items (it applies to the whole module, so

@@ -1,11 +1,11 @@
 //! SMMU register page 0: every Non-secure control register (IHI 0070 §6.2.1).
 
 use tock_registers::register_structs;
-use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::registers::ReadWrite;
 
 use super::{
     AIDR, CMDQ_CONS, CR0, CR1, CR2, GBPA, GERROR, IDR0, IDR1, IDR2, IDR3, IDR5, IIDR, IRQ_CFG0,
-    IRQ_CFG2, IRQ_CTRL, Q_BASE, STATUSR, STRTAB_BASE, STRTAB_BASE_CFG,
+    IRQ_CFG2, IRQ_CTRL, Q_BASE, ReadOnly, STATUSR, STRTAB_BASE, STRTAB_BASE_CFG,
 };
 
 register_structs! {

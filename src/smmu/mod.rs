@@ -90,7 +90,7 @@ pub struct MemoryPlan {
     /// The linear STE array or the L1 descriptor array.
     pub strtab: Region,
     /// 2-level only: the CPU addresses of the level-2 tables (driver bookkeeping, not read by
-    /// the SMMU), one `usize` per L1 descriptor.
+    /// the SMMU), one pointer per L1 descriptor.
     pub l2_index: Option<Region>,
     /// 2-level only: one level-2 table, allocated the first time a StreamID of its group is
     /// bound.
@@ -363,8 +363,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
                 let l2_bytes = 64usize << split;
                 (
                     Some(Region {
-                        bytes: (n as usize).saturating_mul(size_of::<usize>()),
-                        align: size_of::<usize>(),
+                        bytes: (n as usize).saturating_mul(size_of::<*mut u8>()),
+                        align: align_of::<*mut u8>(),
                     }),
                     Some(Region {
                         bytes: l2_bytes,

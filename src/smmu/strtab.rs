@@ -25,7 +25,8 @@ pub(super) struct StreamTable {
     layout: StreamTableLayout,
     /// Linear STE array, or L1 descriptor array.
     base: DmaBuf,
-    /// 2-level: CPU address of each level-2 table (0 = none), one `usize` per L1 descriptor.
+    /// 2-level: CPU pointer to each level-2 table (null = none), one per L1 descriptor. Kept as
+    /// pointers, not addresses, so that reading one back needs no integer-to-pointer cast.
     l2_index: Option<DmaBuf>,
     /// 2-level: size and alignment of one level-2 table.
     l2_region: Option<Region>,
@@ -33,10 +34,15 @@ pub(super) struct StreamTable {
     lock: spin::Mutex<()>,
 }
 
-fn write_ste_mem(p: NonNull<u64>, ste: &Ste) {
+/// Writes the eight qwords of `ste` at `p`, qword 0 first.
+///
+/// # Safety
+/// `p` is an 8-byte aligned, 64-byte STE slot in lent DMA memory that is valid for writes, and
+/// nothing else on the CPU side accesses it meanwhile (the stream-table lock is held, or the
+/// table is not yet shared).
+unsafe fn write_ste_mem(p: NonNull<u64>, ste: &Ste) {
     for (i, q) in ste.0.iter().enumerate() {
-        // SAFETY: `p` points to a 64-byte STE slot in lent memory (callers' contract) and
-        // `i < 8`; the stream-table lock or exclusive ownership at probe time serialises writers.
+        // SAFETY: `i < 8`, so `p + i` lies in the slot the caller vouched for.
         unsafe { p.as_ptr().add(i).write_volatile(*q) };
     }
 }
@@ -58,7 +64,9 @@ impl StreamTable {
                 for i in 0..n {
                     // SAFETY: `i * 64 + 64 <= base.size`: inside the allocation.
                     let p = unsafe { base.vaddr.add(i * 64) }.cast::<u64>();
-                    write_ste_mem(p, &Ste::ABORT);
+                    // SAFETY: a 64-byte slot of the fresh table (aligned: the table is at least
+                    // 64-byte aligned), which nothing else references yet.
+                    unsafe { write_ste_mem(p, &Ste::ABORT) };
                 }
                 if !coherent {
                     plat.dma_flush(base.vaddr, base.size);
@@ -88,21 +96,24 @@ impl StreamTable {
         STRTAB_BASE_RA | (self.base.paddr.0 & STRTAB_BASE_ADDR)
     }
 
-    fn l2_slot(&self, l1: u32) -> Option<NonNull<usize>> {
+    fn l2_slot(&self, l1: u32) -> Option<NonNull<*mut u8>> {
         let idx = self.l2_index?;
-        let off = (l1 as usize).checked_mul(size_of::<usize>())?;
-        if off + size_of::<usize>() > idx.size {
+        let size = size_of::<*mut u8>();
+        let off = (l1 as usize).checked_mul(size)?;
+        if off.checked_add(size)? > idx.size {
             return None;
         }
-        // SAFETY: bounds checked just above.
-        Some(unsafe { idx.vaddr.add(off) }.cast::<usize>())
+        // SAFETY: `off + size <= idx.size` (checked just above): inside the allocation.
+        Some(unsafe { idx.vaddr.add(off) }.cast::<*mut u8>())
     }
 
     /// The CPU address of the level-2 table of L1 entry `l1`, if allocated.
     fn l2_table(&self, l1: u32) -> Option<NonNull<u8>> {
         let slot = self.l2_slot(l1)?;
-        // SAFETY: `slot` is inside the bookkeeping array, only accessed under `lock`.
-        NonNull::new(unsafe { slot.as_ptr().read_volatile() } as *mut u8)
+        // SAFETY: `slot` is inside the bookkeeping array (from `l2_slot`), aligned (the array is
+        // allocated with pointer alignment, `off` is a multiple of the pointer size), only
+        // accessed under `lock`; it holds null (zeroed memory) or a pointer `alloc_l2` stored.
+        NonNull::new(unsafe { slot.as_ptr().read_volatile() })
     }
 }
 
@@ -147,8 +158,11 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         let buf = self.dma.alloc(r.bytes, r.align).ok_or(Error::NoMemory)?;
         let desc = L1Std::new(buf.paddr, split + 1).ok_or(Error::InvalidArgument)?;
         for i in 0..(buf.size / 64) {
-            // SAFETY: inside the fresh allocation.
-            write_ste_mem(unsafe { buf.vaddr.add(i * 64) }.cast(), &Ste::ABORT);
+            // SAFETY: `i * 64 + 64 <= buf.size`: inside the fresh allocation.
+            let p = unsafe { buf.vaddr.add(i * 64) }.cast::<u64>();
+            // SAFETY: a 64-byte slot of the fresh level-2 table (aligned to its size), not yet
+            // reachable by the SMMU or any other CPU path.
+            unsafe { write_ste_mem(p, &Ste::ABORT) };
         }
         if !self.coherent {
             self.platform.dma_flush(buf.vaddr, buf.size);
@@ -163,8 +177,9 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         if !self.coherent {
             self.platform.dma_flush(l1p.cast(), 8);
         }
-        // SAFETY: `slot` is inside the bookkeeping array, written only under the lock.
-        unsafe { slot.as_ptr().write_volatile(buf.vaddr.as_ptr() as usize) };
+        // SAFETY: `slot` is inside the bookkeeping array and aligned (see `l2_table`); the
+        // stream-table lock, held by our caller, serialises access to it.
+        unsafe { slot.as_ptr().write_volatile(buf.vaddr.as_ptr()) };
         if self.cmdq_live.load(core::sync::atomic::Ordering::Acquire) {
             self.submit(&[Command::CfgiSte { sid, leaf: false }])?;
         }
@@ -272,7 +287,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
         let live = self.cmdq_live.load(core::sync::atomic::Ordering::Acquire);
         if !live {
-            write_ste_mem(p, target);
+            // SAFETY: `p` is an STE slot from `ste_slot`; our caller holds the stream-table lock.
+            unsafe { write_ste_mem(p, target) };
             if !self.coherent {
                 self.platform.dma_flush(p.cast(), 64);
             }

@@ -223,7 +223,7 @@ fn relax_steps_the_model() {
         r.smmu.inject_event(ev(s));
     }
     // CONS stored without the hook (e.g. by a test): the next relax lets the model catch up.
-    let cons = (r.smmu.page1_ptr().as_ptr() as usize + 0xAC) as *mut u32;
+    let cons = r.smmu.page1_ptr().as_ptr().wrapping_add(0xAC).cast::<u32>();
     // SAFETY: EVENTQ_CONS inside the model's page 1, 4-byte aligned.
     unsafe { cons.write_volatile(1) };
     assert_eq!(r.smmu.event_stats().held, 1);

@@ -20,41 +20,45 @@ impl Rig {
         Self { smmu, plat }
     }
 
-    fn addr(&self, name: &str) -> usize {
+    /// The register called `name`, as a pointer derived from the model's page (so it keeps the
+    /// allocation's provenance; the hook gets its address).
+    fn reg(&self, name: &str) -> *mut u8 {
         let (page, off) = register_offset(name).unwrap_or_else(|| panic!("no register {name}"));
         let base = match page {
             RegPage::Page0 => self.smmu.page0_ptr(),
             RegPage::Page1 => self.smmu.page1_ptr(),
         };
-        base.as_ptr() as usize + off
+        base.as_ptr().wrapping_add(off)
     }
 
     pub(crate) fn read32(&self, name: &str) -> u32 {
-        let a = self.addr(name);
-        self.plat.mmio(a, MmioAccess::Read);
-        // SAFETY: `a` is a 4-byte aligned register inside the model's register pages.
-        unsafe { (a as *const u32).read_volatile() }
+        let p = self.reg(name).cast::<u32>();
+        self.plat.mmio(p.addr(), MmioAccess::Read);
+        // SAFETY: `p` is a 4-byte aligned register inside the model's register pages, which
+        // live as long as `self.smmu`; the model only touches them from this thread's hook.
+        unsafe { p.read_volatile() }
     }
 
     pub(crate) fn write32(&self, name: &str, v: u32) {
-        let a = self.addr(name);
-        // SAFETY: `a` is a 4-byte aligned register inside the model's register pages.
-        unsafe { (a as *mut u32).write_volatile(v) };
-        self.plat.mmio(a, MmioAccess::Write);
+        let p = self.reg(name).cast::<u32>();
+        // SAFETY: as in `read32`.
+        unsafe { p.write_volatile(v) };
+        self.plat.mmio(p.addr(), MmioAccess::Write);
     }
 
     pub(crate) fn read64(&self, name: &str) -> u64 {
-        let a = self.addr(name);
-        self.plat.mmio(a, MmioAccess::Read);
-        // SAFETY: `a` is an 8-byte aligned 64-bit register inside the model's register pages.
-        unsafe { (a as *const u64).read_volatile() }
+        let p = self.reg(name).cast::<u64>();
+        self.plat.mmio(p.addr(), MmioAccess::Read);
+        // SAFETY: `p` is an 8-byte aligned 64-bit register inside the model's register pages
+        // (the table names 64-bit registers only at 8-byte offsets); otherwise as in `read32`.
+        unsafe { p.read_volatile() }
     }
 
     pub(crate) fn write64(&self, name: &str, v: u64) {
-        let a = self.addr(name);
-        // SAFETY: `a` is an 8-byte aligned 64-bit register inside the model's register pages.
-        unsafe { (a as *mut u64).write_volatile(v) };
-        self.plat.mmio(a, MmioAccess::Write);
+        let p = self.reg(name).cast::<u64>();
+        // SAFETY: as in `read64`.
+        unsafe { p.write_volatile(v) };
+        self.plat.mmio(p.addr(), MmioAccess::Write);
     }
 
     /// Writes CR0 and polls CR0ACK up to `polls` times; returns whether it matched.
