@@ -418,10 +418,16 @@ pub struct FakeCmdqv {
     state: Mutex<State>,
 }
 
-// SAFETY: the window is owned by the model for its whole life; the model state is behind a mutex,
-// and register memory is only accessed with volatile loads and stores, as real MMIO would be.
+// SAFETY: the window is owned by the model for its whole life (freed only when it drops) and holds
+// plain integers, so the owner may move between threads.
 unsafe impl Send for FakeCmdqv {}
-// SAFETY: see `Send`.
+// SAFETY: through `&FakeCmdqv`, model code touches the window only with `state` locked (`access`
+// and the steering methods), so two model accesses never race. CPU-side accesses (the driver
+// through the pointers `Cmdqv::new` was given, or `read32`/`write32`, which stand for a CPU load
+// or store) run before or after the hook for that access, never inside it; as on hardware, the
+// caller must not let two threads access one register at once, which the driver guarantees by
+// giving each VCMDQ to one CPU (its lock) and which Miri's race detector checked for the
+// two-thread tests.
 unsafe impl Sync for FakeCmdqv {}
 
 impl core::fmt::Debug for FakeCmdqv {
