@@ -144,7 +144,7 @@ impl Rec {
         Self {
             inner: m.platform(),
             m: m.clone(),
-            p1: m.page1_ptr().as_ptr() as usize,
+            p1: m.page1_ptr().as_ptr().addr(),
             log: Arc::new(Mutex::new(Vec::new())),
             coh,
         }
@@ -218,12 +218,14 @@ impl Platform for Rec {
         let off = if page == 1 {
             addr - self.p1
         } else {
-            addr.wrapping_sub(self.m.page0_ptr().as_ptr() as usize)
+            addr.wrapping_sub(self.m.page0_ptr().as_ptr().addr())
         };
         let val = if write {
+            // The register's pointer keeps the provenance of the model's register pages.
+            let reg = self.m.page0_ptr().as_ptr().with_addr(addr).cast::<u32>();
             // SAFETY: `addr` is one of the driver's register addresses, inside the model's
-            // 4-byte aligned register pages, which live as long as the model.
-            unsafe { (addr as *const u32).read_volatile() }
+            // 4-byte aligned register pages (one allocation), which live as long as the model.
+            unsafe { reg.read_volatile() }
         } else {
             0
         };
