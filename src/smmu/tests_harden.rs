@@ -760,6 +760,10 @@ fn non_coherent_smmu_gets_non_cacheable_cr1_and_no_msi_sync() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "compares a 4 MiB shadow of the lent memory at every MMIO access: minutes per test under Miri; the same driver paths run under Miri in the coherent tests"
+)]
 fn non_coherent_smmu_sees_only_cleaned_tables_and_commands() {
     for strtab in [StrtabFormat::TwoLevel, StrtabFormat::Linear] {
         let config = Config {
@@ -820,6 +824,10 @@ fn non_coherent_smmu_sees_only_cleaned_tables_and_commands() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "compares a 4 MiB shadow of the lent memory at every MMIO access: minutes per test under Miri; the same driver paths run under Miri in the coherent tests"
+)]
 fn non_coherent_drains_invalidate_every_slot_they_read() {
     let h = noncoherent(
         ids(IDR0_PRI, 9),
@@ -1119,6 +1127,10 @@ fn a_level2_table_one_byte_short_fails_cleanly() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "compares a 4 MiB shadow of the lent memory at every MMIO access: minutes per test under Miri; the same driver paths run under Miri in the coherent tests"
+)]
 fn non_coherent_command_error_recovery_cleans_the_replacement() {
     let h = noncoherent(
         QEMU_VIRT,
