@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CpuIndex};
 use arm_smmuv3::command::{Command, TlbiRange};
 use arm_smmuv3::fake::cmdqv::{FakeCmdqv, FakeCmdqvParams, RecordingCommandSink};
-use arm_smmuv3::fake::{FakePlatform, FakeSmmu, ModelDma};
+use arm_smmuv3::fake::{FakePlatform, FakeSmmu, ModelSmmu};
 use arm_smmuv3::ids::{Asid, Vmid};
-use arm_smmuv3::smmu::{Config, Smmu};
+use arm_smmuv3::smmu::Config;
 
-type Drv = Smmu<FakePlatform, ModelDma>;
+type Drv = ModelSmmu;
 
 struct Rig {
     m: Arc<FakeSmmu>,
@@ -31,18 +31,7 @@ struct Rig {
 fn rig() -> Rig {
     let m = FakeSmmu::qemu_virt();
     let fake = FakeCmdqv::attach(&m, FakeCmdqvParams::TEST);
-    // SAFETY: the model's register pages live as long as `m`, which outlives the driver here,
-    // and nothing else drives them.
-    let smmu = unsafe {
-        Smmu::new(
-            m.page0(),
-            m.page1(),
-            m.platform(),
-            m.lend_dma(),
-            Config::default(),
-        )
-    }
-    .expect("probe");
+    let smmu = m.driver(Config::default()).expect("probe");
     smmu.reset().expect("reset");
     let cfg = CmdqvConfig {
         host_queue_log2: 8,

@@ -13,19 +13,16 @@ use std::time::Instant;
 
 use arm_smmuv3::command::Command;
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
-use arm_smmuv3::fake::{FakePlatform, FakeSmmu, ModelDma};
+use arm_smmuv3::fake::{FakeSmmu, ModelSmmu};
 use arm_smmuv3::features::{IdRegs, QEMU_VIRT};
 use arm_smmuv3::ids::{Iova, StreamId, Vmid};
-use arm_smmuv3::smmu::{Config, EventSink, Smmu};
+use arm_smmuv3::smmu::{Config, EventSink};
 
-type Drv = Smmu<FakePlatform, ModelDma>;
+type Drv = ModelSmmu;
 
 fn rig(ids: IdRegs, config: Config) -> (Arc<FakeSmmu>, Drv) {
     let m = FakeSmmu::new(ids);
-    // SAFETY: the model's register pages live as long as `m`, which outlives the driver here,
-    // and nothing else drives them.
-    let d = unsafe { Smmu::new(m.page0(), m.page1(), m.platform(), m.lend_dma(), config) }
-        .expect("probe");
+    let d = m.driver(config).expect("probe");
     d.reset().expect("reset");
     (m, d)
 }

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use arm_smmuv3::command::{Command, ResumeAction};
 use arm_smmuv3::error::Error;
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
+use arm_smmuv3::fake::HostSink;
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{
     HwptPageResponse, HwptPgfault, PgfaultFlags, PgfaultPerm, VeventHeader, VeventqType,
@@ -38,31 +39,6 @@ impl CommandSink for Recorder {
 impl Recorder {
     fn take(&self) -> Vec<Vec<Command>> {
         std::mem::take(&mut self.batches.lock().unwrap())
-    }
-}
-
-#[derive(Default)]
-struct Host {
-    events: Vec<EvtqEntry>,
-    requests: Vec<PriqEntry>,
-    overflows: u32,
-}
-
-impl EventSink for Host {
-    fn event(&mut self, e: &EvtqEntry) {
-        self.events.push(*e);
-    }
-    fn overflow(&mut self) {
-        self.overflows += 1;
-    }
-}
-
-impl PriSink for Host {
-    fn request(&mut self, e: &PriqEntry) {
-        self.requests.push(*e);
-    }
-    fn overflow(&mut self) {
-        self.overflows += 1;
     }
 }
 
@@ -241,7 +217,7 @@ fn attach_rejects_bad_ste_and_reverts_on_install_failure() {
         Err(Error::Timeout(arm_smmuv3::WaitFor::CmdSync))
     });
     assert!(e.is_err());
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     assert_eq!(
         r.route_event(&s1_fault(PSID), &mut host),
         Routed::Host(HostReason::NotAttached)
@@ -260,7 +236,7 @@ fn attach_rejects_bad_ste_and_reverts_on_install_failure() {
 #[test]
 fn forwarded_event_carries_vsid_and_reads_as_iommufd() {
     let (r, id, _rec) = setup();
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     // No vEVENTQ yet: dropped and counted, not given to the host.
     assert_eq!(
         r.route_event(&s1_fault(PSID), &mut host),
@@ -320,7 +296,7 @@ fn forwarded_event_carries_vsid_and_reads_as_iommufd() {
 fn host_gets_stage2_unassigned_and_unforwarded() {
     let (r, id, _rec) = setup();
     r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4).unwrap();
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     let s2 = EventRecord::translation_fault(PSID, Iova(0x1000), true, false).encode();
     assert_eq!(
         r.route_event(&s2, &mut host),
@@ -361,7 +337,7 @@ fn host_gets_stage2_unassigned_and_unforwarded() {
 fn full_veventq_lost_marker_and_recovery() {
     let (r, id, _rec) = setup();
     r.alloc_veventq(id, VeventqType::ArmSmmuv3, 2).unwrap();
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     let seqs: Vec<_> = (0..4)
         .map(|_| r.route_event(&s1_fault(PSID), &mut host))
         .collect();
@@ -404,7 +380,7 @@ fn hardware_overflow_policy() {
     let (r, id, _rec) = setup();
     let other = r.alloc_viommu(cfg(6)).unwrap();
     r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4).unwrap();
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     let mut sink = r.sink(&mut host);
     EventSink::event(&mut sink, &s1_fault(PSID));
     EventSink::overflow(&mut sink);
@@ -442,9 +418,9 @@ fn hardware_overflow_policy() {
     let recs = records(&buf[..n]);
     assert_eq!(recs.len(), 1);
     assert_eq!((recs[0].0.flags, recs[0].0.sequence), (0, 3));
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     PriSink::overflow(&mut r.sink(&mut host));
-    assert_eq!((r.stats().priq_overflows, host.overflows), (1, 1));
+    assert_eq!((r.stats().priq_overflows, host.pri_overflows), (1, 1));
     assert_eq!(r.stats().lost_marked, 2, "a PRI overflow marks nothing");
 }
 
@@ -518,7 +494,7 @@ fn page_request(prg: u16, last: bool, addr: u64) -> PriqEntry {
 #[test]
 fn iopf_round_trip() {
     let (r, id, rec) = setup();
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     // Without a fault queue the host must answer the stall.
     assert_eq!(
         r.route_event(&stall(PSID, 5), &mut host),
@@ -605,7 +581,7 @@ fn teardown_answers_unanswered_groups() {
     let (r, id, rec) = setup();
     r.alloc_fault_queue(id).unwrap();
     r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4).unwrap();
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     r.route_event(&stall(PSID, 1), &mut host);
     r.route_event(&stall(PSID, 2), &mut host);
     r.route_page_request(&page_request(4, false, 0), &mut host);
@@ -645,7 +621,7 @@ fn teardown_answers_unanswered_groups() {
 fn detach_answers_the_devices_groups() {
     let (r, id, rec) = setup();
     r.alloc_fault_queue(id).unwrap();
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     r.route_event(&stall(PSID, 3), &mut host);
     r.detach_nested(id, VSID, &rec).unwrap();
     assert_eq!(
@@ -693,7 +669,7 @@ fn readers_and_producers_on_other_cpus() {
     let producer = {
         let (stop, count) = (stop.clone(), count.clone());
         std::thread::spawn(move || {
-            let mut host = Host::default();
+            let mut host = HostSink::default();
             while !stop.load(Ordering::Relaxed) {
                 r.route_event(&s1_fault(PSID), &mut host);
                 count.fetch_add(1, Ordering::Relaxed);
@@ -741,7 +717,7 @@ proptest! {
         let d0 = (d0 & !0xff & 0xffff_ffff) | id_ | (u64::from(PSID.0) << 32);
         let d1 = d1 & !(1 << 31) & !(1 << 39); // not stalled, stage 1
         let e = EvtqEntry([d0, d1, d2, d3]);
-        let mut host = Host::default();
+        let mut host = HostSink::default();
         let fwd = matches!(r.route_event(&e, &mut host), Routed::Forwarded { .. });
         prop_assert!(fwd);
         let mut buf = [0u8; 40];

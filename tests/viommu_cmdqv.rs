@@ -11,11 +11,11 @@ use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CmdqvErrorStats, VintfId};
 use arm_smmuv3::command::{CmdqEntry, Command};
 use arm_smmuv3::error::Error;
 use arm_smmuv3::fake::cmdqv::{FakeCmdqv, FakeCmdqvParams};
-use arm_smmuv3::fake::{FakePlatform, FakeSmmu, ModelDma};
+use arm_smmuv3::fake::{FakePlatform, FakeSmmu, ModelSmmu};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{HwQueueType, VeventTegra241Cmdqv, VeventqType};
 use arm_smmuv3::platform::DmaMemory;
-use arm_smmuv3::smmu::{Config, Smmu};
+use arm_smmuv3::smmu::Config;
 use arm_smmuv3::ste::{Granule, S2Config};
 use arm_smmuv3::viommu::{HostReason, Routed, Router, ViommuConfig, ViommuId};
 use arm_smmuv3::{Asid, PhysAddr, StreamId, VStreamId, Vmid};
@@ -25,7 +25,7 @@ type R = Router<4, 16, 4, 8, 8>;
 struct Rig {
     m: Arc<FakeSmmu>,
     fake: Arc<FakeCmdqv>,
-    smmu: Smmu<FakePlatform, ModelDma>,
+    smmu: ModelSmmu,
     cmdqv: Cmdqv<FakePlatform>,
     router: Box<R>,
 }
@@ -33,17 +33,7 @@ struct Rig {
 fn rig() -> Rig {
     let m = FakeSmmu::qemu_virt();
     let fake = FakeCmdqv::attach(&m, FakeCmdqvParams::TEST);
-    // SAFETY: the model's pages live as long as `m`, kept in the rig beside the driver.
-    let smmu = unsafe {
-        Smmu::new(
-            m.page0(),
-            m.page1(),
-            m.platform(),
-            m.lend_dma(),
-            Config::default(),
-        )
-    }
-    .unwrap();
+    let smmu = m.driver(Config::default()).unwrap();
     smmu.reset().unwrap();
     let cfg = CmdqvConfig {
         host_queue_log2: 4,

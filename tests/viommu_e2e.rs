@@ -5,46 +5,20 @@
 
 use std::sync::Arc;
 
-use arm_smmuv3::event::{EventId, EventRecord, EvtqEntry};
-use arm_smmuv3::fake::{DmaOutcome, FakeSmmu, FaultKind, ModelDma, OverflowStyle};
+use arm_smmuv3::event::{EventId, EventRecord};
+use arm_smmuv3::fake::{DmaOutcome, FakeSmmu, FaultKind, HostSink, ModelSmmu, OverflowStyle};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{VeventHeader, VeventqType};
-use arm_smmuv3::smmu::{Config, Smmu};
+use arm_smmuv3::smmu::Config;
 use arm_smmuv3::ste::{Granule, S2Config};
-use arm_smmuv3::viommu::{EventSink, Router, ViommuConfig, ViommuId};
+use arm_smmuv3::viommu::{Router, ViommuConfig, ViommuId};
 use arm_smmuv3::{Iova, PhysAddr, StreamId, SubstreamId, VStreamId, Vmid};
 
-#[derive(Default)]
-struct Host {
-    events: Vec<EvtqEntry>,
-    overflows: u32,
-}
-
-impl EventSink for Host {
-    fn event(&mut self, e: &EvtqEntry) {
-        self.events.push(*e);
-    }
-    fn overflow(&mut self) {
-        self.overflows += 1;
-    }
-}
-
-type Drv = Smmu<arm_smmuv3::fake::FakePlatform, ModelDma>;
+type Drv = ModelSmmu;
 
 fn rig() -> (Arc<FakeSmmu>, Drv) {
     let m = FakeSmmu::qemu_virt();
-    // SAFETY: the model's register pages live as long as `m`, which the caller keeps beside the
-    // driver; nothing else drives them.
-    let d = unsafe {
-        Smmu::new(
-            m.page0(),
-            m.page1(),
-            m.platform(),
-            m.lend_dma(),
-            Config::default(),
-        )
-    }
-    .unwrap();
+    let d = m.driver(Config::default()).unwrap();
     d.reset().unwrap();
     (m, d)
 }
@@ -94,7 +68,7 @@ fn faulting_dma_reaches_the_guest_with_its_vsid() {
         .encode(),
     );
 
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     let st = smmu.drain_evtq(&mut router.sink(&mut host));
     assert_eq!(st.records, 2);
     assert_eq!(
@@ -129,8 +103,7 @@ type R = Router<2, 16, 4, 16, 8>;
 
 fn rig_with(config: Config) -> (Arc<FakeSmmu>, Drv) {
     let m = FakeSmmu::qemu_virt();
-    // SAFETY: as in `rig`.
-    let d = unsafe { Smmu::new(m.page0(), m.page1(), m.platform(), m.lend_dma(), config) }.unwrap();
+    let d = m.driver(config).unwrap();
     d.reset().unwrap();
     (m, d)
 }
@@ -225,7 +198,7 @@ fn hardware_overflow_marks_the_veventqs_in_both_styles() {
         if style == OverflowStyle::Qemu {
             assert!(smmu.handle_gerror().drain_evtq);
         }
-        let mut host = Host::default();
+        let mut host = HostSink::default();
         let st = smmu.drain_evtq(&mut router.sink(&mut host));
         assert_eq!((st.records, st.overflows), (8, 1), "{style:?}");
         assert_eq!(host.overflows, 1);
@@ -325,7 +298,7 @@ fn stage1_translation_fault_is_forwarded_with_the_vsid() {
         m.dma_access(psid, None, iova, true),
         DmaOutcome::Faulted(EventId::F_TRANSLATION)
     );
-    let mut host = Host::default();
+    let mut host = HostSink::default();
     let st = smmu.drain_evtq(&mut router.sink(&mut host));
     assert_eq!(st.records, 1);
     assert!(

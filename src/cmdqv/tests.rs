@@ -1026,17 +1026,14 @@ mod props {
 
 #[test]
 fn the_smmu_driver_is_the_main_queue() {
-    use crate::fake::ModelDma;
-    use crate::smmu::{Config, Smmu};
+    use crate::smmu::Config;
     let m = FakeSmmu::qemu_virt();
     let fake = FakeCmdqv::attach(&m, FakeCmdqvParams::TEST);
     let config = Config {
         quirks: Board::Tegra264.smmu_quirks(),
         ..Config::default()
     };
-    // SAFETY: the model's pages live as long as `m`, and only this driver drives them.
-    let smmu: Smmu<FakePlatform, ModelDma> =
-        unsafe { Smmu::new(m.page0(), m.page1(), m.platform(), m.lend_dma(), config) }.unwrap();
+    let smmu = m.driver(config).unwrap();
     smmu.reset().unwrap();
     let cfg = CmdqvConfig {
         board: Board::Tegra264,

@@ -56,6 +56,41 @@ pub use queues::{OverflowStyle, QueueStats};
 pub use regs::{MmioCounts, RegCount, RegPage, register_offset};
 pub use strtab::{DmaOutcome, FaultKind, RejectedSte, SteSnapshot};
 
+/// The driver type [`FakeSmmu::driver`] builds.
+pub type ModelSmmu = crate::smmu::Smmu<FakePlatform, ModelDma>;
+
+/// A host-side sink for tests: keeps every event record and PRI request the IRQ path hands to
+/// the host, and counts the overflow notifications of each queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostSink {
+    /// Event records, in order.
+    pub events: Vec<EvtqEntry>,
+    /// PRI requests, in order.
+    pub requests: Vec<PriqEntry>,
+    /// Event-queue overflow notifications.
+    pub overflows: u32,
+    /// PRI-queue overflow notifications.
+    pub pri_overflows: u32,
+}
+
+impl crate::smmu::EventSink for HostSink {
+    fn event(&mut self, e: &EvtqEntry) {
+        self.events.push(*e);
+    }
+    fn overflow(&mut self) {
+        self.overflows += 1;
+    }
+}
+
+impl crate::smmu::PriSink for HostSink {
+    fn request(&mut self, r: &PriqEntry) {
+        self.requests.push(*r);
+    }
+    fn overflow(&mut self) {
+        self.pri_overflows += 1;
+    }
+}
+
 use std::ops::Range;
 use std::ptr::NonNull;
 
@@ -143,6 +178,8 @@ pub struct FakeSmmu {
     devices: std::sync::RwLock<Vec<Arc<dyn MmioDevice>>>,
     /// Accesses outside the two SMMU pages, counted without the model lock.
     outside: std::sync::atomic::AtomicU64,
+    /// Set once [`FakeSmmu::driver`] has lent the register pages to a driver.
+    driver_taken: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the register pages and the DMA arena are owned by the model for its whole life (freed
@@ -186,6 +223,7 @@ impl FakeSmmu {
             }),
             devices: std::sync::RwLock::new(Vec::new()),
             outside: std::sync::atomic::AtomicU64::new(0),
+            driver_taken: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -241,6 +279,35 @@ impl FakeSmmu {
     /// a driver (`Smmu::new` takes its memory by value).
     pub fn lend_dma(self: &Arc<Self>) -> ModelDma {
         ModelDma(Arc::clone(self))
+    }
+
+    /// The driver of this model, probed (not reset) with `config`: the safe way to build one in
+    /// tests. A model lends its register pages to one driver only; a second call gives
+    /// [`Error::Busy`](crate::Error::Busy).
+    pub fn driver(
+        self: &Arc<Self>,
+        config: crate::smmu::Config,
+    ) -> Result<ModelSmmu, crate::Error> {
+        if self.driver_taken.swap(true, Ordering::AcqRel) {
+            return Err(crate::Error::Busy);
+        }
+        // SAFETY: the pages belong to this model, and the driver's platform and DMA handle each
+        // hold an `Arc` of it, so they outlive the driver; `driver_taken` makes this the pages'
+        // only driver; the model itself touches them only inside the driver's MMIO hook or in
+        // test steering calls made between the driver's accesses.
+        let d = unsafe {
+            crate::smmu::Smmu::new(
+                self.page0(),
+                self.page1(),
+                self.platform(),
+                self.lend_dma(),
+                config,
+            )
+        };
+        if d.is_err() {
+            self.driver_taken.store(false, Ordering::Release);
+        }
+        d
     }
 
     /// A [`Platform`](crate::platform::Platform) whose MMIO hook runs this model.

@@ -197,3 +197,21 @@ fn typed_register_pages_reach_the_model() {
     assert_eq!(r.smmu.mmio_counts().writes("EVENTQ_CONS"), 1);
     assert_eq!(r.read32("EVENTQ_CONS"), 1 << 31);
 }
+
+#[test]
+fn the_model_lends_its_pages_to_one_driver_only() {
+    let m = crate::fake::FakeSmmu::qemu_virt();
+    // A refused probe gives the pages back.
+    let too_many = crate::smmu::Config {
+        sid_bits: Some(17),
+        ..crate::smmu::Config::default()
+    };
+    assert!(m.driver(too_many).is_err());
+    let d = m.driver(crate::smmu::Config::default()).unwrap();
+    assert_eq!(
+        m.driver(crate::smmu::Config::default()).err(),
+        Some(crate::Error::Busy)
+    );
+    d.reset().unwrap();
+    assert_eq!(m.cr0() & 1, 1, "the driver drove this model");
+}
