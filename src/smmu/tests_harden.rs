@@ -22,7 +22,8 @@ use crate::command::Command;
 use crate::error::{Error, WaitFor};
 use crate::event::{EventRecord, EvtqEntry};
 use crate::fake::{
-    AckBehaviour, AckReg, CmdqFault, DmaOutcome, FakeDma, FakePlatform, FakeSmmu, OverflowStyle,
+    AckBehaviour, AckReg, CmdqFault, DmaOutcome, FakeDma, FakePlatform, FakeSmmu, HostSink,
+    OverflowStyle,
 };
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::{Iova, PhysAddr, StreamId, Vmid};
@@ -324,36 +325,6 @@ impl H {
     }
 }
 
-#[derive(Default)]
-struct PriLog {
-    reqs: Vec<PriqEntry>,
-    overflows: u32,
-}
-
-impl PriSink for PriLog {
-    fn request(&mut self, e: &PriqEntry) {
-        self.reqs.push(*e);
-    }
-    fn overflow(&mut self) {
-        self.overflows += 1;
-    }
-}
-
-#[derive(Default)]
-struct EvLog {
-    events: Vec<EvtqEntry>,
-    overflows: u32,
-}
-
-impl EventSink for EvLog {
-    fn event(&mut self, e: &EvtqEntry) {
-        self.events.push(*e);
-    }
-    fn overflow(&mut self) {
-        self.overflows += 1;
-    }
-}
-
 // ----- 1. PRI queue -----
 
 #[test]
@@ -430,17 +401,17 @@ fn priq_drains_cost_at_most_three_mmio_accesses() {
             h.m.inject_pri(req(seen + i));
         }
         h.m.reset_mmio_counts();
-        let mut sink = PriLog::default();
+        let mut sink = HostSink::default();
         let st = h.d.drain_priq(&mut sink);
         let c = h.m.mmio_counts();
         assert_eq!(c.total(), 3, "n = {n}");
         assert_eq!((c.reads("PRIQ_PROD"), c.writes("PRIQ_CONS")), (2, 1));
         assert_eq!((st.mmio, st.records, st.extra_passes), (3, n, 0));
-        assert_eq!(sink.reqs, (seen..seen + n).map(req).collect::<Vec<_>>());
+        assert_eq!(sink.requests, (seen..seen + n).map(req).collect::<Vec<_>>());
         seen += n;
     }
     h.m.reset_mmio_counts();
-    let st = h.d.drain_priq(&mut PriLog::default());
+    let st = h.d.drain_priq(&mut HostSink::default());
     assert_eq!((st.records, st.mmio, h.m.mmio_counts().total()), (0, 1, 1));
     assert_eq!(h.d.counters().pri_requests, 1 + 16 + 256);
     assert_eq!(h.m.pri_stats().written, 1 + 16 + 256);
@@ -464,10 +435,10 @@ fn priq_overflow_hardware_style_is_acked_in_the_one_cons_write() {
         let prod = h.rec.m.pri_stats().overflows;
         assert_eq!(prod, u64::from(round + 1), "OVFLG toggled once per episode");
         h.rec.take();
-        let mut sink = PriLog::default();
+        let mut sink = HostSink::default();
         let st = h.d.drain_priq(&mut sink);
-        assert_eq!((st.records, st.overflows, sink.overflows), (8, 1, 1));
-        assert_eq!(sink.reqs, (0..8).map(req).collect::<Vec<_>>());
+        assert_eq!((st.records, st.overflows, sink.pri_overflows), (8, 1, 1));
+        assert_eq!(sink.requests, (0..8).map(req).collect::<Vec<_>>());
         let log = h.rec.take();
         let cons: Vec<u32> = log
             .iter()
@@ -486,7 +457,7 @@ fn priq_overflow_hardware_style_is_acked_in_the_one_cons_write() {
     assert_eq!(h.d.counters().pri_overflows, 2);
     // A quiet period reports none, and nothing is dropped any more.
     h.m.inject_pri(req(1));
-    let st = h.d.drain_priq(&mut PriLog::default());
+    let st = h.d.drain_priq(&mut HostSink::default());
     assert_eq!((st.records, st.overflows), (1, 0));
     assert_eq!(h.m.pri_stats().dropped_full, 8);
 }
@@ -510,11 +481,11 @@ fn priq_overflow_qemu_style_goes_through_gerror_and_the_next_drain() {
     assert_eq!((g.active, g.acked), (1 << 3, 1 << 3));
     assert!(g.drain_priq && !g.drain_evtq);
     assert_eq!(h.m.gerror_active(), 0);
-    let mut sink = PriLog::default();
+    let mut sink = HostSink::default();
     let st = h.d.drain_priq(&mut sink);
-    assert_eq!((st.records, st.overflows, sink.overflows), (8, 1, 1));
+    assert_eq!((st.records, st.overflows, sink.pri_overflows), (8, 1, 1));
     // The event queue is not told about the PRI loss.
-    let mut ev = EvLog::default();
+    let mut ev = HostSink::default();
     assert_eq!(h.d.drain_evtq(&mut ev).overflows, 0);
     assert_eq!(ev.overflows, 0);
     let c = h.d.counters();
@@ -523,7 +494,7 @@ fn priq_overflow_qemu_style_goes_through_gerror_and_the_next_drain() {
     h.m.inject_pri(req(3));
     let st = h.d.drain_priq(&mut sink);
     assert_eq!((st.records, st.overflows), (1, 0));
-    assert_eq!(sink.overflows, 1);
+    assert_eq!(sink.pri_overflows, 1);
 }
 
 // ----- 2. PAGE0_REGS_ONLY -----
@@ -544,7 +515,7 @@ fn the_model_page0_only_layout_hides_page1() {
     h.d.reset().unwrap();
     m.inject_event(evt(1));
     m.reset_mmio_counts();
-    let st = h.d.drain_evtq(&mut EvLog::default());
+    let st = h.d.drain_evtq(&mut HostSink::default());
     assert_eq!(st.records, 0);
     assert_eq!(m.mmio_counts().outside, 1);
 }
@@ -582,15 +553,18 @@ fn page0_regs_only_quirk_drains_and_resets_without_touching_page1() {
                 m.inject_pri(req(round * 5 + i));
             }
             m.reset_mmio_counts();
-            let mut ev = EvLog::default();
-            let mut pri = PriLog::default();
+            let mut ev = HostSink::default();
+            let mut pri = HostSink::default();
             let se = h.d.drain_evtq(&mut ev);
             let sp = h.d.drain_priq(&mut pri);
             assert_eq!((se.records, se.mmio), (5, 3));
             assert_eq!((sp.records, sp.mmio), (5, 3));
             let want: Vec<_> = (round * 5..round * 5 + 5).collect();
             assert_eq!(ev.events, want.iter().map(|&i| evt(i)).collect::<Vec<_>>());
-            assert_eq!(pri.reqs, want.iter().map(|&i| req(i)).collect::<Vec<_>>());
+            assert_eq!(
+                pri.requests,
+                want.iter().map(|&i| req(i)).collect::<Vec<_>>()
+            );
             let c = m.mmio_counts();
             assert_eq!(c.outside, 0);
             assert_eq!((c.reads("EVENTQ_PROD"), c.writes("EVENTQ_CONS")), (2, 1));
@@ -600,7 +574,7 @@ fn page0_regs_only_quirk_drains_and_resets_without_touching_page1() {
         for i in 0..200 {
             m.inject_event(evt(i));
         }
-        let mut ev = EvLog::default();
+        let mut ev = HostSink::default();
         let st = h.d.drain_evtq(&mut ev);
         assert_eq!((st.records, st.overflows, ev.overflows), (128, 1, 1));
         let log = h.rec.take();
@@ -848,12 +822,15 @@ fn non_coherent_drains_invalidate_every_slot_they_read() {
             h.m.inject_event(evt(total + i));
             h.m.inject_pri(req(total + i));
         }
-        let mut ev = EvLog::default();
-        let mut pri = PriLog::default();
+        let mut ev = HostSink::default();
+        let mut pri = HostSink::default();
         assert_eq!(h.d.drain_evtq(&mut ev).records, n);
         assert_eq!(h.d.drain_priq(&mut pri).records, n);
         assert_eq!(ev.events, (total..total + n).map(evt).collect::<Vec<_>>());
-        assert_eq!(pri.reqs, (total..total + n).map(req).collect::<Vec<_>>());
+        assert_eq!(
+            pri.requests,
+            (total..total + n).map(req).collect::<Vec<_>>()
+        );
         total += n;
     }
     let log = h.rec.take();
@@ -912,7 +889,7 @@ fn records_arriving_during_a_drain_are_seen_by_the_confirm_read() {
     assert_eq!(h.m.mmio_counts().total(), u64::from(st.mmio));
     assert_eq!(p.got, (0..5).map(evt).collect::<Vec<_>>());
     // Nothing left behind.
-    let st = h.d.drain_evtq(&mut EvLog::default());
+    let st = h.d.drain_evtq(&mut HostSink::default());
     assert_eq!((st.records, st.mmio), (0, 1));
 }
 
@@ -1183,7 +1160,7 @@ fn priq_loss_during_a_drain_is_reported_by_the_next_one() {
         },
     );
     h.m.set_pri_overflow(OverflowStyle::Qemu);
-    struct Burst<'a>(&'a FakeSmmu, PriLog, bool);
+    struct Burst<'a>(&'a FakeSmmu, HostSink, bool);
     impl PriSink for Burst<'_> {
         fn request(&mut self, e: &PriqEntry) {
             self.1.request(e);
@@ -1195,11 +1172,11 @@ fn priq_loss_during_a_drain_is_reported_by_the_next_one() {
             }
         }
         fn overflow(&mut self) {
-            self.1.overflow();
+            PriSink::overflow(&mut self.1);
         }
     }
     h.m.inject_pri(req(0));
-    let mut s = Burst(&h.m, PriLog::default(), false);
+    let mut s = Burst(&h.m, HostSink::default(), false);
     let st = h.d.drain_priq(&mut s);
     // 7 of the 12 fit behind the one not yet released; 5 lost.
     assert_eq!(h.m.pri_stats().dropped_full, 5);
@@ -1208,8 +1185,8 @@ fn priq_loss_during_a_drain_is_reported_by_the_next_one() {
     assert!(g.drain_priq);
     let st = h.d.drain_priq(&mut s);
     assert_eq!((st.records, st.overflows), (0, 1));
-    assert_eq!(s.1.overflows, 1);
-    assert_eq!(s.1.reqs.len(), 8);
+    assert_eq!(s.1.pri_overflows, 1);
+    assert_eq!(s.1.requests.len(), 8);
 }
 
 #[test]
@@ -1254,8 +1231,8 @@ fn a_reset_that_fails_late_leaves_the_driver_not_ready() {
     assert!(!h.d.is_ready());
     h.m.inject_event(evt(1));
     h.m.reset_mmio_counts();
-    assert!(h.d.drain_evtq(&mut EvLog::default()).not_ready);
-    assert!(h.d.drain_priq(&mut PriLog::default()).not_ready);
+    assert!(h.d.drain_evtq(&mut HostSink::default()).not_ready);
+    assert!(h.d.drain_priq(&mut HostSink::default()).not_ready);
     assert_eq!(h.d.handle_gerror(), GerrorStats::default());
     assert_eq!(h.m.mmio_counts().total(), 0);
     // A reset that succeeds brings it back.

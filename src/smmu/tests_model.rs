@@ -15,7 +15,8 @@ use crate::command::Command;
 use crate::error::{CmdqError, Error, WaitFor};
 use crate::event::{EventId, EventRecord, EvtqEntry};
 use crate::fake::{
-    AckBehaviour, AckReg, CmdqFault, DmaOutcome, FakePlatform, FakeSmmu, ModelDma, OverflowStyle,
+    AckBehaviour, AckReg, CmdqFault, DmaOutcome, FakePlatform, FakeSmmu, HostSink, ModelDma,
+    OverflowStyle,
 };
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::{Iova, PhysAddr, StreamId, Vmid};
@@ -698,21 +699,6 @@ fn ste_update_step_counts_follow_the_used_bits() {
 
 // ----- IRQ path -----
 
-#[derive(Default)]
-struct Sink {
-    events: Vec<EvtqEntry>,
-    overflows: u32,
-}
-
-impl EventSink for Sink {
-    fn event(&mut self, e: &EvtqEntry) {
-        self.events.push(*e);
-    }
-    fn overflow(&mut self) {
-        self.overflows += 1;
-    }
-}
-
 #[test]
 fn drains_cost_at_most_three_mmio_accesses() {
     let r = Rig::qemu(Config {
@@ -724,7 +710,7 @@ fn drains_cost_at_most_three_mmio_accesses() {
             r.m.inject_event(evt(i, u64::from(i) << 12));
         }
         r.m.reset_mmio_counts();
-        let mut sink = Sink::default();
+        let mut sink = HostSink::default();
         let st = r.d.drain_evtq(&mut sink);
         assert_eq!(r.m.mmio_counts().total(), 3, "n = {n}");
         assert_eq!(st.mmio, 3);
@@ -736,7 +722,7 @@ fn drains_cost_at_most_three_mmio_accesses() {
     }
     // Nothing new: one read.
     r.m.reset_mmio_counts();
-    let st = r.d.drain_evtq(&mut Sink::default());
+    let st = r.d.drain_evtq(&mut HostSink::default());
     assert_eq!((st.records, st.mmio), (0, 1));
     assert_eq!(r.m.mmio_counts().total(), 1);
     assert_eq!(r.d.counters().events, 1 + 16 + 256);
@@ -753,7 +739,7 @@ fn event_overflow_hardware_style_is_acknowledged_and_reported() {
         r.m.inject_event(evt(i, 0));
     }
     assert_eq!(r.m.event_stats().dropped_full, 4);
-    let mut sink = Sink::default();
+    let mut sink = HostSink::default();
     let st = r.d.drain_evtq(&mut sink);
     assert_eq!((st.records, st.overflows), (8, 1));
     assert_eq!(sink.overflows, 1);
@@ -762,13 +748,13 @@ fn event_overflow_hardware_style_is_acknowledged_and_reported() {
     for i in 0..9 {
         r.m.inject_event(evt(i, 0));
     }
-    let mut sink = Sink::default();
+    let mut sink = HostSink::default();
     let st = r.d.drain_evtq(&mut sink);
     assert_eq!((st.records, st.overflows, sink.overflows), (8, 1, 1));
     assert_eq!(r.d.counters().event_overflows, 2);
     // And a quiet period reports none.
     r.m.inject_event(evt(1, 0));
-    let st = r.d.drain_evtq(&mut Sink::default());
+    let st = r.d.drain_evtq(&mut HostSink::default());
     assert_eq!((st.records, st.overflows), (1, 0));
 }
 
@@ -786,7 +772,7 @@ fn event_overflow_qemu_style_goes_through_gerror() {
     assert_eq!(g.active, 1 << 2);
     assert!(g.drain_evtq);
     assert_eq!(r.m.gerror_active(), 0);
-    let mut sink = Sink::default();
+    let mut sink = HostSink::default();
     let st = r.d.drain_evtq(&mut sink);
     assert_eq!((st.records, st.overflows, sink.overflows), (8, 1, 1));
     assert_eq!(r.d.counters().gerror.eventq_abt_err, 1);
@@ -873,7 +859,7 @@ fn service_failure_mode_never_waits_in_the_irq_path() {
 fn irq_entry_points_do_nothing_before_reset() {
     let r = Rig::new(QEMU_VIRT, Config::default()).unwrap();
     r.m.reset_mmio_counts();
-    assert!(r.d.drain_evtq(&mut Sink::default()).not_ready);
+    assert!(r.d.drain_evtq(&mut HostSink::default()).not_ready);
     assert_eq!(r.d.handle_gerror(), GerrorStats::default());
     assert_eq!(r.m.mmio_counts().total(), 0);
 }
