@@ -10,13 +10,14 @@ use crate::command::{CmdqEntry, Command, SyncCs};
 use crate::features::StallModel;
 use crate::ids::{PhysAddr, StreamId};
 use crate::queue::QueueIndex;
+use crate::regs::CMDQ_CONS::ERR::Value as CmdqErr;
 
-/// CMDQ_CONS.ERR codes (IHI 0070 §4.8, smmuv3 §6.5).
-pub(crate) const CERROR_ILL: u8 = 1;
+/// CMDQ_CONS.ERR codes (IHI 0070 §4.8), as `regs` names them.
+const CERROR_ILL: u8 = CmdqErr::Illegal as u8;
 /// CERROR_ABT.
-pub(crate) const CERROR_ABT: u8 = 2;
+const CERROR_ABT: u8 = CmdqErr::Abort as u8;
 /// CERROR_ATC_INV_SYNC.
-pub(crate) const CERROR_ATC_INV_SYNC: u8 = 3;
+const CERROR_ATC_INV_SYNC: u8 = CmdqErr::AtcInvSync as u8;
 
 /// An error the test asks the command queue to report (see [`FakeSmmu::inject_cmdq_error`]).
 ///

@@ -32,18 +32,10 @@ use crate::error::{CmdqError, Error, WaitFor};
 use crate::ids::PhysAddr;
 use crate::platform::{DmaBuf, Platform};
 use crate::queue::{CMDQ_ENTRY_BYTES, MAX_LOG2, QueueGeometry, QueueIndex};
+use crate::regs::CMDQ_CONS;
 
-/// CMDQ_CONS.ERR, bits `[30:24]` (IHI 0070 §6.3.28).
-const CONS_ERR_SHIFT: u32 = 24;
-const CONS_ERR_MASK: u32 = 0x7f;
-
-/// CERROR_ILL (IHI 0070 §4.8).
-const CERROR_ILL: u8 = 1;
-/// CERROR_ABT.
-const CERROR_ABT: u8 = 2;
-/// CERROR_ATC_INV_SYNC.
-const CERROR_ATC_INV_SYNC: u8 = 3;
-/// Tegra241 VCMDQ CERROR_ILL_ACCESS.
+/// Tegra241 VCMDQ CERROR_ILL_ACCESS: not an SMMU_CMDQ_CONS.ERR value, but the VCMDQs share the
+/// register layout (`regs::CMDQ_CONS::ERR`) and this engine.
 const CERROR_ILL_ACCESS: u8 = 4;
 
 /// Memory polls of an MSI-completed CMD_SYNC before each poll also reads CONS (to notice a
@@ -520,7 +512,8 @@ impl Cmdq {
         plat: &P,
         cons: u32,
     ) -> Option<CmdqError> {
-        let code = ((cons >> CONS_ERR_SHIFT) & CONS_ERR_MASK) as u8;
+        // ERR is 7 bits wide, so the narrowing keeps every value.
+        let code = CMDQ_CONS::ERR.read(cons) as u8;
         if code == 0 || !hw.error_active() {
             // Some implementations (QEMU) leave ERR set after recovery: only an active
             // GERROR.CMDQ_ERR makes it meaningful.
@@ -535,18 +528,18 @@ impl Cmdq {
         st.last_err = Some(cons);
         let at = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
         st.cons = at;
-        let err = match code {
-            CERROR_ABT => CmdqError::Abort,
-            CERROR_ATC_INV_SYNC => CmdqError::AtcInvSync,
+        let err = match CMDQ_CONS::ERR.read_as_enum(cons) {
+            Some(CMDQ_CONS::ERR::Value::Abort) => CmdqError::Abort,
+            Some(CMDQ_CONS::ERR::Value::AtcInvSync) => CmdqError::AtcInvSync,
             _ => {
                 let raw = self.read_slot(plat, at);
                 // Replace the refused command by a CMD_SYNC so that the consumer can resume.
                 self.write_slot(plat, at, RECOVERY_SYNC.encode());
                 barrier::dma_wmb();
-                match code {
-                    CERROR_ILL => CmdqError::Illegal(raw),
-                    CERROR_ILL_ACCESS => CmdqError::IllegalAccess(raw),
-                    other => CmdqError::Unknown(other),
+                match CMDQ_CONS::ERR.read_as_enum(cons) {
+                    Some(CMDQ_CONS::ERR::Value::Illegal) => CmdqError::Illegal(raw),
+                    _ if code == CERROR_ILL_ACCESS => CmdqError::IllegalAccess(raw),
+                    _ => CmdqError::Unknown(code),
                 }
             }
         };
