@@ -18,13 +18,13 @@ use super::{Hw, Model};
 use crate::cd::{Cd, L1Cd};
 use crate::event::{EventId, EventRecord};
 use crate::ids::{Iova, PhysAddr, StreamId, SubstreamId};
-use crate::regs::{STRTAB_BASE, STRTAB_BASE_CFG};
+use crate::regs::{CR2, STRTAB_BASE, STRTAB_BASE_CFG};
 use crate::ste::{
     L1Std, S1Dss, S1Fmt, S1StreamConfig, Ste, SteConfig, SteError, StreamTableLayout,
 };
 
 /// CR2.RECINVSID.
-const CR2_RECINVSID: u32 = 1 << 1;
+const CR2_RECINVSID: u32 = CR2::RECINVSID::SET.value;
 
 /// A translation-class fault a test makes the model report for an IOVA range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
