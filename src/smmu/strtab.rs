@@ -8,17 +8,14 @@ use crate::command::Command;
 use crate::error::Error;
 use crate::ids::StreamId;
 use crate::platform::{DmaBuf, DmaMemory, Platform};
-use crate::ste::{L1Std, Ste, StreamTableLayout};
+use crate::regs::STRTAB_BASE;
+use crate::ste::{L1Std, STE0, STE1, Ste, StreamTableLayout};
 
-/// STE dword 1 MEV, bit 19: a hint the SMMU may see change at any time (Linux treats it as
-/// safe to update in place).
-const STE1_MEV: u64 = 1 << 19;
-/// STE dword 0 V, bit 0.
-const STE0_V: u64 = 1;
-/// STRTAB_BASE.RA, bit 62 (IHI 0070 §6.3.24).
-const STRTAB_BASE_RA: u64 = 1 << 62;
-/// STRTAB_BASE.ADDR, bits `[55:6]`.
-const STRTAB_BASE_ADDR: u64 = 0x00ff_ffff_ffff_ffc0;
+/// STE dword 1 MEV: a hint the SMMU may see change at any time (Linux treats it as safe to update
+/// in place).
+const STE1_MEV: u64 = STE1::MEV::SET.value;
+/// STE dword 0 V.
+const STE0_V: u64 = STE0::V::SET.value;
 
 /// The stream table memory and the bookkeeping of its level-2 tables.
 pub(super) struct StreamTable {
@@ -93,7 +90,7 @@ impl StreamTable {
 
     /// SMMU_STRTAB_BASE: RA | ADDR (IHI 0070 §6.3.24).
     pub(super) fn base_reg(&self) -> u64 {
-        STRTAB_BASE_RA | (self.base.paddr.0 & STRTAB_BASE_ADDR)
+        (STRTAB_BASE::RA::SET + STRTAB_BASE::ADDR.val(self.base.paddr.0 >> 6)).value
     }
 
     fn l2_slot(&self, l1: u32) -> Option<NonNull<*mut u8>> {
