@@ -20,8 +20,8 @@ use crate::ids::{Asid, PhysAddr, StreamId, SubstreamId, Vmid};
 
 /// A bit field `[hi:lo]` of one 64-bit command dword.
 #[derive(Clone, Copy)]
-struct Field {
-    lo: u32,
+pub(crate) struct Field {
+    pub(crate) lo: u32,
     bits: u32,
 }
 
@@ -35,7 +35,7 @@ impl Field {
     }
 
     /// The field's bits in place.
-    const fn mask(self) -> u64 {
+    pub(crate) const fn mask(self) -> u64 {
         (u64::MAX >> (64 - self.bits)) << self.lo
     }
 
@@ -62,25 +62,25 @@ impl Field {
 
 // Dword 0 (IHI 0070 §4.1.1, §4.1.6 and the per-command layouts of §4.2-§4.7).
 /// Opcode, dword 0 bits `[7:0]`.
-const D0_OPCODE: Field = Field::new(7, 0);
+pub(crate) const D0_OPCODE: Field = Field::new(7, 0);
 /// ATC_INV Global, dword 0 bit `[9]`.
-const D0_GLOBAL: Field = Field::new(9, 9);
+pub(crate) const D0_GLOBAL: Field = Field::new(9, 9);
 /// SSec (Secure stream), dword 0 bit `[10]`.
 const D0_SSEC: Field = Field::new(10, 10);
 /// SSV (SubstreamID valid), dword 0 bit `[11]`.
-const D0_SSV: Field = Field::new(11, 11);
+pub(crate) const D0_SSV: Field = Field::new(11, 11);
 /// SubstreamID, dword 0 bits `[31:12]`.
-const D0_SSID: Field = Field::new(31, 12);
+pub(crate) const D0_SSID: Field = Field::new(31, 12);
 /// StreamID, dword 0 bits `[63:32]`.
-const D0_SID: Field = Field::new(63, 32);
+pub(crate) const D0_SID: Field = Field::new(63, 32);
 /// VMID of TLBI commands and CFGI_VMS_PIDM, dword 0 bits `[47:32]`.
-const D0_VMID: Field = Field::new(47, 32);
+pub(crate) const D0_VMID: Field = Field::new(47, 32);
 /// ASID of TLBI commands, dword 0 bits `[63:48]`.
-const D0_ASID: Field = Field::new(63, 48);
+pub(crate) const D0_ASID: Field = Field::new(63, 48);
 /// TLBI range NUM, dword 0 bits `[16:12]`.
-const D0_TLBI_NUM: Field = Field::new(16, 12);
+pub(crate) const D0_TLBI_NUM: Field = Field::new(16, 12);
 /// TLBI range SCALE, dword 0 bits `[25:20]` (bit 25 is RES0 unless IDR5.DS = 1).
-const D0_TLBI_SCALE: Field = Field::new(25, 20);
+pub(crate) const D0_TLBI_SCALE: Field = Field::new(25, 20);
 /// RESUME Action (bit 12 Ac retry, bit 13 Ab abort), dword 0 bits `[13:12]`.
 const D0_RESUME_ACTION: Field = Field::new(13, 12);
 /// CMD_SYNC CS, dword 0 bits `[13:12]`.
@@ -94,21 +94,21 @@ const D0_SYNC_MSIDATA: Field = Field::new(63, 32);
 
 // Dword 1.
 /// Leaf of CFGI_STE, CFGI_CD and the TLBI-by-address commands, dword 1 bit `[0]`.
-const D1_LEAF: Field = Field::new(0, 0);
+pub(crate) const D1_LEAF: Field = Field::new(0, 0);
 /// CFGI_STE_RANGE Range, dword 1 bits `[4:0]`.
 const D1_RANGE: Field = Field::new(4, 0);
 /// PREFETCH_ADDR Size, dword 1 bits `[4:0]`.
 const D1_PREFETCH_SIZE: Field = Field::new(4, 0);
 /// TLBI range TTL, dword 1 bits `[9:8]`.
-const D1_TLBI_TTL: Field = Field::new(9, 8);
+pub(crate) const D1_TLBI_TTL: Field = Field::new(9, 8);
 /// TLBI range TG, dword 1 bits `[11:10]`.
-const D1_TLBI_TG: Field = Field::new(11, 10);
+pub(crate) const D1_TLBI_TG: Field = Field::new(11, 10);
 /// Virtual address of TLBI/ATC_INV/PREFETCH_ADDR, dword 1 bits `[63:12]`, kept in place.
-const D1_ADDR: Field = Field::new(63, 12);
+pub(crate) const D1_ADDR: Field = Field::new(63, 12);
 /// TLBI_S2_IPA IPA, dword 1 bits `[51:12]`, kept in place.
 const D1_IPA: Field = Field::new(51, 12);
 /// ATC_INV Size, dword 1 bits `[5:0]`.
-const D1_ATC_SIZE: Field = Field::new(5, 0);
+pub(crate) const D1_ATC_SIZE: Field = Field::new(5, 0);
 /// PRI_RESP PRGIndex, dword 1 bits `[8:0]`.
 const D1_PRI_PRGINDEX: Field = Field::new(8, 0);
 /// PRI_RESP Resp, dword 1 bits `[13:12]`.

@@ -23,6 +23,7 @@
     clippy::indexing_slicing
 )]
 
+use crate::command as cf;
 use crate::command::{ATC_INV_SIZE_ALL, CmdqEntry, Command, Opcode};
 use crate::error::Error;
 use crate::features::Features;
@@ -33,21 +34,23 @@ use crate::iommufd::ViommuArmSmmuv3Invalidate;
 /// array is issued in several batches, each with its own CMD_SYNC (iommufd.md §5 "Issue model").
 pub const INVALIDATE_BATCH: usize = 63;
 
-const OP: u64 = 0xff;
-const SSV: u64 = 1 << 11;
-const SSID: u64 = 0xf_ffff << 12;
-const SID: u64 = 0xffff_ffff << 32;
-const VMID: u64 = 0xffff << 32;
-const ASID_SHIFT: u32 = 48;
-const NUM: u64 = 0x1f << 12;
-const SCALE5: u64 = 0x1f << 20;
-const SCALE_BIT5: u64 = 1 << 25;
-const ATC_GLOBAL: u64 = 1 << 9;
-const LEAF: u64 = 1;
-const TTL: u64 = 3 << 8;
-const TG: u64 = 3 << 10;
-const ADDR: u64 = !0xfff;
-const ATC_SIZE: u64 = 0x3f;
+// Field positions as `command` names them (IHI 0070 §4), as masks in place.
+const OP: u64 = cf::D0_OPCODE.mask();
+const SSV: u64 = cf::D0_SSV.mask();
+const SSID: u64 = cf::D0_SSID.mask();
+const SID: u64 = cf::D0_SID.mask();
+const VMID: u64 = cf::D0_VMID.mask();
+const ASID_SHIFT: u32 = cf::D0_ASID.lo;
+const NUM: u64 = cf::D0_TLBI_NUM.mask();
+/// SCALE's top bit (bit 25) exists only with IDR5.DS; the lower five bits always.
+const SCALE_BIT5: u64 = 1 << (cf::D0_TLBI_SCALE.lo + 5);
+const SCALE5: u64 = cf::D0_TLBI_SCALE.mask() & !SCALE_BIT5;
+const ATC_GLOBAL: u64 = cf::D0_GLOBAL.mask();
+const LEAF: u64 = cf::D1_LEAF.mask();
+const TTL: u64 = cf::D1_TLBI_TTL.mask();
+const TG: u64 = cf::D1_TLBI_TG.mask();
+const ADDR: u64 = cf::D1_ADDR.mask();
+const ATC_SIZE: u64 = cf::D1_ATC_SIZE.mask();
 
 /// What the sanitiser needs to know about the SMMU and the vIOMMU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
