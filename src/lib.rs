@@ -69,6 +69,7 @@ pub mod regs;
 pub mod smmu;
 pub mod ste;
 pub mod viommu;
+pub mod vsmmu;
 
 #[cfg(feature = "cmdqv")]
 pub mod cmdqv;
