@@ -85,6 +85,15 @@ pub trait GuestMemory {
     fn write(&self, ipa: Ipa, data: &[u8]) -> Result<(), OutsideRam>;
 }
 
+impl<T: GuestMemory + ?Sized> GuestMemory for &T {
+    fn read(&self, ipa: Ipa, buf: &mut [u8]) -> Result<(), OutsideRam> {
+        (**self).read(ipa, buf)
+    }
+    fn write(&self, ipa: Ipa, data: &[u8]) -> Result<(), OutsideRam> {
+        (**self).write(ipa, data)
+    }
+}
+
 /// The virtual SMMU's interrupt lines, as a DT names them (`interrupt-names` of
 /// `arm,smmu-v3`: "eventq", "priq", "cmdq-sync", "gerror").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +114,12 @@ pub enum IrqLine {
 pub trait GuestIrq {
     /// Raises `line` once (an edge).
     fn raise(&self, line: IrqLine);
+}
+
+impl<T: GuestIrq + ?Sized> GuestIrq for &T {
+    fn raise(&self, line: IrqLine) {
+        (**self).raise(line);
+    }
 }
 
 /// What the hypervisor chooses for one guest's virtual SMMU.
