@@ -14,6 +14,16 @@ const STE_BYTES: u64 = 64;
 /// Bytes of one L1 descriptor (IHI 0070 §5.1).
 const L1_BYTES: u64 = 8;
 
+/// STE.V, dword 0 bit [0] (IHI 0070 §5.2).
+const STE_V: u64 = 1;
+/// STE.Config, dword 0 bits [3:1]: abort (0b000) and bypass (0b100) (IHI 0070 §5.2).
+const CONFIG_ABORT: u64 = 0;
+const CONFIG_BYPASS: u64 = 4;
+
+const fn config(d0: u64) -> u64 {
+    (d0 >> 1) & 7
+}
+
 /// What the guest's table holds for a StreamID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Fetch {
@@ -85,6 +95,15 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
             }
         } else {
             match self.fetch_ste(st, vsid.0) {
+                // Abort and bypass STEs carry no guest configuration: they become the
+                // vIOMMU's abort and stage-2-only STEs whatever their other fields say (Linux
+                // sets SHCFG = incoming in its bypass STE, a field the nesting sanitiser refuses;
+                // QEMU's accelerated SMMUv3 likewise attaches such streams to its own abort or
+                // bypass domain). Only a stage-1 STE goes through the sanitiser.
+                Fetch::Ste([d0, _]) if d0 & STE_V == 0 || config(d0) == CONFIG_ABORT => {
+                    self.backend.abort(vsid)
+                }
+                Fetch::Ste([d0, _]) if config(d0) == CONFIG_BYPASS => self.backend.bypass(vsid),
                 Fetch::Ste(ste) => match self.backend.attach(vsid, ste) {
                     Ok(()) => {
                         st.stats.ste_installed += 1;

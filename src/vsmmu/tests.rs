@@ -494,6 +494,29 @@ fn cfgi_ste_installs_refuses_and_faults() {
 }
 
 #[test]
+fn linux_abort_and_bypass_stes_need_no_sanitiser() {
+    let v = vsmmu(cfg());
+    linux_reset(&v);
+    v.backend.attached.borrow_mut().clear();
+    // Linux's arm_smmu_make_bypass_ste: Config = bypass with SHCFG = incoming (dword 1 bits
+    // [45:44]); arm_smmu_make_abort_ste: V = 1, Config = abort.
+    v.mem.put(STRTAB + 64 * 0x8, &[1 | (4 << 1), 1 << 44]);
+    v.mem.put(STRTAB + 64 * 0x10, &[1, 0]);
+    submit(&v, &[Command::CfgiAll, Command::sync()]);
+    let a = v.backend.attached.borrow().clone();
+    assert_eq!(
+        a,
+        vec![
+            (0x8, GUEST_STE_BYPASS),
+            (0x10, GUEST_STE_ABORT),
+            (0x123, GUEST_STE_ABORT)
+        ]
+    );
+    assert_eq!(v.stats().ste_refused, 0);
+    assert!(guest_events(&v).is_empty());
+}
+
+#[test]
 fn two_level_stream_table() {
     let v = vsmmu(cfg());
     linux_reset(&v);
