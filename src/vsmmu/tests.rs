@@ -646,7 +646,9 @@ fn queue_sizes_and_prod_values_beyond_the_limits() {
         0xff,
         "index and wrap of 2^7 entries only"
     );
-    // Fill the whole queue with PREFETCH_CONFIG, then publish a PROD a full wrap ahead.
+    // Fill the whole queue with PREFETCH_CONFIG; PROD (0xff) is 255 entries ahead of CONS (0)
+    // in a 128-entry queue, which cannot happen: enabling the queue consumes one queue's worth
+    // and no more.
     for i in 0..128u64 {
         v.mem.put(
             CMDQ + 16 * i,
@@ -660,9 +662,10 @@ fn queue_sizes_and_prod_values_beyond_the_limits() {
     }
     w32(&v, off::CMDQ_CONS, 0);
     w32(&v, off::CR0, 0x8);
-    w32(&v, off::CMDQ_PROD, 0x80);
     assert_eq!(r32(&v, off::CMDQ_CONS), 0x80, "one queue's worth, no more");
     assert_eq!(v.stats().commands, 128);
+    w32(&v, off::CMDQ_PROD, 0x80);
+    assert_eq!(v.stats().commands, 128, "PROD = CONS: empty");
     // An event queue larger than advertised is capped as well.
     w64(&v, off::EVENTQ_BASE, EVTQ | 19);
     v.write(P1 + off::EVENTQ_PROD as u64, 4, 0xffff_ffff);
