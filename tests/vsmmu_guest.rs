@@ -193,6 +193,32 @@ fn viommu(router: &R) -> ViommuId {
     id
 }
 
+type Guest<'a> = Smmu<GuestPlatform<'a>, BumpDma>;
+
+/// The library's driver as the guest's: its registers are `window` (every access trapped to
+/// `vs`), its tables and queues are allocated from the guest's RAM by IPA; 8-entry event queue.
+fn guest_driver<'a>(vs: &'a Vs<'a>, window: &'a Block, ram: &'a GuestRam) -> Guest<'a> {
+    let plat = GuestPlatform {
+        vs,
+        window,
+        clock: Cell::new(0),
+        reads: Cell::new(0),
+        writes: Cell::new(0),
+    };
+    // SAFETY: the guest RAM block is zeroed, lives for the test, and is used by nothing but the
+    // guest driver (and the vSMMU, which reads it the way an SMMU does).
+    let dma = unsafe { BumpDma::new(ram.0.ptr, PhysAddr(IPA_BASE), RAM_BYTES) };
+    let page0 = window.ptr.cast::<Page0>();
+    // SAFETY: the window is 0x20000 bytes, page 1 starts 0x10000 in.
+    let page1 = unsafe { window.ptr.add(0x1_0000) }.cast::<Page1>();
+    let gcfg = Config {
+        evtq_log2: Some(3),
+        ..Config::default()
+    };
+    // SAFETY: the window is the vSMMU's register pages for this guest driver only.
+    unsafe { Smmu::new(page0, page1, plat, dma, gcfg) }.unwrap()
+}
+
 #[derive(Default)]
 struct Seen {
     events: Vec<EventRecord>,
@@ -233,25 +259,7 @@ fn the_library_driver_as_a_guest_of_a_vsmmu() {
 
     // --- probe and reset, as the guest's kernel would.
     let window = Block::new(0x2_0000);
-    let plat = GuestPlatform {
-        vs: &vs,
-        window: &window,
-        clock: Cell::new(0),
-        reads: Cell::new(0),
-        writes: Cell::new(0),
-    };
-    // SAFETY: the guest RAM block is zeroed, lives for the test, and is used by nothing but the
-    // guest driver (and the vSMMU, which reads it the way an SMMU does).
-    let dma = unsafe { BumpDma::new(ram.0.ptr, PhysAddr(IPA_BASE), RAM_BYTES) };
-    let page0 = window.ptr.cast::<Page0>();
-    // SAFETY: the window is 0x20000 bytes, page 1 starts 0x10000 in.
-    let page1 = unsafe { window.ptr.add(0x1_0000) }.cast::<Page1>();
-    let gcfg = Config {
-        evtq_log2: Some(3),
-        ..Config::default()
-    };
-    // SAFETY: the window is the vSMMU's register pages for this guest driver only.
-    let guest = unsafe { Smmu::new(page0, page1, plat, dma, gcfg) }.unwrap();
+    let guest = guest_driver(&vs, &window, &ram);
     assert!(guest.features().stage1 && !guest.features().stage2);
     assert_eq!(guest.strtab_layout().sid_bits(), 16);
     guest.reset().unwrap();
@@ -404,23 +412,7 @@ fn a_refused_guest_ste_aborts_and_reports_c_bad_ste() {
     .unwrap();
     vs.sync_streams();
     let window = Block::new(0x2_0000);
-    let plat = GuestPlatform {
-        vs: &vs,
-        window: &window,
-        clock: Cell::new(0),
-        reads: Cell::new(0),
-        writes: Cell::new(0),
-    };
-    // SAFETY: as in the test above.
-    let dma = unsafe { BumpDma::new(ram.0.ptr, PhysAddr(IPA_BASE), RAM_BYTES) };
-    // SAFETY: as in the test above.
-    let page1 = unsafe { window.ptr.add(0x1_0000) }.cast::<Page1>();
-    let gcfg = Config {
-        evtq_log2: Some(3),
-        ..Config::default()
-    };
-    // SAFETY: as in the test above.
-    let guest = unsafe { Smmu::new(window.ptr.cast(), page1, plat, dma, gcfg) }.unwrap();
+    let guest = guest_driver(&vs, &window, &ram);
     guest.reset().unwrap();
     // A stage-2-only STE is the hypervisor's business, not the guest's.
     let s2 = S2Config::for_ipa_bits(Vmid(1), PhysAddr(0), 40, Granule::Size4K).unwrap();

@@ -71,14 +71,9 @@ fn classify(raw: CmdqEntry) -> Kind {
 }
 
 impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
-    /// The command queue's effective base IPA and log2 size: LOG2SIZE above IDR1.CMDQS is
-    /// taken as CMDQS, and address bits below the queue's natural alignment are ignored.
+    /// The command queue's effective base IPA and log2 size.
     fn cmdq_geometry(&self, st: &State) -> (u64, u8) {
-        let base = st.regs.cmdq_base;
-        let log2 = ((base & 0x1f) as u8).min(self.cfg.cmdq_log2);
-        let bytes = (CMDQ_ENTRY_BYTES as u64) << log2;
-        let addr = base & regs::addr_mask(self.cfg.ipa_bits) & !0x1f & !(bytes - 1);
-        (addr, log2)
+        self.queue_geometry(st.regs.cmdq_base, self.cfg.cmdq_log2, CMDQ_ENTRY_BYTES)
     }
 
     /// Consumes the guest's command queue from CONS to PROD, at most one queue's worth of

@@ -23,13 +23,9 @@ enum Pushed {
 }
 
 impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
-    /// The event queue's effective base IPA and log2 size (as for the command queue).
+    /// The event queue's effective base IPA and log2 size.
     fn evtq_geometry(&self, st: &State) -> (u64, u8) {
-        let base = st.regs.eventq_base;
-        let log2 = ((base & 0x1f) as u8).min(self.cfg.evtq_log2);
-        let bytes = (EVTQ_ENTRY_BYTES as u64) << log2;
-        let addr = base & regs::addr_mask(self.cfg.ipa_bits) & !0x1f & !(bytes - 1);
-        (addr, log2)
+        self.queue_geometry(st.regs.eventq_base, self.cfg.evtq_log2, EVTQ_ENTRY_BYTES)
     }
 
     /// A record was lost: toggles EVENTQ_PROD.OVFLG unless an overflow is already waiting for

@@ -559,6 +559,17 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
         }
     }
 
+    /// A queue's effective base IPA and log2 size from its *Q_BASE value (IHI 0070 §6.3.26,
+    /// §6.3.29): LOG2SIZE above the advertised `max_log2` is taken as `max_log2`, address bits
+    /// above the guest's IPA size are RES0, and bits below the queue's natural alignment are
+    /// ignored.
+    fn queue_geometry(&self, base: u64, max_log2: u8, entry_bytes: usize) -> (u64, u8) {
+        let log2 = ((base & 0x1f) as u8).min(max_log2);
+        let bytes = (entry_bytes as u64) << log2;
+        let addr = base & regs::addr_mask(self.cfg.ipa_bits) & !0x1f & !(bytes - 1);
+        (addr, log2)
+    }
+
     /// Raises a GERROR bit (if not active) and the gerror line (with GERROR_IRQEN).
     fn gerror(&self, st: &mut State, bit: u32) {
         if st.regs.raise_gerror(bit)
