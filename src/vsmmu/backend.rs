@@ -64,6 +64,9 @@ pub trait Backend {
     /// Reads whole vEVENTQ records (SMMUv3 type) into `buf`, as a `read()` of the vEVENTQ fd:
     /// an 8-byte `iommufd_vevent_header` before each 32-byte record, a lone header with
     /// LOST_EVENTS where records were dropped; 0 when empty.
+    ///
+    /// The virtual SMMU calls it only with its state locked, which makes it the vEVENTQ's one
+    /// consumer (the ring is single-consumer): nothing else may read this vIOMMU's vEVENTQ.
     fn read_vevents(&self, buf: &mut [u8]) -> Result<usize, Error>;
 }
 
