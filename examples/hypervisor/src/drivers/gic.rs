@@ -112,7 +112,7 @@ pub fn init() -> GicV3<'static> {
     gic
 }
 
-/// Called by the IRQ trampoline (exceptions.rs): acknowledges, counts, runs the hook, ends.
+/// Called by the IRQ trampoline (vectors.rs): acknowledges, counts, runs the hook, ends.
 pub fn handle_irq() {
     use arm_gic::InterruptGroup::Group1;
     while let Some(intid) = GicCpuInterface::get_and_acknowledge_interrupt(Group1) {

@@ -1,7 +1,7 @@
 //! The host half of the demo: boots an image under QEMU `virt` and decodes its defmt stream.
 //!
-//! Used two ways: as the cargo runner for `aarch64-unknown-none` (the host build of this example,
-//! see .cargo/config.toml), and by tests/qemu.rs, which includes this file.
+//! Used two ways: as the cargo runner for `aarch64-unknown-none` (this crate's binary, see
+//! .cargo/config.toml), and by the integration tests tests/qemu.rs and tests/linux.rs.
 //!
 //! Streams: the image's defmt frames arrive on QEMU's stdout (semihosting SYS_WRITE to ":tt"),
 //! which nothing else writes to; the PL011 text goes to a separate QEMU chardev (stderr or a file),
@@ -155,6 +155,44 @@ pub fn drain_summary(m: &[DrainMeasure]) -> String {
         ));
     }
     s
+}
+
+/// Environment variable naming another target directory for [`build_image`].
+pub const TARGET_DIR_ENV: &str = "SMMU_QEMU_TARGET_DIR";
+
+/// Builds the demo hypervisor image (examples/hypervisor) for `aarch64-unknown-none` in the
+/// workspace at `workspace`, where `cargo qemu` puts it
+/// (target/aarch64-unknown-none/release/qemu_virt), and returns its path. The pinned cargo
+/// (rust-toolchain.toml) releases the target-directory lock before it runs test binaries, so this
+/// nested build does not wait for a `cargo test` above it; set [`TARGET_DIR_ENV`] to build
+/// elsewhere (a runner that keeps the lock would otherwise hang).
+pub fn build_image(workspace: &Path) -> Result<PathBuf, String> {
+    let target_dir =
+        std::env::var_os(TARGET_DIR_ENV).map_or_else(|| workspace.join("target"), PathBuf::from);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "aarch64-unknown-none",
+            "-p",
+            "qemu-virt-hypervisor",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .env("DEFMT_LOG", "info")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .map_err(|e| format!("cannot run cargo to build the QEMU image: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building examples/hypervisor for aarch64-unknown-none failed: {status}"
+        ));
+    }
+    Ok(target_dir.join("aarch64-unknown-none/release/qemu_virt"))
 }
 
 /// The QEMU binary to run.
@@ -520,13 +558,13 @@ impl Recent {
     }
 }
 
-/// `cargo run --example qemu_virt -- <elf> [qemu args...]`: what the cargo runner executes.
+/// `qemu-virt-runner <elf> [qemu args...]`: what the cargo runner executes.
 pub fn runner_main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(elf) = args.next() else {
         eprintln!(
-            "usage: qemu_virt <aarch64 image> [extra QEMU arguments]\n\
-             (the host build of this example is the runner for `cargo qemu`; run that instead)"
+            "usage: qemu-virt-runner <aarch64 image> [extra QEMU arguments]\n\
+             (the cargo runner of `cargo qemu` and `cargo linux`; run those instead)"
         );
         return ExitCode::from(2);
     };

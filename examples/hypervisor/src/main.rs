@@ -3,45 +3,39 @@
 //! Built for `aarch64-unknown-none` this is the bare-metal image: it boots at EL2 (aarch64-rt),
 //! enumerates PCIe, finds edu and runs the scenarios in scenarios.rs, printing readable text on
 //! the PL011 UART and a defmt log over semihosting, then exits through semihosting with 0 when no
-//! scenario failed. Built for the host it is the runner that boots that image (host.rs).
+//! scenario failed. The host runner that boots it is the `qemu-virt-runner` crate beside this one.
 //!
 //! Run it with `cargo qemu`.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+// Boot, vectors and the board.
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
-mod edu;
-#[cfg(target_os = "none")]
-mod exceptions;
-#[cfg(target_os = "none")]
-mod gic;
-#[cfg(target_os = "none")]
-mod pci;
-#[cfg(target_os = "none")]
 mod platform;
 #[cfg(target_os = "none")]
-mod scenarios;
+mod vectors;
+// Device drivers: PL011, GICv3, PCIe ECAM, edu, and the physical SMMU's glue.
 #[cfg(target_os = "none")]
-mod smmu;
-#[cfg(target_os = "none")]
-mod smmu_scenarios;
-#[cfg(target_os = "none")]
-mod stage1;
+mod drivers;
+// The stage-2 tables both the CPU and the SMMU walk.
 #[cfg(target_os = "none")]
 mod stage2;
+// The scenarios the demo runs by default.
 #[cfg(target_os = "none")]
-mod uart;
+mod scenarios;
+
 #[cfg(target_os = "none")]
-mod viommu_scenario;
+use drivers::{edu, gic, pci, smmu, uart};
 
+/// Built for the host this crate is empty: the image only exists for `aarch64-unknown-none`.
 #[cfg(not(target_os = "none"))]
-mod host;
-
-#[cfg(not(target_os = "none"))]
-fn main() -> std::process::ExitCode {
-    host::runner_main()
+fn main() {
+    eprintln!(
+        "the demo hypervisor is a bare-metal image: build it with --target aarch64-unknown-none"
+    );
+    std::process::exit(2);
 }
 
 #[cfg(target_os = "none")]
@@ -69,7 +63,7 @@ mod image {
     /// Exit code of a panic.
     pub const EXIT_PANIC: i32 = 101;
 
-    global_asm!(include_str!("fp_probe.s"));
+    global_asm!(include_str!("scenarios/fp_probe.s"));
 
     aarch64_rt::entry!(hyp_main, 64);
 
