@@ -11,6 +11,8 @@
 
 // Boot, vectors and the board.
 #[cfg(target_os = "none")]
+mod board;
+#[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
 mod platform;
@@ -25,6 +27,11 @@ mod stage2;
 // The scenarios the demo runs by default.
 #[cfg(target_os = "none")]
 mod scenarios;
+// A Linux guest: the VM (vCPU, traps, vGIC, PSCI, guest DT) and its virtual devices.
+#[cfg(target_os = "none")]
+mod vdev;
+#[cfg(target_os = "none")]
+mod vm;
 
 #[cfg(target_os = "none")]
 use drivers::{edu, gic, pci, smmu, uart};
@@ -97,6 +104,9 @@ mod image {
     }
 
     fn hyp_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+        if let Some(words) = linux_command_line() {
+            linux_main(&words);
+        }
         uart::UART.lock().enable();
         let platform = QemuPlatform::new();
         let el = CurrentEL.read(CurrentEL::EL);
@@ -149,6 +159,35 @@ mod image {
             ms
         );
         exit(if summary.failed == 0 { 0 } else { EXIT_FAILED })
+    }
+
+    /// The words after `linux` when the runner asked for a Linux guest (semihosting command line
+    /// `linux kernel=... initrd=... initrd-size=...`).
+    fn linux_command_line() -> Option<heapless::String<256>> {
+        let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 256];
+        let line = semihosting::sys::arm_compat::sys_get_cmdline_uninit(&mut buf).ok()?;
+        let text = core::str::from_utf8(line).ok()?;
+        let rest = text.trim().strip_prefix("linux")?;
+        heapless::String::try_from(rest).ok()
+    }
+
+    /// Boots the Linux guest; the UART is the guest's from the start, so the hypervisor speaks
+    /// through defmt only.
+    fn linux_main(words: &str) -> ! {
+        defmt::info!(
+            "arm-smmuv3 QEMU virt demo hypervisor: Linux guest mode ({=str})",
+            words
+        );
+        let boot = match crate::vm::LinuxBoot::parse(words) {
+            Ok(b) => b,
+            Err(e) => {
+                defmt::error!("cannot boot the guest: {}", e);
+                exit(EXIT_SETUP);
+            }
+        };
+        let e = crate::vm::run_linux(boot);
+        defmt::error!("cannot boot the guest: {}", e);
+        exit(EXIT_SETUP)
     }
 
     /// Enumerates bus 0, finds edu, assigns its BAR0, enables it, and checks it answers.

@@ -7,6 +7,8 @@
 //! which nothing else writes to; the PL011 text goes to a separate QEMU chardev (stderr or a file),
 //! so the two never interleave. QEMU's exit status is the image's semihosting exit code.
 
+pub mod linux;
+
 use std::fmt;
 use std::io::Read;
 use std::os::unix::net::UnixListener;
@@ -238,7 +240,23 @@ pub fn parse_qemu_version(text: &str) -> Option<(u32, u32, u32)> {
 /// 00:01.0 = StreamID 0x8) with stdout reserved for semihosting, the UART connected to the Unix
 /// socket `uart` (QEMU is the client), then `extra`.
 pub fn qemu_args(elf: &Path, uart: &Path, extra: &[String]) -> Vec<String> {
+    qemu_args_with(elf, uart, &[], extra)
+}
+
+/// [`qemu_args`] with words for the image's semihosting command line (`arg=` of
+/// `-semihosting-config`; the image reads them with SYS_GET_CMDLINE).
+pub fn qemu_args_with(
+    elf: &Path,
+    uart: &Path,
+    semihosting: &[String],
+    extra: &[String],
+) -> Vec<String> {
     let serial = format!("unix:{}", uart.display());
+    let mut semihosting_config = "enable=on,target=native".to_owned();
+    for word in semihosting {
+        semihosting_config.push_str(",arg=");
+        semihosting_config.push_str(word);
+    }
     let mut args: Vec<String> = [
         "-machine",
         "virt,virtualization=on,gic-version=3,iommu=smmuv3",
@@ -255,7 +273,7 @@ pub fn qemu_args(elf: &Path, uart: &Path, extra: &[String]) -> Vec<String> {
         "-nic",
         "none",
         "-semihosting-config",
-        "enable=on,target=native",
+        &semihosting_config,
         "-kernel",
         &elf.display().to_string(),
         "-device",
@@ -350,6 +368,18 @@ pub fn run(
     capture_stderr: bool,
     on_output: &mut dyn FnMut(&Output),
 ) -> Result<RunResult, String> {
+    run_with(elf, &[], extra, timeout, capture_stderr, on_output)
+}
+
+/// [`run`] with words for the image's semihosting command line (see [`qemu_args_with`]).
+pub fn run_with(
+    elf: &Path,
+    semihosting: &[String],
+    extra: &[String],
+    timeout: Duration,
+    capture_stderr: bool,
+    on_output: &mut dyn FnMut(&Output),
+) -> Result<RunResult, String> {
     let bytes = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
     let table = Table::parse(&bytes)
         .map_err(|e| format!("{}: bad defmt table: {e}", elf.display()))?
@@ -382,7 +412,7 @@ pub fn run(
     let bin = qemu_binary();
     let start = Instant::now();
     let spawned = Command::new(&bin)
-        .args(qemu_args(elf, &socket, extra))
+        .args(qemu_args_with(elf, &socket, semihosting, extra))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(if capture_stderr {
@@ -568,8 +598,12 @@ pub fn runner_main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    let rest: Vec<String> = args.collect();
+    if rest.first().is_some_and(|a| a == "--linux") {
+        return linux::main(Path::new(&elf), rest.get(1..).unwrap_or_default());
+    }
     let mut extra = extra_args_from_env();
-    extra.extend(args);
+    extra.extend(rest);
     // Trace lines the user asked for are shown; the runner's own are only counted.
     let user_traces = extra
         .iter()

@@ -1,0 +1,99 @@
+//! The guest's SMMU: its accesses to the SMMU's register window (0x0905_0000, 128 KiB, left out
+//! of stage 2) arrive here, one call per trapped access.
+//!
+//! This is where `arm_smmuv3::vsmmu::VSmmu` plugs in: [`access`] becomes `VSmmu::read(offset,
+//! size)` / `VSmmu::write(offset, size, value)`, and [`physical_irq`] drains the physical SMMU and
+//! injects the vSMMU's lines ([`VIRTUAL_INTIDS`]) through [`crate::vm::vgic::inject`]. Until then
+//! the window reads as zero and ignores writes: with [`SmmuMode::Hidden`] the guest's device tree
+//! has no SMMU, so Linux never touches it.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+
+/// What the guest sees at the SMMU's address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub enum SmmuMode {
+    /// No SMMU in the guest's device tree (no node, no `iommu-map`).
+    Hidden,
+    /// The SMMU node kept at the same address (the virtual SMMU), `iommu-map` giving vSIDs.
+    Virtual,
+}
+
+/// The guest's StreamID of PCI RID `r` is `VSID_BASE + r` (the physical one is `r`).
+pub const VSID_BASE: u32 = 0x100;
+/// How many RIDs the `iommu-map` covers (bus 0).
+pub const VSID_COUNT: u32 = 0x100;
+/// The virtual SMMU's wired interrupts as the guest's device tree names them (eventq, priq,
+/// cmdq-sync, gerror): the physical SMMU's INTIDs, SPI 74-77, so that the guest's GIC settings
+/// for them are the ones the hypervisor needs too.
+pub const VIRTUAL_INTIDS: [u32; 4] = [106, 107, 108, 109];
+
+static MODE: AtomicU8 = AtomicU8::new(0);
+static READS: AtomicU32 = AtomicU32::new(0);
+static WRITES: AtomicU32 = AtomicU32::new(0);
+static PHYSICAL_IRQS: AtomicU32 = AtomicU32::new(0);
+
+/// Sets the mode before the guest starts.
+pub fn init(mode: SmmuMode) {
+    MODE.store(mode as u8, Ordering::Relaxed);
+}
+
+/// One guest access to the window at `offset` (0..0x2_0000; page 1 from 0x1_0000) of `size`
+/// bytes; `write` holds the value written. Returns what a read gets.
+pub fn access(offset: u64, size: u8, write: Option<u64>) -> u64 {
+    match write {
+        Some(value) => {
+            let n = WRITES.fetch_add(1, Ordering::Relaxed);
+            if n < 64 {
+                defmt::info!(
+                    "vSMMU: write {=u64:#x} <- {=u64:#x} ({=u8} bytes), no vSMMU: ignored",
+                    offset,
+                    value,
+                    size
+                );
+            }
+            0
+        }
+        None => {
+            let n = READS.fetch_add(1, Ordering::Relaxed);
+            if n < 64 {
+                defmt::info!(
+                    "vSMMU: read {=u64:#x} ({=u8} bytes), no vSMMU: 0",
+                    offset,
+                    size
+                );
+            }
+            0
+        }
+    }
+}
+
+/// A physical SMMU interrupt (INTID 106-109) taken while the guest ran; the caller deactivates it.
+pub fn physical_irq(_intid: u32) {
+    PHYSICAL_IRQS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Prints the window's counters (defmt).
+pub fn print_stats() {
+    defmt::info!(
+        "vSMMU window: {=u32} reads, {=u32} writes trapped; physical SMMU IRQs {=u32}; refused guest accesses {=u32}",
+        READS.load(Ordering::Relaxed),
+        WRITES.load(Ordering::Relaxed),
+        PHYSICAL_IRQS.load(Ordering::Relaxed),
+        super::refused()
+    );
+    let (injected, queued, dropped, own) = crate::vm::vgic::counts();
+    defmt::info!(
+        "vGIC: {=u32} interrupts injected, {=u32} waited for a list register, {=u32} dropped, {=u32} handled at EL2",
+        injected,
+        queued,
+        dropped,
+        own
+    );
+}
