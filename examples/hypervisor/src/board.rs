@@ -10,6 +10,14 @@ pub const HYP_END: u64 = 0x4400_0000;
 pub const GUEST_RAM_BASE: u64 = HYP_END;
 /// The guest's RAM size.
 pub const GUEST_RAM_SIZE: u64 = 0x6000_0000 - GUEST_RAM_BASE;
+/// The last MiB of the guest's RAM is in its stage 2 but not in its device tree's memory: a
+/// buffer the guest's userspace can hand to edu by physical address (through /dev/mem) to check
+/// that DMA works. The kernel command line names it (`edu_dma=`).
+pub const GUEST_DMA_WINDOW: u64 = GUEST_RAM_BASE + GUEST_RAM_SIZE - 0x10_0000;
+/// An address of the hypervisor's own memory, outside the guest's stage 2, that the guest asks
+/// edu to write to (`edu_fence=`): the physical SMMU must stop it.
+pub const FENCE_PROBE: u64 = 0x4300_0000;
+
 /// Where the guest's device tree is written (the first 2 MiB of its RAM; the runner loads the
 /// kernel above).
 pub const GUEST_DTB: u64 = GUEST_RAM_BASE;

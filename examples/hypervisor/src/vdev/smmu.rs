@@ -16,6 +16,10 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
+use arm_smmuv3::event::EventRecord;
+
+use crate::smmu::Logged;
+
 /// What the guest sees at the SMMU's address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
 pub enum SmmuMode {
@@ -33,6 +37,10 @@ pub const VSID_COUNT: u32 = 0x100;
 /// cmdq-sync, gerror): the physical SMMU's INTIDs, SPI 74-77, so that the guest's GIC settings
 /// for them are the ones the hypervisor needs too.
 pub const VIRTUAL_INTIDS: [u32; 4] = [106, 107, 108, 109];
+const _: () = assert!(
+    VIRTUAL_INTIDS[0] == *crate::vm::vgic::SMMU_INTIDS.start()
+        && VIRTUAL_INTIDS[3] == *crate::vm::vgic::SMMU_INTIDS.end()
+);
 
 static MODE: AtomicU8 = AtomicU8::new(0);
 static READS: AtomicU32 = AtomicU32::new(0);
@@ -75,25 +83,70 @@ pub fn access(offset: u64, size: u8, write: Option<u64>) -> u64 {
 }
 
 /// A physical SMMU interrupt (INTID 106-109) taken while the guest ran; the caller deactivates it.
-pub fn physical_irq(_intid: u32) {
+/// The driver drains the event queue (or handles GERROR) in the IRQ path; what it drained is
+/// reported here. Today no record reaches the guest (there is no vSMMU to forward it to).
+pub fn physical_irq(intid: u32) {
     PHYSICAL_IRQS.fetch_add(1, Ordering::Relaxed);
+    crate::smmu::handle_guest_time_irq(intid);
+    for logged in crate::smmu::take_log() {
+        match logged {
+            Logged::Record { drain, entry } => {
+                let r = EventRecord::decode(&entry);
+                RECORDS.fetch_add(1, Ordering::Relaxed);
+                defmt::info!(
+                    "physical SMMU: EVENT {=str} id={=u8:#x} sid={=u32:#x} addr={=u64:#x} ipa={=u64:#x} S2={=bool} {=str} (drain #{=u32})",
+                    crate::smmu::event_name(&r),
+                    r.id.0,
+                    r.sid.0,
+                    r.input_addr,
+                    r.ipa,
+                    r.s2,
+                    if r.rnw { "read" } else { "write" },
+                    drain
+                );
+            }
+            Logged::Overflow { drain } => {
+                defmt::warn!(
+                    "physical SMMU: event queue overflowed (drain #{=u32})",
+                    drain
+                );
+            }
+            Logged::Drain {
+                drain,
+                stats,
+                hook_mmio,
+                ..
+            } => defmt::info!(
+                "physical SMMU: DRAIN #{=u32} records={=u32} mmio={=u32} hook_mmio={=u32}",
+                drain,
+                stats.records,
+                stats.mmio,
+                hook_mmio
+            ),
+            _ => {}
+        }
+    }
 }
+
+static RECORDS: AtomicU32 = AtomicU32::new(0);
 
 /// Prints the window's counters (defmt).
 pub fn print_stats() {
     defmt::info!(
-        "vSMMU window: {=u32} reads, {=u32} writes trapped; physical SMMU IRQs {=u32}; refused guest accesses {=u32}",
+        "vSMMU window: {=u32} reads, {=u32} writes trapped; physical SMMU IRQs {=u32}, records {=u32}; refused guest accesses {=u32}",
         READS.load(Ordering::Relaxed),
         WRITES.load(Ordering::Relaxed),
         PHYSICAL_IRQS.load(Ordering::Relaxed),
+        RECORDS.load(Ordering::Relaxed),
         super::refused()
     );
     let (injected, queued, dropped, own) = crate::vm::vgic::counts();
     defmt::info!(
-        "vGIC: {=u32} interrupts injected, {=u32} waited for a list register, {=u32} dropped, {=u32} handled at EL2",
+        "vGIC: {=u32} interrupts injected, {=u32} waited for a list register, {=u32} dropped, {=u32} handled at EL2; SMMU lines re-armed {=u32} times",
         injected,
         queued,
         dropped,
-        own
+        own,
+        crate::vm::vgic::rearmed()
     );
 }

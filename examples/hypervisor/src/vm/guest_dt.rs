@@ -13,8 +13,11 @@ use super::LinuxBoot;
 use crate::board;
 use crate::vdev::smmu::{SmmuMode, VSID_BASE, VSID_COUNT};
 
-/// The kernel command line.
-pub const BOOTARGS: &str = "console=ttyAMA0 earlycon rdinit=/init";
+/// The kernel command line; `edu_dma=` and `edu_fence=` are read by the guest's /init
+/// (examples/guest/init).
+pub const BOOTARGS: &str =
+    "console=ttyAMA0 earlycon rdinit=/init edu_dma=0x5ff00000 edu_fence=0x43000000";
+const _: () = assert!(board::GUEST_DMA_WINDOW == 0x5ff0_0000 && board::FENCE_PROBE == 0x4300_0000);
 
 /// FDT header magic (big-endian 0xd00dfeed).
 const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -70,7 +73,10 @@ pub fn build(boot: &LinuxBoot) -> Result<usize, DtError> {
     memory
         .property_mut("reg")
         .ok_or(DtError::Missing("/memory reg"))?
-        .set_value(reg(board::GUEST_RAM_BASE, board::GUEST_RAM_SIZE))
+        .set_value(reg(
+            board::GUEST_RAM_BASE,
+            board::GUEST_DMA_WINDOW - board::GUEST_RAM_BASE,
+        ))
         .map_err(|_| DtError::NoSpace)?;
 
     let mut chosen = fdt

@@ -11,6 +11,7 @@
 mod sysreg;
 
 pub mod guest_dt;
+pub mod iommu;
 pub mod psci;
 pub mod stats;
 pub mod trap;
@@ -51,6 +52,8 @@ pub enum BootError {
     Dt(guest_dt::DtError),
     /// Stage-2 tables could not be built.
     Stage2,
+    /// The physical SMMU could not be set up for the VM.
+    Smmu,
 }
 
 impl LinuxBoot {
@@ -168,6 +171,17 @@ pub fn run_linux(boot: LinuxBoot) -> BootError {
         board::GUEST_DTB,
         boot.smmu
     );
+    match iommu::attach(&s2) {
+        Ok(smmu) => defmt::info!(
+            "VM: physical SMMU on, bus 0's StreamIDs translate through the VM's stage 2 (VMID {=u64}); {} event-queue entries",
+            vcpu::VMID,
+            1u32 << smmu.plan().evtq_log2
+        ),
+        Err(e) => {
+            defmt::error!("VM: physical SMMU: {}", e);
+            return BootError::Smmu;
+        }
+    }
     crate::vdev::smmu::init(boot.smmu);
     vgic::init();
     stats::mark_guest_start();

@@ -99,8 +99,65 @@ fn enable_maintenance() {
     unsafe { isenabler0.write_volatile(1 << MAINTENANCE_INTID) };
 }
 
+/// GIC distributor (passed through to the guest).
+const GICD_BASE: usize = 0x0800_0000;
+/// GICD_IGROUPR3, GICD_ISENABLER3, GICD_ICENABLER3: INTIDs 96-127.
+const GICD_IGROUPR3: usize = 0x08c;
+const GICD_ISENABLER3: usize = 0x10c;
+const GICD_ICENABLER3: usize = 0x18c;
+/// GICD_ICFGR6: INTIDs 96-111, two bits each (bit 1 of a pair: edge-triggered).
+const GICD_ICFGR6: usize = 0xc18;
+/// GICD_IPRIORITYR: one byte per INTID.
+const GICD_IPRIORITYR: usize = 0x400;
+/// Priority of the hypervisor's own lines.
+const OWN_PRIORITY: u8 = 0x80;
+
+fn gicd(offset: usize) -> *mut u32 {
+    (GICD_BASE + offset) as *mut u32
+}
+
+/// Keeps the SMMU's four lines enabled, edge-triggered, Group 1: the distributor is the guest's
+/// too, and Linux's GIC init disables every SPI and makes it level-triggered. Called on every IRQ
+/// exit (the guest's timer ticks bound how long a line stays off); trapping the distributor would
+/// close that window.
+pub fn keep_own_lines() {
+    let enable_bits: u32 = 0xf << (SMMU_INTIDS.start() - 96);
+    let edge_bits: u32 = SMMU_INTIDS
+        .clone()
+        .map(|i| 1u32 << (2 * (i - 96) + 1))
+        .fold(0, |a, b| a | b);
+    // SAFETY: registers of the GIC distributor, identity-mapped device memory at EL2; only the
+    // bits of INTIDs 106-109, which the hypervisor owns, are changed (read-modify-write while the
+    // guest is stopped at this exit; there is one vCPU).
+    unsafe {
+        let enabled = gicd(GICD_ISENABLER3).read_volatile();
+        let cfg = gicd(GICD_ICFGR6).read_volatile();
+        if enabled & enable_bits == enable_bits && cfg & edge_bits == edge_bits {
+            return;
+        }
+        gicd(GICD_ICENABLER3).write_volatile(enable_bits);
+        gicd(GICD_ICFGR6).write_volatile(cfg | edge_bits);
+        let group = gicd(GICD_IGROUPR3).read_volatile();
+        gicd(GICD_IGROUPR3).write_volatile(group | enable_bits);
+        for intid in SMMU_INTIDS {
+            ((GICD_BASE + GICD_IPRIORITYR + intid as usize) as *mut u8)
+                .write_volatile(OWN_PRIORITY);
+        }
+        gicd(GICD_ISENABLER3).write_volatile(enable_bits);
+    }
+    REARMED.fetch_add(1, Ordering::Relaxed);
+}
+
+static REARMED: AtomicU32 = AtomicU32::new(0);
+
+/// How often the SMMU's lines had to be re-armed after the guest changed them.
+pub fn rearmed() -> u32 {
+    REARMED.load(Ordering::Relaxed)
+}
+
 /// Handles every pending physical interrupt (called on an IRQ exit).
 pub fn irq_exit() {
+    keep_own_lines();
     refill();
     loop {
         let iar = mrs!("s3_0_c12_c12_0"); // ICC_IAR1_EL1
