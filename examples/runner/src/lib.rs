@@ -352,9 +352,12 @@ pub struct RunResult {
     pub stderr: String,
 }
 
-/// The Unix socket the UART is connected to: short (sun_path holds 108 bytes), one per process.
+/// The Unix socket the UART is connected to: short (sun_path holds 108 bytes), one per run (tests
+/// boot several images at once from one process).
 pub fn uart_socket() -> PathBuf {
-    std::env::temp_dir().join(format!("arm-smmuv3-uart-{}.sock", std::process::id()))
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("arm-smmuv3-uart-{}-{n}.sock", std::process::id()))
 }
 
 /// Boots `elf` under QEMU, collects its UART text (through [`uart_socket`]) and decodes

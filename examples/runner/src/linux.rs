@@ -158,7 +158,11 @@ pub fn main(elf: &Path, args: &[String]) -> ExitCode {
         SmmuMode::Hidden
     };
     let mut extra = crate::extra_args_from_env();
-    extra.extend(args.iter().filter(|a| !a.starts_with("--smmu=")).cloned());
+    extra.extend(
+        args.iter()
+            .filter(|a| !a.starts_with("--smmu=") && a.as_str() != "--")
+            .cloned(),
+    );
     if let Err(e) = crate::check_qemu() {
         eprintln!("error: {e}");
         return ExitCode::from(127);

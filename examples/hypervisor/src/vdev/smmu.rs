@@ -133,7 +133,7 @@ static RECORDS: AtomicU32 = AtomicU32::new(0);
 /// Prints the window's counters (defmt).
 pub fn print_stats() {
     defmt::info!(
-        "vSMMU window: {=u32} reads, {=u32} writes trapped; physical SMMU IRQs {=u32}, records {=u32}; refused guest accesses {=u32}",
+        "vSMMU window: reads {=u32} writes {=u32}; physical SMMU: irqs {=u32} records {=u32}; refused guest accesses {=u32}",
         READS.load(Ordering::Relaxed),
         WRITES.load(Ordering::Relaxed),
         PHYSICAL_IRQS.load(Ordering::Relaxed),
@@ -142,7 +142,7 @@ pub fn print_stats() {
     );
     let (injected, queued, dropped, own) = crate::vm::vgic::counts();
     defmt::info!(
-        "vGIC: {=u32} interrupts injected, {=u32} waited for a list register, {=u32} dropped, {=u32} handled at EL2; SMMU lines re-armed {=u32} times",
+        "vGIC: injected {=u32} queued {=u32} dropped {=u32} own {=u32} (handled at EL2), SMMU lines re-armed {=u32}",
         injected,
         queued,
         dropped,
