@@ -8,7 +8,6 @@ use qemu_virt_runner as host;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Generous for a 2-core machine under load; a full run takes about 3 s of wall time (about 30 edu

@@ -44,7 +44,7 @@ pub fn build(boot: &LinuxBoot) -> Result<usize, DtError> {
             u32::from_be(host.add(4).cast::<u32>().read_volatile()) as usize,
         )
     };
-    if magic != FDT_MAGIC || total < 40 || total > board::GUEST_DTB_MAX - 0x1000 {
+    if magic != FDT_MAGIC || !(40..=board::GUEST_DTB_MAX - 0x1000).contains(&total) {
         return Err(DtError::HostDt);
     }
     // SAFETY: `total` bytes of QEMU's tree (checked above), and the guest's buffer: the first
