@@ -591,6 +591,31 @@ impl Recent {
     }
 }
 
+/// Says how QEMU ended (`details` follows the normal-exit line) and returns the runner's exit
+/// code: the image's, 124 after the timeout, 1 after a signal.
+pub fn finish(r: &RunResult, timeout: Duration, details: &str) -> ExitCode {
+    match (r.timed_out, r.exit_code) {
+        (true, _) => {
+            println!(
+                "# QEMU killed after {} s ({TIMEOUT_ENV})",
+                timeout.as_secs()
+            );
+            ExitCode::from(124)
+        }
+        (false, Some(code)) => {
+            println!(
+                "# QEMU exited with {code} after {:.1} s{details}",
+                r.wall.as_secs_f64()
+            );
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        (false, None) => {
+            println!("# QEMU was killed by a signal");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// `qemu-virt-runner <elf> [qemu args...]`: what the cargo runner executes.
 pub fn runner_main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -661,37 +686,23 @@ pub fn runner_main() -> ExitCode {
             if r.malformed_frames > 0 {
                 println!("# {} malformed defmt frame(s)", r.malformed_frames);
             }
-            match (r.timed_out, r.exit_code) {
-                (true, _) => {
-                    println!(
-                        "# QEMU killed after {} s ({TIMEOUT_ENV})",
-                        timeout.as_secs()
-                    );
-                    ExitCode::from(124)
-                }
-                (false, Some(code)) => {
-                    for line in r.stderr.lines() {
-                        if user_traces || !is_drain_trace_line(line) {
-                            eprintln!("{line}");
-                        }
+            if !r.timed_out && r.exit_code.is_some() {
+                for line in r.stderr.lines() {
+                    if user_traces || !is_drain_trace_line(line) {
+                        eprintln!("{line}");
                     }
-                    match drain_measures(&r.log, &r.stderr) {
-                        Ok(m) => println!("# {}", drain_summary(&m)),
-                        Err(e) => println!("# QEMU trace: cannot count MMIO per drain: {e}"),
-                    }
-                    println!(
-                        "# QEMU exited with {code} after {:.1} s ({} defmt frames, {} UART bytes)",
-                        r.wall.as_secs_f64(),
-                        r.log.len(),
-                        r.uart.len()
-                    );
-                    ExitCode::from(u8::try_from(code).unwrap_or(1))
                 }
-                (false, None) => {
-                    println!("# QEMU was killed by a signal");
-                    ExitCode::from(1)
+                match drain_measures(&r.log, &r.stderr) {
+                    Ok(m) => println!("# {}", drain_summary(&m)),
+                    Err(e) => println!("# QEMU trace: cannot count MMIO per drain: {e}"),
                 }
             }
+            let details = format!(
+                " ({} defmt frames, {} UART bytes)",
+                r.log.len(),
+                r.uart.len()
+            );
+            finish(&r, timeout, &details)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -192,26 +192,7 @@ pub fn main(elf: &Path, args: &[String]) -> ExitCode {
             for line in r.stderr.lines() {
                 eprintln!("{line}");
             }
-            match (r.timed_out, r.exit_code) {
-                (true, _) => {
-                    println!(
-                        "# QEMU killed after {} s ({TIMEOUT_ENV})",
-                        timeout.as_secs()
-                    );
-                    ExitCode::from(124)
-                }
-                (false, Some(code)) => {
-                    println!(
-                        "# QEMU exited with {code} after {:.1} s",
-                        r.wall.as_secs_f64()
-                    );
-                    ExitCode::from(u8::try_from(code).unwrap_or(1))
-                }
-                (false, None) => {
-                    println!("# QEMU was killed by a signal");
-                    ExitCode::from(1)
-                }
-            }
+            crate::finish(&r, timeout, "")
         }
         Err(e) => {
             eprintln!("error: {e}");
