@@ -40,5 +40,9 @@ pub const GUEST_DEVICES: &[(u64, u64)] = &[
     (0x40_1000_0000, 0x1000_0000),
 ];
 
+/// GICv3 distributor.
+pub const GICD_BASE: usize = 0x0800_0000;
+/// GICv3 redistributors (one 128 KiB frame per CPU).
+pub const GICR_BASE: usize = 0x080A_0000;
 /// GIC redistributor SGI/PPI frame of CPU 0 (GICR base + 64 KiB).
-pub const GICR_SGI_BASE: usize = 0x080B_0000;
+pub const GICR_SGI_BASE: usize = GICR_BASE + 0x1_0000;

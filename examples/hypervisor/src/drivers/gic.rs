@@ -10,8 +10,7 @@ use arm_gic::gicv3::{GicCpuInterface, GicV3};
 use arm_gic::{IntId, Trigger, UniqueMmioPointer};
 use critical_section::Mutex;
 
-const GICD_BASE: usize = 0x0800_0000;
-const GICR_BASE: usize = 0x080A_0000;
+use crate::board::{GICD_BASE, GICR_BASE};
 
 /// SMMU event queue interrupt: SPI 74 (DT `interrupt-names` "eventq"), edge.
 pub const SMMU_EVENTQ: IntId = IntId::spi(74);

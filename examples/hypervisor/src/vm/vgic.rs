@@ -99,8 +99,8 @@ fn enable_maintenance() {
     unsafe { isenabler0.write_volatile(1 << MAINTENANCE_INTID) };
 }
 
-/// GIC distributor (passed through to the guest).
-const GICD_BASE: usize = 0x0800_0000;
+/// The GIC distributor is passed through to the guest.
+use board::GICD_BASE;
 /// GICD_IGROUPR3, GICD_ISENABLER3, GICD_ICENABLER3: INTIDs 96-127.
 const GICD_IGROUPR3: usize = 0x08c;
 const GICD_ISENABLER3: usize = 0x10c;
