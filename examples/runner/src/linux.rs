@@ -39,6 +39,9 @@ pub enum SmmuMode {
     Hidden,
     /// The SMMU node kept; its window traps to the hypervisor's virtual SMMU.
     Virtual,
+    /// The SMMU node kept; the hypervisor forwards the trapped accesses to the physical SMMU (a
+    /// measuring mode, without isolation).
+    Passthrough,
 }
 
 /// Runs .ci/linux-guest in the workspace at `workspace` (it downloads and packs on first use,
@@ -105,6 +108,7 @@ pub fn boot_args(files: &GuestFiles, smmu: SmmuMode) -> Result<(Vec<String>, Vec
             match smmu {
                 SmmuMode::Hidden => "hidden",
                 SmmuMode::Virtual => "virtual",
+                SmmuMode::Passthrough => "passthrough",
             }
         ),
     ];
@@ -150,10 +154,12 @@ pub fn marked(out: &Output) -> String {
     }
 }
 
-/// `cargo linux [-- --smmu=virtual] [QEMU args]`: what the runner does after `--linux`.
+/// `cargo linux [-- --smmu=virtual|passthrough] [QEMU args]`: what the runner does after `--linux`.
 pub fn main(elf: &Path, args: &[String]) -> ExitCode {
     let smmu = if args.iter().any(|a| a == "--smmu=virtual") {
         SmmuMode::Virtual
+    } else if args.iter().any(|a| a == "--smmu=passthrough") {
+        SmmuMode::Passthrough
     } else {
         SmmuMode::Hidden
     };

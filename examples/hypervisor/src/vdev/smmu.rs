@@ -18,6 +18,7 @@ use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use arm_smmuv3::event::EventRecord;
 
+use crate::board;
 use crate::smmu::Logged;
 
 /// What the guest sees at the SMMU's address.
@@ -27,6 +28,11 @@ pub enum SmmuMode {
     Hidden,
     /// The SMMU node kept at the same address (the virtual SMMU), `iommu-map` giving vSIDs.
     Virtual,
+    /// A measuring mode, not a VM's configuration: the hypervisor leaves the physical SMMU alone
+    /// and forwards every trapped access to it, so the guest's own driver runs on QEMU's SMMU
+    /// through the trap path (the accesses the vSMMU will see, and their decode); its lines are
+    /// injected like any device's. The guest could DMA anywhere: no isolation.
+    Passthrough,
 }
 
 /// The guest's StreamID of PCI RID `r` is `VSID_BASE + r` (the physical one is `r`).
@@ -52,9 +58,49 @@ pub fn init(mode: SmmuMode) {
     MODE.store(mode as u8, Ordering::Relaxed);
 }
 
+/// The mode [`init`] set.
+pub fn mode() -> SmmuMode {
+    match MODE.load(Ordering::Relaxed) {
+        m if m == SmmuMode::Virtual as u8 => SmmuMode::Virtual,
+        m if m == SmmuMode::Passthrough as u8 => SmmuMode::Passthrough,
+        _ => SmmuMode::Hidden,
+    }
+}
+
+/// Forwards one access to the physical SMMU ([`SmmuMode::Passthrough`]); sizes other than 4 and
+/// 8 bytes (which an SMMU does not support) read as zero and are dropped.
+fn forward(offset: u64, size: u8, write: Option<u64>) -> u64 {
+    let addr = (board::SMMU_BASE + offset) as usize;
+    // SAFETY: the SMMU's register window (offset < SMMU_SIZE, checked by `vdev::mmio`),
+    // identity-mapped device memory at EL2; in this mode nothing in the hypervisor drives the
+    // SMMU, so the guest's accesses reach it exactly as it made them.
+    unsafe {
+        match (size, write) {
+            (4, None) => u64::from((addr as *const u32).read_volatile()),
+            (8, None) => (addr as *const u64).read_volatile(),
+            (4, Some(v)) => {
+                (addr as *mut u32).write_volatile(v as u32);
+                0
+            }
+            (8, Some(v)) => {
+                (addr as *mut u64).write_volatile(v);
+                0
+            }
+            _ => 0,
+        }
+    }
+}
+
 /// One guest access to the window at `offset` (0..0x2_0000; page 1 from 0x1_0000) of `size`
 /// bytes; `write` holds the value written. Returns what a read gets.
 pub fn access(offset: u64, size: u8, write: Option<u64>) -> u64 {
+    if mode() == SmmuMode::Passthrough {
+        match write {
+            Some(_) => WRITES.fetch_add(1, Ordering::Relaxed),
+            None => READS.fetch_add(1, Ordering::Relaxed),
+        };
+        return forward(offset, size, write);
+    }
     match write {
         Some(value) => {
             let n = WRITES.fetch_add(1, Ordering::Relaxed);

@@ -3,8 +3,9 @@
 //! Edited in place with dtoolkit's `FdtMut` (no allocator needed): the copy of QEMU's tree in
 //! the guest's RAM gets the guest's memory (the hypervisor's own RAM left out), `/chosen` with
 //! the initramfs and the kernel command line, and an SMMU as [`SmmuMode`] says: hidden (node and
-//! `iommu-map` removed, so Linux boots without an IOMMU) or virtual (node kept at the same
-//! address; `iommu-map` rewritten so the guest's StreamIDs are vSIDs, [`VSID_BASE`] + RID).
+//! `iommu-map` removed, so Linux boots without an IOMMU), virtual (node kept at the same
+//! address; `iommu-map` rewritten so the guest's StreamIDs are vSIDs, [`VSID_BASE`] + RID) or
+//! passed through (QEMU's node and `iommu-map` unchanged).
 
 use dtoolkit::fdt_mut::FdtMut;
 use dtoolkit::{Node, Property};
@@ -109,6 +110,8 @@ pub fn build(boot: &LinuxBoot) -> Result<usize, DtError> {
             pcie.remove_property("iommu-map");
             fdt.root_mut().remove_child(smmu_name);
         }
+        // QEMU's own node and iommu-map: the guest's StreamIDs are the physical ones.
+        SmmuMode::Passthrough => {}
         SmmuMode::Virtual => {
             pcie.property_mut("iommu-map")
                 .ok_or(DtError::Missing("iommu-map"))?

@@ -71,6 +71,7 @@ impl LinuxBoot {
                 "initrd-size" => initrd_size = parse_u64(value),
                 "smmu" if value == "hidden" => smmu = SmmuMode::Hidden,
                 "smmu" if value == "virtual" => smmu = SmmuMode::Virtual,
+                "smmu" if value == "passthrough" => smmu = SmmuMode::Passthrough,
                 _ => {}
             }
         }
@@ -171,15 +172,19 @@ pub fn run_linux(boot: LinuxBoot) -> BootError {
         board::GUEST_DTB,
         boot.smmu
     );
-    match iommu::attach(&s2) {
-        Ok(smmu) => defmt::info!(
-            "VM: physical SMMU on, bus 0's StreamIDs translate through the VM's stage 2 (VMID {=u64}); {} event-queue entries",
-            vcpu::VMID,
-            1u32 << smmu.plan().evtq_log2
-        ),
-        Err(e) => {
-            defmt::error!("VM: physical SMMU: {}", e);
-            return BootError::Smmu;
+    if boot.smmu == SmmuMode::Passthrough {
+        defmt::warn!("VM: SMMU passed through: the guest drives the physical SMMU (no isolation)");
+    } else {
+        match iommu::attach(&s2) {
+            Ok(smmu) => defmt::info!(
+                "VM: physical SMMU on, bus 0's StreamIDs translate through the VM's stage 2 (VMID {=u64}); {} event-queue entries",
+                vcpu::VMID,
+                1u32 << smmu.plan().evtq_log2
+            ),
+            Err(e) => {
+                defmt::error!("VM: physical SMMU: {}", e);
+                return BootError::Smmu;
+            }
         }
     }
     crate::vdev::smmu::init(boot.smmu);

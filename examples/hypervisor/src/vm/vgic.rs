@@ -157,7 +157,9 @@ pub fn rearmed() -> u32 {
 
 /// Handles every pending physical interrupt (called on an IRQ exit).
 pub fn irq_exit() {
-    keep_own_lines();
+    if !smmu_passed_through() {
+        keep_own_lines();
+    }
     refill();
     loop {
         let iar = mrs!("s3_0_c12_c12_0"); // ICC_IAR1_EL1
@@ -171,7 +173,7 @@ pub fn irq_exit() {
             OWN.fetch_add(1, Ordering::Relaxed);
             deactivate(intid);
             refill();
-        } else if SMMU_INTIDS.contains(&intid) {
+        } else if SMMU_INTIDS.contains(&intid) && !smmu_passed_through() {
             OWN.fetch_add(1, Ordering::Relaxed);
             crate::vdev::smmu::physical_irq(intid);
             deactivate(intid);
@@ -183,6 +185,11 @@ pub fn irq_exit() {
             });
         }
     }
+}
+
+/// With the SMMU passed through its lines are the guest's like any other device's.
+fn smmu_passed_through() -> bool {
+    crate::vdev::smmu::mode() == crate::vdev::smmu::SmmuMode::Passthrough
 }
 
 fn deactivate(intid: u32) {
