@@ -1,5 +1,6 @@
-//! The guest's SMCs (HCR_EL2.TSC): PSCI and SMCCC architecture calls go on to QEMU's PSCI (the
-//! SMC conduit of `virt,virtualization=on`, no EL3), with the exceptions one vCPU needs.
+//! The guest's SMCs (HCR_EL2.TSC): PSCI queries and SMCCC architecture calls go on to QEMU's
+//! PSCI (the SMC conduit of `virt,virtualization=on`, no EL3); SYSTEM_OFF and SYSTEM_RESET end the
+//! run; calls that would act on the physical CPU the hypervisor runs on are refused.
 
 #![deny(
     clippy::unwrap_used,
@@ -10,29 +11,50 @@
 
 use super::vcpu::GuestRegs;
 
-/// PSCI CPU_ON (SMC32 and SMC64).
-const CPU_ON_32: u32 = 0x8400_0003;
-const CPU_ON_64: u32 = 0xc400_0003;
+/// PSCI_VERSION.
+const PSCI_VERSION: u32 = 0x8400_0000;
+/// PSCI AFFINITY_INFO (SMC32 and SMC64).
+const AFFINITY_INFO_32: u32 = 0x8400_0004;
+const AFFINITY_INFO_64: u32 = 0xc400_0004;
+/// PSCI MIGRATE_INFO_TYPE.
+const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
 /// PSCI SYSTEM_OFF.
 const SYSTEM_OFF: u32 = 0x8400_0008;
 /// PSCI SYSTEM_RESET.
 const SYSTEM_RESET: u32 = 0x8400_0009;
+/// PSCI PSCI_FEATURES.
+const PSCI_FEATURES: u32 = 0x8400_000a;
+/// SMCCC_VERSION and SMCCC_ARCH_FEATURES.
+const SMCCC_VERSION: u32 = 0x8000_0000;
+const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
 /// PSCI DENIED.
 const PSCI_DENIED: u64 = (-3i64) as u64;
-/// SMCCC NOT_SUPPORTED.
+/// SMCCC NOT_SUPPORTED (also PSCI NOT_SUPPORTED).
 const NOT_SUPPORTED: u64 = u64::MAX;
 
 /// Exit code of a run whose guest reset the machine instead of powering off.
 pub const EXIT_GUEST_RESET: i32 = 4;
 
+/// Calls answered by QEMU's PSCI as they are: queries that change nothing on the physical CPU.
+/// Everything else that would act on the CPU the hypervisor runs on (CPU_ON, CPU_OFF,
+/// CPU_SUSPEND, SYSTEM_SUSPEND, MIGRATE, ...) is not forwarded: one vCPU needs none of them.
+fn forwarded(function: u32) -> bool {
+    matches!(
+        function,
+        PSCI_VERSION
+            | AFFINITY_INFO_32
+            | AFFINITY_INFO_64
+            | MIGRATE_INFO_TYPE
+            | SMCCC_VERSION
+            | SMCCC_ARCH_FEATURES
+    )
+}
+
 /// Handles the SMC the guest just made; the caller skips the instruction.
 pub fn handle_smc(regs: &mut GuestRegs<'_>) {
     let function = regs.get(0) as u32;
+    defmt::info!("VM: guest SMC {=u32:#x}", function);
     match function {
-        CPU_ON_32 | CPU_ON_64 => {
-            // One vCPU: there is no other CPU the guest may start.
-            regs.set(0, PSCI_DENIED);
-        }
         SYSTEM_OFF => {
             defmt::info!(
                 "VM: guest called PSCI SYSTEM_OFF after {=u64} ms",
@@ -47,14 +69,24 @@ pub fn handle_smc(regs: &mut GuestRegs<'_>) {
             super::stats::print();
             crate::exit(EXIT_GUEST_RESET)
         }
-        // PSCI (0x84000000-0x8400001f, 0xc4000000-0xc400001f) and the SMCCC architecture calls
-        // (0x80000000-0x8000ffff).
-        0x8400_0000..=0x8400_001f | 0xc400_0000..=0xc400_001f | 0x8000_0000..=0x8000_ffff => {
+        PSCI_FEATURES => {
+            // Only what is forwarded (or handled here) is advertised.
+            let queried = regs.get(1) as u32;
+            if forwarded(queried) || matches!(queried, SYSTEM_OFF | SYSTEM_RESET | PSCI_FEATURES) {
+                let out = forward([regs.get(0), regs.get(1), 0, 0]);
+                regs.set(0, out[0]);
+            } else {
+                regs.set(0, NOT_SUPPORTED);
+            }
+        }
+        f if forwarded(f) => {
             let out = forward([regs.get(0), regs.get(1), regs.get(2), regs.get(3)]);
             for (n, v) in (0u8..).zip(out) {
                 regs.set(n, v);
             }
         }
+        // Other PSCI calls act on the physical CPU: refused.
+        0x8400_0000..=0x8400_001f | 0xc400_0000..=0xc400_001f => regs.set(0, PSCI_DENIED),
         _ => regs.set(0, NOT_SUPPORTED),
     }
 }
@@ -63,7 +95,7 @@ pub fn handle_smc(regs: &mut GuestRegs<'_>) {
 fn forward(args: [u64; 4]) -> [u64; 4] {
     let [mut x0, mut x1, mut x2, mut x3] = args;
     // SAFETY: QEMU's PSCI implements the SMC at EL2 for `virtualization=on`; the calls forwarded
-    // here (PSCI queries, suspend, affinity info, SMCCC version/features) touch no memory of the
+    // here (PSCI version, features, affinity info, migrate info, SMCCC version/features) touch no memory of the
     // hypervisor and return to the next instruction; the registers SMCCC lets them change are
     // declared clobbered.
     unsafe {
