@@ -95,9 +95,9 @@ pub fn handle_smc(regs: &mut GuestRegs<'_>) {
 fn forward(args: [u64; 4]) -> [u64; 4] {
     let [mut x0, mut x1, mut x2, mut x3] = args;
     // SAFETY: QEMU's PSCI implements the SMC at EL2 for `virtualization=on`; the calls forwarded
-    // here (PSCI version, features, affinity info, migrate info, SMCCC version/features) touch no memory of the
-    // hypervisor and return to the next instruction; the registers SMCCC lets them change are
-    // declared clobbered.
+    // here (PSCI version, features, affinity info, migrate info, SMCCC version/features) touch
+    // no memory of the hypervisor and return to the next instruction; the registers SMCCC lets
+    // them change are declared clobbered.
     unsafe {
         core::arch::asm!(
             "smc #0",
