@@ -30,18 +30,22 @@ pub const SMMU_BASE: u64 = 0x0905_0000;
 pub const SMMU_SIZE: u64 = 0x2_0000;
 
 /// Device regions the guest reaches directly (identity-mapped device memory at stage 2): flash,
-/// GIC distributor, ITS and redistributors, PL011, PL031, fw-cfg, PL061 (all below the SMMU), then
+/// GIC ITS and redistributors (not the distributor), PL011, PL031, fw-cfg, PL061 (all below the
+/// SMMU), then
 /// virtio-mmio, the platform bus, PCIe MMIO32/PIO/low ECAM, and the high ECAM. The 64-bit PCIe
 /// window at 0x80_0000_0000 lies beyond the 39-bit IPA space and is not mapped (no device on the
 /// demo's bus has a 64-bit BAR).
 pub const GUEST_DEVICES: &[(u64, u64)] = &[
-    (0, SMMU_BASE),
+    (0, 0x0800_0000),
+    (0x0801_0000, SMMU_BASE - 0x0801_0000),
     (SMMU_BASE + SMMU_SIZE, 0x4000_0000 - (SMMU_BASE + SMMU_SIZE)),
     (0x40_1000_0000, 0x1000_0000),
 ];
 
-/// GICv3 distributor.
+/// GICv3 distributor; left out of the guest's stage 2 (vdev/gicd.rs).
 pub const GICD_BASE: usize = 0x0800_0000;
+/// Its size.
+pub const GICD_SIZE: u64 = 0x1_0000;
 /// GICv3 redistributors (one 128 KiB frame per CPU).
 pub const GICR_BASE: usize = 0x080A_0000;
 /// GIC redistributor SGI/PPI frame of CPU 0 (GICR base + 64 KiB).

@@ -1,6 +1,6 @@
 //! Virtual devices: what the guest reaches through stage-2 faults on regions left out of its
-//! stage 2. Today that is the SMMU's register window; every other unmapped access is refused
-//! (reads as zero, writes ignored) and counted.
+//! stage 2: the SMMU's register window and the GIC distributor; every other unmapped access is
+//! refused (reads as zero, writes ignored) and counted.
 
 #![deny(
     clippy::unwrap_used,
@@ -9,6 +9,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod gicd;
 pub mod smmu;
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -38,6 +39,13 @@ pub fn mmio(access: Access) -> u64 {
     {
         stats::count(Exit::Mmio);
         return smmu::access(offset, access.size, access.write);
+    }
+    if let Some(offset) = (access.ipa)
+        .checked_sub(board::GICD_BASE as u64)
+        .filter(|o| *o < board::GICD_SIZE)
+    {
+        stats::count(Exit::Gicd);
+        return gicd::access(offset, access.size, access.write);
     }
     let n = REFUSED.fetch_add(1, Ordering::Relaxed);
     if n < 8 {

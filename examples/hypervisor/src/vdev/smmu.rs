@@ -56,6 +56,7 @@ static PHYSICAL_IRQS: AtomicU32 = AtomicU32::new(0);
 /// Sets the mode before the guest starts.
 pub fn init(mode: SmmuMode) {
     MODE.store(mode as u8, Ordering::Relaxed);
+    super::gicd::protect(mode != SmmuMode::Passthrough);
 }
 
 /// The mode [`init`] set.
@@ -188,11 +189,16 @@ pub fn print_stats() {
     );
     let (injected, queued, dropped, own) = crate::vm::vgic::counts();
     defmt::info!(
-        "vGIC: injected {=u32} queued {=u32} dropped {=u32} own {=u32} (handled at EL2), SMMU lines re-armed {=u32}",
+        "vGIC: injected {=u32} queued {=u32} dropped {=u32} own {=u32} (handled at EL2)",
         injected,
         queued,
         dropped,
-        own,
-        crate::vm::vgic::rearmed()
+        own
+    );
+    let (accesses, kept) = super::gicd::counts();
+    defmt::info!(
+        "GICD: {=u32} guest accesses trapped, {=u32} of them kept off the hypervisor's INTIDs",
+        accesses,
+        kept
     );
 }

@@ -9,8 +9,10 @@ use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, Readable};
 pub enum Exit {
     /// A physical interrupt while the guest ran.
     Irq,
-    /// A data abort emulated by a virtual device.
+    /// A data abort on the SMMU window.
     Mmio,
+    /// A data abort on the GIC distributor.
+    Gicd,
     /// A data abort without a valid syndrome.
     DabtNoSyndrome,
     /// An SMC (PSCI).
@@ -25,7 +27,7 @@ pub enum Exit {
     Unknown,
 }
 
-const KINDS: usize = 8;
+const KINDS: usize = 9;
 static COUNTS: [AtomicU32; KINDS] = [const { AtomicU32::new(0) }; KINDS];
 static GUEST_START: AtomicU64 = AtomicU64::new(0);
 
@@ -62,9 +64,10 @@ fn counter() -> u64 {
 /// Prints every counter (defmt), one line.
 pub fn print() {
     defmt::info!(
-        "VM exits: irq {=u32} mmio {=u32} smc {=u32} hvc {=u32} sgi {=u32} sysreg {=u32} no-syndrome {=u32}",
+        "VM exits: irq {=u32} mmio {=u32} gicd {=u32} smc {=u32} hvc {=u32} sgi {=u32} sysreg {=u32} no-syndrome {=u32}",
         get(Exit::Irq),
         get(Exit::Mmio),
+        get(Exit::Gicd),
         get(Exit::Smc),
         get(Exit::Hvc),
         get(Exit::Sgi),

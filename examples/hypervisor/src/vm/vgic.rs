@@ -83,6 +83,7 @@ pub fn init() {
     msr!("s3_4_c12_c9_0", 0); // ICH_AP1R0_EL2
     msr!("s3_4_c12_c11_0", ICH_HCR_EN); // ICH_HCR_EL2
     enable_maintenance();
+    configure_own_lines();
 }
 
 /// How many list registers the GIC has (ICH_VTR_EL2.ListRegs + 1; 4 on QEMU).
@@ -101,6 +102,13 @@ fn enable_maintenance() {
 
 /// The GIC distributor is passed through to the guest.
 use board::GICD_BASE;
+/// GICD_CTLR and its RWP (bit 31), ARE (bit 4, with DS = 1) and EnableGrp1 (bit 1).
+const GICD_CTLR: usize = 0x000;
+const GICD_CTLR_RWP: u32 = 1 << 31;
+const GICD_CTLR_ARE: u32 = 1 << 4;
+const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
+/// GICD_IROUTER: 8 bytes per INTID.
+const GICD_IROUTER: usize = 0x6000;
 /// GICD_IGROUPR3, GICD_ISENABLER3, GICD_ICENABLER3: INTIDs 96-127.
 const GICD_IGROUPR3: usize = 0x08c;
 const GICD_ISENABLER3: usize = 0x10c;
@@ -116,50 +124,40 @@ fn gicd(offset: usize) -> *mut u32 {
     (GICD_BASE + offset) as *mut u32
 }
 
-/// Keeps the SMMU's four lines enabled, edge-triggered, Group 1: the distributor is the guest's
-/// too, and Linux's GIC init disables every SPI and makes it level-triggered. Called on every IRQ
-/// exit (the guest's timer ticks bound how long a line stays off); trapping the distributor would
-/// close that window.
-pub fn keep_own_lines() {
+/// Configures the SMMU's four lines at the distributor (Group 1, edge-triggered, priority 0x80,
+/// routed to CPU 0, enabled) and turns the distributor on (affinity routing, Group 1). The
+/// guest's distributor accesses are filtered (vdev/gicd.rs) so that this stays so.
+pub fn configure_own_lines() {
     let enable_bits: u32 = 0xf << (SMMU_INTIDS.start() - 96);
     let edge_bits: u32 = SMMU_INTIDS
         .clone()
         .map(|i| 1u32 << (2 * (i - 96) + 1))
         .fold(0, |a, b| a | b);
-    // SAFETY: registers of the GIC distributor, identity-mapped device memory at EL2; only the
-    // bits of INTIDs 106-109, which the hypervisor owns, are changed (read-modify-write while the
-    // guest is stopped at this exit; there is one vCPU).
+    // SAFETY: registers of the GIC distributor, identity-mapped device memory at EL2, before the
+    // guest runs; only the hypervisor's own INTIDs and the distributor's enables are changed.
     unsafe {
-        let enabled = gicd(GICD_ISENABLER3).read_volatile();
-        let cfg = gicd(GICD_ICFGR6).read_volatile();
-        if enabled & enable_bits == enable_bits && cfg & edge_bits == edge_bits {
-            return;
+        gicd(GICD_CTLR).write_volatile(GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1);
+        for _ in 0..1000 {
+            if gicd(GICD_CTLR).read_volatile() & GICD_CTLR_RWP == 0 {
+                break;
+            }
         }
         gicd(GICD_ICENABLER3).write_volatile(enable_bits);
+        let cfg = gicd(GICD_ICFGR6).read_volatile();
         gicd(GICD_ICFGR6).write_volatile(cfg | edge_bits);
         let group = gicd(GICD_IGROUPR3).read_volatile();
         gicd(GICD_IGROUPR3).write_volatile(group | enable_bits);
         for intid in SMMU_INTIDS {
             ((GICD_BASE + GICD_IPRIORITYR + intid as usize) as *mut u8)
                 .write_volatile(OWN_PRIORITY);
+            ((GICD_BASE + GICD_IROUTER + 8 * intid as usize) as *mut u64).write_volatile(0);
         }
         gicd(GICD_ISENABLER3).write_volatile(enable_bits);
     }
-    REARMED.fetch_add(1, Ordering::Relaxed);
-}
-
-static REARMED: AtomicU32 = AtomicU32::new(0);
-
-/// How often the SMMU's lines had to be re-armed after the guest changed them.
-pub fn rearmed() -> u32 {
-    REARMED.load(Ordering::Relaxed)
 }
 
 /// Handles every pending physical interrupt (called on an IRQ exit).
 pub fn irq_exit() {
-    if !smmu_passed_through() {
-        keep_own_lines();
-    }
     refill();
     loop {
         let iar = mrs!("s3_0_c12_c12_0"); // ICC_IAR1_EL1
