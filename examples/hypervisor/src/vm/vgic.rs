@@ -6,8 +6,9 @@
 //! pINTID = vINTID, so the guest's own deactivation deactivates the physical interrupt (LPIs,
 //! which have no active state, go in with HW = 0). When the list registers are full the
 //! interrupt waits in a queue, ICH_HCR_EL2.UIE asks for a maintenance interrupt, and the queue
-//! is refilled then (and at every exit). The distributor and redistributors stay mapped in the
-//! guest's stage 2: the guest configures them itself.
+//! is refilled then (and at every exit). The redistributors and the ITS stay mapped in the
+//! guest's stage 2 (the guest configures them itself); the distributor traps (vdev/gicd.rs) so
+//! that the guest cannot reconfigure the SMMU's lines.
 
 #![deny(
     clippy::unwrap_used,
@@ -100,7 +101,6 @@ fn enable_maintenance() {
     unsafe { isenabler0.write_volatile(1 << MAINTENANCE_INTID) };
 }
 
-/// The GIC distributor is passed through to the guest.
 use board::GICD_BASE;
 /// GICD_CTLR and its RWP (bit 31), ARE (bit 4, with DS = 1) and EnableGrp1 (bit 1).
 const GICD_CTLR: usize = 0x000;
