@@ -16,11 +16,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use super::gicd_filter::{Write, filter};
 use crate::board::GICD_BASE;
 use crate::vm::vgic::SMMU_INTIDS;
-
-/// GICD_CTLR.EnableGrp1 (bit 1) and ARE (bit 4) with DS = 1.
-const CTLR_KEEP: u64 = (1 << 1) | (1 << 4);
 
 static ACCESSES: AtomicU32 = AtomicU32::new(0);
 /// Off when the SMMU is passed through: its lines are then the guest's.
@@ -30,27 +28,8 @@ static PROTECT: AtomicBool = AtomicBool::new(true);
 pub fn protect(on: bool) {
     PROTECT.store(on, Ordering::Relaxed);
 }
+
 static KEPT: AtomicU32 = AtomicU32::new(0);
-
-/// Whether `intid` is one the hypervisor owns.
-fn own(intid: u64) -> bool {
-    PROTECT.load(Ordering::Relaxed) && u32::try_from(intid).is_ok_and(|i| SMMU_INTIDS.contains(&i))
-}
-
-/// Of the `width`-bit fields of the register word at `offset` within a per-INTID array starting
-/// at `base` (one field per INTID), the mask of those that belong to the hypervisor's INTIDs.
-fn own_mask(offset: u64, base: u64, width: u64, size: u8) -> u64 {
-    let per_byte = 8 / width;
-    let first = (offset - base) * per_byte;
-    let fields = u64::from(size) * per_byte;
-    let mut mask = 0u64;
-    for f in 0..fields {
-        if own(first + f) {
-            mask |= ((1u64 << width) - 1) << (f * width);
-        }
-    }
-    mask
-}
 
 /// One trapped guest access at `offset` (0..0x1_0000) of `size` bytes; returns what a read gets.
 pub fn access(offset: u64, size: u8, write: Option<u64>) -> u64 {
@@ -58,65 +37,18 @@ pub fn access(offset: u64, size: u8, write: Option<u64>) -> u64 {
     let Some(value) = write else {
         return read(offset, size);
     };
-    let keep = match offset {
-        // GICD_CTLR: Group 1 and affinity routing stay enabled.
-        0x0000 => {
-            let keep = if PROTECT.load(Ordering::Relaxed) {
-                CTLR_KEEP
-            } else {
-                0
-            };
-            write_raw(offset, size, value | keep);
-            return 0;
-        }
-        // GICD_SETSPI_NSR, GICD_CLRSPI_NSR, GICD_SETSPI_SR, GICD_CLRSPI_SR: the value is an INTID.
-        0x0040 | 0x0048 | 0x0050 | 0x0058 => {
-            if own(value & 0x3ff) {
-                KEPT.fetch_add(1, Ordering::Relaxed);
-                return 0;
-            }
-            0
-        }
-        // IGROUPR: the hypervisor's lines stay Group 1.
-        0x0080..=0x00ff => {
-            let m = own_mask(offset, 0x0080, 1, size);
-            write_raw(offset, size, value | m);
-            if m != 0 {
-                KEPT.fetch_add(1, Ordering::Relaxed);
-            }
-            return 0;
-        }
-        // ISENABLER, ICENABLER, ISPENDR, ICPENDR, ISACTIVER, ICACTIVER (set/clear: a 0 changes
-        // nothing, so the hypervisor's bits are cleared from the value).
-        0x0100..=0x03ff => own_mask(offset, offset & !0x7f, 1, size),
-        // IPRIORITYR: one byte per INTID.
-        0x0400..=0x07ff => own_mask(offset, 0x0400, 8, size),
-        // ICFGR: two bits per INTID.
-        0x0c00..=0x0cff => own_mask(offset, 0x0c00, 2, size),
-        // IGRPMODR.
-        0x0d00..=0x0d7f => own_mask(offset, 0x0d00, 1, size),
-        // IROUTER: 8 bytes per INTID.
-        0x6000..=0x7fff => {
-            if own((offset - 0x6000) / 8) {
-                KEPT.fetch_add(1, Ordering::Relaxed);
-                return 0;
-            }
-            0
-        }
-        _ => 0,
-    };
-    if keep == 0 {
-        write_raw(offset, size, value);
-        return 0;
+    let owned = PROTECT.load(Ordering::Relaxed).then_some(&SMMU_INTIDS);
+    let action = filter(offset, size, value, owned);
+    if action != Write::Forward(value) {
+        KEPT.fetch_add(1, Ordering::Relaxed);
     }
-    KEPT.fetch_add(1, Ordering::Relaxed);
-    if (0x0100..=0x03ff).contains(&offset) {
-        // Set/clear registers: drop the hypervisor's bits.
-        write_raw(offset, size, value & !keep);
-    } else {
-        // Value registers: the hypervisor's fields keep their current value.
-        let current = read(offset, size);
-        write_raw(offset, size, (value & !keep) | (current & keep));
+    match action {
+        Write::Forward(v) => write_raw(offset, size, v),
+        Write::Merge { value, keep } => {
+            let current = read(offset, size);
+            write_raw(offset, size, (value & !keep) | (current & keep));
+        }
+        Write::Drop => {}
     }
     0
 }

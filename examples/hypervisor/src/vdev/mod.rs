@@ -10,6 +10,7 @@
 )]
 
 pub mod gicd;
+pub mod gicd_filter;
 pub mod smmu;
 
 use core::sync::atomic::{AtomicU32, Ordering};
