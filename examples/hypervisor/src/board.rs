@@ -30,14 +30,18 @@ pub const SMMU_BASE: u64 = 0x0905_0000;
 pub const SMMU_SIZE: u64 = 0x2_0000;
 
 /// Device regions the guest reaches directly (identity-mapped device memory at stage 2): flash,
-/// GIC ITS and redistributors (not the distributor), PL011, PL031, fw-cfg, PL061 (all below the
-/// SMMU), then
+/// the redistributors' SGI/PPI frames (not the distributor, the ITS or CPU 0's RD_base frame),
+/// PL011, PL031, fw-cfg, PL061 (all below the SMMU), then
 /// virtio-mmio, the platform bus, PCIe MMIO32/PIO/low ECAM, and the high ECAM. The 64-bit PCIe
 /// window at 0x80_0000_0000 lies beyond the 39-bit IPA space and is not mapped (no device on the
 /// demo's bus has a 64-bit BAR).
 pub const GUEST_DEVICES: &[(u64, u64)] = &[
     (0, 0x0800_0000),
-    (0x0801_0000, SMMU_BASE - 0x0801_0000),
+    (0x0801_0000, ITS_BASE - 0x0801_0000),
+    (
+        GICR_BASE as u64 + GICR_RD_SIZE,
+        SMMU_BASE - (GICR_BASE as u64 + GICR_RD_SIZE),
+    ),
     (SMMU_BASE + SMMU_SIZE, 0x4000_0000 - (SMMU_BASE + SMMU_SIZE)),
     (0x40_1000_0000, 0x1000_0000),
 ];
@@ -46,7 +50,11 @@ pub const GUEST_DEVICES: &[(u64, u64)] = &[
 pub const GICD_BASE: usize = 0x0800_0000;
 /// Its size.
 pub const GICD_SIZE: u64 = 0x1_0000;
+/// GICv3 ITS; not given to the guest.
+pub const ITS_BASE: u64 = 0x0808_0000;
 /// GICv3 redistributors (one 128 KiB frame per CPU).
 pub const GICR_BASE: usize = 0x080A_0000;
+/// The control frame (RD_base) of CPU 0's redistributor; trapped (vdev/gicr.rs).
+pub const GICR_RD_SIZE: u64 = 0x1_0000;
 /// GIC redistributor SGI/PPI frame of CPU 0 (GICR base + 64 KiB).
 pub const GICR_SGI_BASE: usize = GICR_BASE + 0x1_0000;

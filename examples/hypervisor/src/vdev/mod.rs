@@ -1,6 +1,7 @@
 //! Virtual devices: what the guest reaches through stage-2 faults on regions left out of its
-//! stage 2: the SMMU's register window and the GIC distributor; every other unmapped access is
-//! refused (reads as zero, writes ignored) and counted.
+//! stage 2: the SMMU's register window, the GIC distributor and CPU 0's redistributor control
+//! frame; every other unmapped access (the ITS, the hypervisor's memory) is refused (reads as
+//! zero, writes ignored) and counted.
 
 #![deny(
     clippy::unwrap_used,
@@ -11,6 +12,7 @@
 
 pub mod gicd;
 pub mod gicd_filter;
+pub mod gicr;
 pub mod smmu;
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -47,6 +49,13 @@ pub fn mmio(access: Access) -> u64 {
     {
         stats::count(Exit::Gicd);
         return gicd::access(offset, access.size, access.write);
+    }
+    if let Some(offset) = (access.ipa)
+        .checked_sub(board::GICR_BASE as u64)
+        .filter(|o| *o < board::GICR_RD_SIZE)
+    {
+        stats::count(Exit::Gicd);
+        return gicr::access(offset, access.size, access.write);
     }
     let n = REFUSED.fetch_add(1, Ordering::Relaxed);
     if n < 8 {

@@ -201,4 +201,10 @@ pub fn print_stats() {
         accesses,
         kept
     );
+    let (accesses, refused) = super::gicr::counts();
+    defmt::info!(
+        "GICR: {=u32} guest accesses trapped, {=u32} refused (LPI enable, table bases)",
+        accesses,
+        refused
+    );
 }

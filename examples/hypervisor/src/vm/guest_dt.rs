@@ -102,9 +102,14 @@ pub fn build(boot: &LinuxBoot) -> Result<usize, DtError> {
         .and_then(|p| p.value().try_into().ok())
         .map(u32::from_be_bytes)
         .ok_or(DtError::Missing("smmu phandle"))?;
+    // No ITS for the guest (vdev/gicr.rs says why): no node, no MSI map.
+    fdt.find_node_mut("/intc@8000000")
+        .ok_or(DtError::Missing("/intc@8000000"))?
+        .remove_child("its@8080000");
     let mut pcie = fdt
         .find_node_mut("/pcie@10000000")
         .ok_or(DtError::Missing("/pcie@10000000"))?;
+    pcie.remove_property("msi-map");
     match boot.smmu {
         SmmuMode::Hidden => {
             pcie.remove_property("iommu-map");

@@ -11,7 +11,7 @@ pub enum Exit {
     Irq,
     /// A data abort on the SMMU window.
     Mmio,
-    /// A data abort on the GIC distributor.
+    /// A data abort on the GIC distributor or CPU 0's redistributor control frame.
     Gicd,
     /// A data abort without a valid syndrome.
     DabtNoSyndrome,
@@ -64,7 +64,7 @@ fn counter() -> u64 {
 /// Prints every counter (defmt), one line.
 pub fn print() {
     defmt::info!(
-        "VM exits: irq {=u32} mmio {=u32} gicd {=u32} smc {=u32} hvc {=u32} sgi {=u32} sysreg {=u32} no-syndrome {=u32}",
+        "VM exits: irq {=u32} mmio {=u32} gic {=u32} smc {=u32} hvc {=u32} sgi {=u32} sysreg {=u32} no-syndrome {=u32}",
         get(Exit::Irq),
         get(Exit::Mmio),
         get(Exit::Gicd),
