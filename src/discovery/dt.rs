@@ -420,7 +420,8 @@ impl<'a> DeviceTree<'a> {
         })
     }
 
-    /// Decodes up to `out.len()` interrupt specifiers; returns how many the node has.
+    /// Decodes the node's interrupt specifiers into `out`; returns how many there are (more
+    /// than `out` holds is refused, not truncated).
     fn decode_irqs(
         &self,
         interrupts: Option<&'a [u8]>,
@@ -444,7 +445,7 @@ impl<'a> DeviceTree<'a> {
                 n += 1;
                 at += 4 + 4 * gic.cells;
             }
-            return Ok(n);
+            return Self::bounded(n, out.len());
         }
         let Some(ints) = interrupts else {
             return Ok(0);
@@ -461,6 +462,15 @@ impl<'a> DeviceTree<'a> {
                 *slot = Some(decode_gic(spec)?);
             }
             n += 1;
+        }
+        Self::bounded(n, out.len())
+    }
+
+    fn bounded(n: usize, cap: usize) -> Result<usize> {
+        if n > cap {
+            return Err(DiscoveryError::Unsupported(
+                "more than 8 interrupts on an SMMU or CMDQV node",
+            ));
         }
         Ok(n)
     }

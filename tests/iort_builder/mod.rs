@@ -295,6 +295,7 @@ pub fn grace_iort() -> Vec<u8> {
     let direct = b.root_complex(5);
     b.map(direct, 0, 0x1_0000, 0x5_0000, its, false);
     let eth = b.named_component("\\_SB.ETH0");
-    b.map(eth, 0, 1, 5, smmus[1], true);
+    // A single mapping: its input base is ignored (DEN 0049 §3.1.1.1), so make it non-zero.
+    b.map(eth, 0x77, 1, 5, smmus[1], true);
     b.finish()
 }
