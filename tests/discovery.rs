@@ -7,8 +7,8 @@ mod iort_builder;
 use arm_smmuv3::discovery::dt::DeviceTree;
 use arm_smmuv3::discovery::iort::{AcpiCmdqv, Iort, SmmuModel};
 use arm_smmuv3::discovery::{
-    CmdqvModel, DeviceRef, DiscoveryError, FwNode, Irq, MapOwner, SmmuIndex, Stream, Topology,
-    Trigger,
+    CmdqvModel, DeviceRef, DiscoveryError, FwNode, Irq, IrqSource, MapOwner, SmmuIndex, Stream,
+    Topology, Trigger,
 };
 use arm_smmuv3::smmu::Quirks;
 use arm_smmuv3::{PhysAddr, StreamId};
@@ -116,6 +116,11 @@ fn tegra264_dt_has_five_smmus_each_with_its_cmdqv() {
         );
     }
     assert_eq!(topo.cmdqvs().count(), 5);
+    // Interrupt routing by instance: smmu2's gerror (SPI 2) and cmdqv3's error (SPI 232).
+    assert_eq!(topo.irq_owner(34), Some((SmmuIndex(1), IrqSource::Gerror)));
+    assert_eq!(topo.irq_owner(264), Some((SmmuIndex(4), IrqSource::Cmdqv)));
+    assert_eq!(topo.irq_owner(33), Some((SmmuIndex(1), IrqSource::Eventq)));
+    assert_eq!(topo.irq_owner(32), None);
 
     // Platform devices: gpcdma behind smmu1 (index 0), hda behind smmu3 (index 4).
     let gpcdma = dt.device("/bus@0/dma-controller@8400000").unwrap();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arm_smmuv3::discovery::dt::DeviceTree;
-use arm_smmuv3::discovery::{DiscoveryError, SmmuIndex, Stream, Topology};
+use arm_smmuv3::discovery::{DiscoveryError, IrqSource, SmmuIndex, Stream, Topology};
 use arm_smmuv3::event::EventRecord;
 use arm_smmuv3::fake::{DmaOutcome, FakeSmmu, FaultKind, HostSink, ModelSmmu};
 use arm_smmuv3::features::Features;
@@ -26,8 +26,6 @@ struct Instance {
     model: Arc<FakeSmmu>,
     smmu: ModelSmmu,
     router: Box<R>,
-    /// The instance's wired interrupts (INTIDs) from the topology.
-    intids: Vec<u32>,
     host: HostSink,
 }
 
@@ -40,37 +38,24 @@ fn bring_up(topo: &Topology) -> Vec<Instance> {
             let model = FakeSmmu::qemu_virt();
             let smmu = model.driver(desc.config()).unwrap();
             smmu.reset().unwrap();
-            let intids = [
-                desc.irqs.eventq,
-                desc.irqs.priq,
-                desc.irqs.gerror,
-                desc.irqs.cmdq_sync,
-                desc.irqs.combined,
-            ]
-            .into_iter()
-            .flatten()
-            .map(|i| i.intid)
-            .collect();
             Instance {
                 model,
                 smmu,
                 router: Box::new(Router::new()),
-                intids,
                 host: HostSink::default(),
             }
         })
         .collect()
 }
 
-/// The IRQ entry: the instance that owns `intid` drains its event queue into its own router.
-/// Returns which instance ran and how many records it drained.
-fn on_irq(instances: &mut [Instance], intid: u32) -> Option<(usize, usize)> {
-    let (i, inst) = instances
-        .iter_mut()
-        .enumerate()
-        .find(|(_, inst)| inst.intids.contains(&intid))?;
+/// The IRQ entry: the instance that owns `intid` (from the topology) drains its event queue
+/// into its own router. Returns which instance ran and how many records it drained.
+fn on_irq(topo: &Topology, instances: &mut [Instance], intid: u32) -> Option<(usize, usize)> {
+    let (index, source) = topo.irq_owner(intid)?;
+    assert!(matches!(source, IrqSource::Eventq | IrqSource::Combined));
+    let inst = &mut instances[usize::from(index.0)];
     let st = inst.smmu.drain_evtq(&mut inst.router.sink(&mut inst.host));
-    Some((i, st.records as usize))
+    Some((usize::from(index.0), st.records as usize))
 }
 
 /// A VM's vIOMMU on the instance `stream` is behind, with the device as `vsid`.
@@ -120,8 +105,16 @@ fn two_smmus_each_route_their_own_devices_and_interrupts() {
     assert_eq!(topo.smmus().len(), 2);
     let mut inst = bring_up(&topo);
     // SMMU 0 has one combined line, SMMU 1 an event line on an extended SPI.
-    assert_eq!(inst[0].intids, [132]);
-    assert_eq!(inst[1].intids, [4096 + 5, 39, 38]);
+    assert_eq!(
+        topo.irq_owner(132),
+        Some((SmmuIndex(0), IrqSource::Combined))
+    );
+    assert_eq!(
+        topo.irq_owner(4096 + 5),
+        Some((SmmuIndex(1), IrqSource::Eventq))
+    );
+    assert_eq!(topo.irq_owner(38), Some((SmmuIndex(1), IrqSource::Gerror)));
+    assert_eq!(topo.irq_owner(39), Some((SmmuIndex(1), IrqSource::Priq)));
 
     // Two PCIe functions of one host bridge, behind different SMMUs (iommu-map of edge.dts).
     let nic = topo.pci_stream(SEGMENT, 0x0008).unwrap(); // 00:01.0
@@ -153,7 +146,7 @@ fn two_smmus_each_route_their_own_devices_and_interrupts() {
     let out = inst[1].model.dma_access(gpu.sid, None, Iova(0x1000), false);
     assert!(!matches!(out, DmaOutcome::Completed { .. }), "{out:?}");
     assert_eq!(inst[0].model.event_stats().written, 0);
-    assert_eq!(on_irq(&mut inst, 4096 + 5), Some((1, 1)));
+    assert_eq!(on_irq(&topo, &mut inst, 4096 + 5), Some((1, 1)));
     assert_eq!(vevents(&inst[1], vm2), [0x2]);
     assert_eq!(vevents(&inst[0], vm1), [0u32; 0]);
 
@@ -162,7 +155,7 @@ fn two_smmus_each_route_their_own_devices_and_interrupts() {
     inst[1].model.inject_event(
         EventRecord::translation_fault(StreamId(0x8), Iova(0x3000), false, false).encode(),
     );
-    assert_eq!(on_irq(&mut inst, 4096 + 5), Some((1, 1)));
+    assert_eq!(on_irq(&topo, &mut inst, 4096 + 5), Some((1, 1)));
     assert_eq!(inst[1].host.events.len(), 1);
     assert_eq!(inst[1].host.events[0].sid(), StreamId(0x8));
     assert_eq!(vevents(&inst[0], vm1), [0u32; 0]);
@@ -172,13 +165,13 @@ fn two_smmus_each_route_their_own_devices_and_interrupts() {
     inst[0].model.inject_event(
         EventRecord::translation_fault(StreamId(0x8), Iova(0x3000), false, false).encode(),
     );
-    assert_eq!(on_irq(&mut inst, 132), Some((0, 1)));
+    assert_eq!(on_irq(&topo, &mut inst, 132), Some((0, 1)));
     assert_eq!(vevents(&inst[0], vm1), [0x1]);
     assert!(inst[0].host.events.is_empty());
     assert_eq!(vevents(&inst[1], vm2), [0u32; 0]);
 
     // An interrupt nobody owns drains nothing.
-    assert_eq!(on_irq(&mut inst, 33), None);
+    assert_eq!(on_irq(&topo, &mut inst, 33), None);
 }
 
 #[test]

@@ -46,8 +46,8 @@ pub const MAX_SMMUS: usize = 16;
 /// IORT ID mapping that ends at an SMMUv3.
 pub const MAX_ID_MAPS: usize = 128;
 
-/// Size of one SMMUv3 register page (IHI 0070 §6.1); page 1 follows page 0.
-pub const SMMU_PAGE_SIZE: u64 = 0x1_0000;
+/// Size of one SMMUv3 register page (IHI 0070 §6.2); page 1 follows page 0.
+pub const SMMU_PAGE_SIZE: u64 = crate::regs::offset::PAGE_SIZE as u64;
 
 /// Why a firmware description could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +160,24 @@ pub struct SmmuIrqs {
     /// "combined": one line for everything (then the others are unused, as in Linux; IORT:
     /// Cavium CN99xx with four equal GSIVs).
     pub combined: Option<Irq>,
+}
+
+/// What a wired interrupt of an SMMU instance signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum IrqSource {
+    /// Event queue: drain it (`Smmu::drain_evtq`).
+    Eventq,
+    /// PRI queue: drain it (`Smmu::drain_priq`).
+    Priq,
+    /// CMD_SYNC completion.
+    CmdqSync,
+    /// Global error (`Smmu::handle_gerror`).
+    Gerror,
+    /// Everything on one line: check GERROR, then drain both queues.
+    Combined,
+    /// The paired CMDQV's error interrupt (`Cmdqv::handle_error`).
+    Cmdqv,
 }
 
 /// Where the SMMU's own MSIs go (DT `msi-parent`; IORT: the SMMUv3 node's DeviceID mapping to
@@ -426,6 +444,26 @@ impl Topology {
             .iter()
             .filter(move |m| m.owner == MapOwner::Device(dev))
             .filter_map(|m| m.translate(0).map(|sid| Stream { smmu: m.smmu, sid }))
+    }
+
+    /// Which SMMU instance owns wired interrupt `intid`, and what it signals: the interrupt
+    /// entry's routing by instance. Firmware that gives one INTID to two instances gets the
+    /// first (a shared line must then be handled by checking both).
+    pub fn irq_owner(&self, intid: u32) -> Option<(SmmuIndex, IrqSource)> {
+        self.smmus.iter().enumerate().find_map(|(i, s)| {
+            let lines = [
+                (s.irqs.eventq, IrqSource::Eventq),
+                (s.irqs.priq, IrqSource::Priq),
+                (s.irqs.cmdq_sync, IrqSource::CmdqSync),
+                (s.irqs.gerror, IrqSource::Gerror),
+                (s.irqs.combined, IrqSource::Combined),
+                (s.cmdqv.and_then(|c| c.irq), IrqSource::Cmdqv),
+            ];
+            let (_, src) = lines
+                .into_iter()
+                .find(|(irq, _)| irq.is_some_and(|irq| irq.intid == intid))?;
+            Some((SmmuIndex(u8::try_from(i).ok()?), src))
+        })
     }
 
     /// The SMMUs with a CMDQV.

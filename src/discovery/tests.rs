@@ -54,3 +54,15 @@ fn errno_values_are_linux_ones() {
     assert_eq!(DiscoveryError::Unsupported("x").errno(), -95);
     assert_eq!(DiscoveryError::Dangling(1).errno(), -22);
 }
+
+#[test]
+fn topology_fits_a_boot_stack() {
+    // What a board image holds on its stack or in a static while it brings the SMMUs up.
+    let (t, s, m) = (
+        size_of::<Topology>(),
+        size_of::<SmmuDesc>(),
+        size_of::<IdMap>(),
+    );
+    println!("Topology {t} B, SmmuDesc {s} B, IdMap {m} B");
+    assert!(t <= 8 * 1024, "Topology grew to {t} bytes");
+}
