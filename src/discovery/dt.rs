@@ -6,7 +6,7 @@
 //! cell accessors. Nesting deeper than 16 levels is refused rather than recursed into.
 //!
 //! What is read, per node:
-//! * `compatible` containing `arm,smmu-v3`: `reg`, `interrupts`/`interrupts-extended` by
+//! * `compatible` containing `arm,smmu-v3` or `nvidia,tegra264-smmu`: `reg`, `interrupts`/`interrupts-extended` by
 //!   `interrupt-names` (`eventq`, `priq`, `cmdq-sync`, `gerror`, `combined`), `dma-coherent`,
 //!   `msi-parent`, `hisilicon,broken-prefetch-cmd`, `cavium,cn9900-broken-page1-regspace`,
 //!   `#iommu-cells` (must be 1), `status`; with `nvidia,tegra264-smmu` also the
@@ -160,7 +160,8 @@ impl<'a> DeviceTree<'a> {
                 return Ok(None);
             };
             let node = frame.node;
-            if has_compatible(&node, "arm,smmu-v3") {
+            if has_compatible(&node, "arm,smmu-v3") || has_compatible(&node, "nvidia,tegra264-smmu")
+            {
                 let raw = self.read_smmu(path)?;
                 smmus
                     .push(raw)
