@@ -11,6 +11,7 @@ use arm_smmuv3::event::EventRecord;
 use arm_smmuv3::fake::{DmaOutcome, FakeSmmu, FaultKind, HostSink, ModelSmmu};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::VeventqType;
+use arm_smmuv3::smmu::Quirks;
 use arm_smmuv3::ste::{Granule, S2Config};
 use arm_smmuv3::viommu::{Router, ViommuConfig, ViommuId};
 use arm_smmuv3::{Iova, PhysAddr, StreamId, VStreamId, Vmid};
@@ -58,8 +59,16 @@ fn on_irq(topo: &Topology, instances: &mut [Instance], intid: u32) -> Option<(us
     Some((usize::from(index.0), st.records as usize))
 }
 
-/// A VM's vIOMMU on the instance `stream` is behind, with the device as `vsid`.
-fn assign(inst: &Instance, stream: Stream, vmid: u16, vsid: VStreamId) -> ViommuId {
+/// A VM's vIOMMU on the instance `stream` is behind, with the device as `vsid`; the vIOMMU
+/// reports the instance's Tegra264 erratum to the guest when the firmware names it.
+fn assign(
+    topo: &Topology,
+    inst: &Instance,
+    stream: Stream,
+    vmid: u16,
+    vsid: VStreamId,
+) -> ViommuId {
+    let desc = topo.smmu(stream.smmu).unwrap();
     let s2 =
         S2Config::for_ipa_bits(Vmid(vmid), PhysAddr(0x4000_0000), 40, Granule::Size4K).unwrap();
     let router = &inst.router;
@@ -68,7 +77,7 @@ fn assign(inst: &Instance, stream: Stream, vmid: u16, vsid: VStreamId) -> Viommu
             s2,
             features: Features::decode(Features::QEMU_VIRT_IDREGS),
             coherent_devices: true,
-            repeat_tlbi_cfgi: false,
+            repeat_tlbi_cfgi: desc.quirks.contains(Quirks::REPEAT_CFGI_TLBI),
         })
         .unwrap();
     router
@@ -128,8 +137,20 @@ fn two_smmus_each_route_their_own_devices_and_interrupts() {
 
     // VM 1 gets the NIC, VM 2 the GPU: each vIOMMU lives on its device's instance, as Linux
     // binds a vIOMMU to one physical SMMU.
-    let vm1 = assign(&inst[usize::from(nic.smmu.0)], nic, 1, VStreamId(0x1));
-    let vm2 = assign(&inst[usize::from(gpu.smmu.0)], gpu, 2, VStreamId(0x2));
+    let vm1 = assign(
+        &topo,
+        &inst[usize::from(nic.smmu.0)],
+        nic,
+        1,
+        VStreamId(0x1),
+    );
+    let vm2 = assign(
+        &topo,
+        &inst[usize::from(gpu.smmu.0)],
+        gpu,
+        2,
+        VStreamId(0x2),
+    );
     // The other instance does not know the device: its STE there is still abort.
     assert_ne!(
         inst[1].model.ste_in_memory(nic.sid),
