@@ -4,8 +4,8 @@
 //! Layers, bottom up: [`regs`] (the only MMIO), pure data formats ([`queue`], [`command`],
 //! [`event`], [`pri`], [`ste`], [`cd`], [`features`]), the physical driver [`smmu`], the
 //! virtualisation layer [`viommu`] with its [`iommufd`] uAPI mirror, the guest-visible SMMUv3
-//! [`vsmmu`] built on it, and `cmdqv` (feature `cmdqv`). The software models in `fake` (feature `fakes`) let the same driver code run on the
-//! host.
+//! [`vsmmu`] built on it, and `cmdqv` (feature `cmdqv`). The software models in `fake` (feature
+//! `fakes`) let the same driver code run on the host.
 //!
 //! From taking over an SMMU to a drained event (QEMU `virt` addresses):
 //!
@@ -73,6 +73,9 @@ pub mod vsmmu;
 
 #[cfg(feature = "cmdqv")]
 pub mod cmdqv;
+
+#[cfg(feature = "discovery")]
+pub mod discovery;
 
 #[cfg(any(test, feature = "fakes"))]
 pub mod fake;
