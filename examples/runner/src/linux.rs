@@ -154,14 +154,17 @@ pub fn marked(out: &Output) -> String {
     }
 }
 
-/// `cargo linux [-- --smmu=virtual|passthrough] [QEMU args]`: what the runner does after `--linux`.
+/// `cargo linux [-- --smmu=virtual|hidden|passthrough] [QEMU args]`: what the runner does after
+/// `--linux`. The guest gets the virtual SMMU unless told otherwise.
 pub fn main(elf: &Path, args: &[String]) -> ExitCode {
-    let smmu = if args.iter().any(|a| a == "--smmu=virtual") {
-        SmmuMode::Virtual
-    } else if args.iter().any(|a| a == "--smmu=passthrough") {
-        SmmuMode::Passthrough
-    } else {
-        SmmuMode::Hidden
+    let smmu = match args.iter().rev().find_map(|a| a.strip_prefix("--smmu=")) {
+        None | Some("virtual") => SmmuMode::Virtual,
+        Some("hidden") => SmmuMode::Hidden,
+        Some("passthrough") => SmmuMode::Passthrough,
+        Some(other) => {
+            eprintln!("error: --smmu={other}: expected virtual, hidden or passthrough");
+            return ExitCode::from(2);
+        }
     };
     let mut extra = crate::extra_args_from_env();
     extra.extend(

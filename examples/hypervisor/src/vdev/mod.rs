@@ -14,6 +14,7 @@ pub mod gicd;
 pub mod gicd_filter;
 pub mod gicr;
 pub mod smmu;
+pub mod vsmmu;
 
 use core::sync::atomic::{AtomicU32, Ordering};
 

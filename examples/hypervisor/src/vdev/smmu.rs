@@ -1,11 +1,11 @@
 //! The guest's SMMU: its accesses to the SMMU's register window (0x0905_0000, 128 KiB, left out
 //! of stage 2) arrive here, one call per trapped access.
 //!
-//! This is where `arm_smmuv3::vsmmu::VSmmu` plugs in: [`access`] becomes `VSmmu::read(offset,
-//! size)` / `VSmmu::write(offset, size, value)`, and [`physical_irq`] drains the physical SMMU and
-//! injects the vSMMU's lines ([`VIRTUAL_INTIDS`]) through [`crate::vm::vgic::inject`]. Until then
-//! the window reads as zero and ignores writes: with [`SmmuMode::Hidden`] the guest's device tree
-//! has no SMMU, so Linux never touches it.
+//! With [`SmmuMode::Virtual`] [`access`] goes to the library's virtual SMMU (`super::vsmmu`),
+//! and [`physical_irq`] drains the physical SMMU at EL2, then has the vSMMU write what the Router
+//! forwarded into the guest's event queue and raise its line ([`VIRTUAL_INTIDS`]) through the
+//! vGIC. With [`SmmuMode::Hidden`] the guest's device tree has no SMMU and the window reads as
+//! zero and ignores writes (counted).
 
 #![deny(
     clippy::unwrap_used,
@@ -52,6 +52,8 @@ static MODE: AtomicU8 = AtomicU8::new(0);
 static READS: AtomicU32 = AtomicU32::new(0);
 static WRITES: AtomicU32 = AtomicU32::new(0);
 static PHYSICAL_IRQS: AtomicU32 = AtomicU32::new(0);
+/// Window accesses with nothing behind them (read as zero, writes ignored).
+static UNSERVED: AtomicU32 = AtomicU32::new(0);
 
 /// Sets the mode before the guest starts.
 pub fn init(mode: SmmuMode) {
@@ -95,46 +97,48 @@ fn forward(offset: u64, size: u8, write: Option<u64>) -> u64 {
 /// One guest access to the window at `offset` (0..0x2_0000; page 1 from 0x1_0000) of `size`
 /// bytes; `write` holds the value written. Returns what a read gets.
 pub fn access(offset: u64, size: u8, write: Option<u64>) -> u64 {
-    if mode() == SmmuMode::Passthrough {
-        match write {
-            Some(_) => WRITES.fetch_add(1, Ordering::Relaxed),
-            None => READS.fetch_add(1, Ordering::Relaxed),
-        };
-        return forward(offset, size, write);
-    }
     match write {
-        Some(value) => {
-            let n = WRITES.fetch_add(1, Ordering::Relaxed);
-            if n < 64 {
-                defmt::info!(
-                    "vSMMU: write {=u64:#x} <- {=u64:#x} ({=u8} bytes), no vSMMU: ignored",
-                    offset,
-                    value,
-                    size
-                );
-            }
-            0
+        Some(_) => WRITES.fetch_add(1, Ordering::Relaxed),
+        None => READS.fetch_add(1, Ordering::Relaxed),
+    };
+    let done = match (mode(), write) {
+        (SmmuMode::Virtual, None) => super::vsmmu::read(offset, size),
+        (SmmuMode::Virtual, Some(value)) => super::vsmmu::write(offset, size, value).then_some(0),
+        (SmmuMode::Passthrough, _) => Some(forward(offset, size, write)),
+        // The guest's DT has no SMMU: nothing is there.
+        (SmmuMode::Hidden, _) => None,
+    };
+    done.unwrap_or_else(|| {
+        let n = UNSERVED.fetch_add(1, Ordering::Relaxed);
+        if n < 8 {
+            defmt::warn!(
+                "SMMU window: {=u64:#x} ({=u8} bytes, write {}) with no SMMU behind it: RAZ/WI",
+                offset,
+                size,
+                write
+            );
         }
-        None => {
-            let n = READS.fetch_add(1, Ordering::Relaxed);
-            if n < 64 {
-                defmt::info!(
-                    "vSMMU: read {=u64:#x} ({=u8} bytes), no vSMMU: 0",
-                    offset,
-                    size
-                );
-            }
-            0
-        }
-    }
+        0
+    })
 }
 
 /// A physical SMMU interrupt (INTID 106-109) taken while the guest ran; the caller deactivates it.
 /// The driver drains the event queue (or handles GERROR) in the IRQ path; what it drained is
-/// reported here. Today no record reaches the guest (there is no vSMMU to forward it to).
+/// reported here, and with the vSMMU the records routed to the guest are delivered to it.
 pub fn physical_irq(intid: u32) {
     PHYSICAL_IRQS.fetch_add(1, Ordering::Relaxed);
     crate::smmu::handle_guest_time_irq(intid);
+    if let Some(d) = super::vsmmu::deliver_events()
+        && (d.written, d.lost, d.discarded, d.deferred) != (0, 0, 0, false)
+    {
+        defmt::info!(
+            "vSMMU: delivered written={=u32} lost={=u32} discarded={=u32} deferred={=bool}",
+            d.written,
+            d.lost,
+            d.discarded,
+            d.deferred
+        );
+    }
     for logged in crate::smmu::take_log() {
         match logged {
             Logged::Record { drain, entry } => {
@@ -163,30 +167,77 @@ pub fn physical_irq(intid: u32) {
                 stats,
                 hook_mmio,
                 ..
-            } => defmt::info!(
-                "physical SMMU: DRAIN #{=u32} records={=u32} mmio={=u32} hook_mmio={=u32}",
-                drain,
-                stats.records,
-                stats.mmio,
-                hook_mmio
-            ),
+            } => {
+                DRAINED.fetch_add(stats.records, Ordering::Relaxed);
+                defmt::info!(
+                    "physical SMMU: DRAIN #{=u32} records={=u32} mmio={=u32} hook_mmio={=u32}",
+                    drain,
+                    stats.records,
+                    stats.mmio,
+                    hook_mmio
+                )
+            }
             _ => {}
         }
     }
 }
 
 static RECORDS: AtomicU32 = AtomicU32::new(0);
+/// Records the physical drains took from QEMU's event queue.
+static DRAINED: AtomicU32 = AtomicU32::new(0);
 
 /// Prints the window's counters (defmt).
 pub fn print_stats() {
     defmt::info!(
-        "vSMMU window: reads {=u32} writes {=u32}; physical SMMU: irqs {=u32} records {=u32}; refused guest accesses {=u32}",
+        "vSMMU window: reads {=u32} writes {=u32} unserved {=u32}; physical SMMU: irqs {=u32} drained {=u32} records {=u32} log-dropped {=u32}; refused guest accesses {=u32}",
         READS.load(Ordering::Relaxed),
         WRITES.load(Ordering::Relaxed),
+        UNSERVED.load(Ordering::Relaxed),
         PHYSICAL_IRQS.load(Ordering::Relaxed),
+        DRAINED.load(Ordering::Relaxed),
         RECORDS.load(Ordering::Relaxed),
+        crate::smmu::log_dropped(),
         super::refused()
     );
+    if let Some(s) = super::vsmmu::stats() {
+        // What the guest asked for and the vSMMU refused or could not do.
+        defmt::info!(
+            "vSMMU refused: STEs {=u64} ste-fetch-faults {=u64} ste-missing {=u64} cmdq-errors {=u64} guarded-writes {=u64} unknown-reads {=u64} unknown-writes {=u64} bad-accesses {=u64} backend-errors {=u64}",
+            s.ste_refused,
+            s.ste_fetch_faults,
+            s.ste_missing,
+            s.cmdq_errors,
+            s.guarded_writes,
+            s.unknown_reads,
+            s.unknown_writes,
+            s.bad_accesses,
+            s.backend_errors
+        );
+        defmt::info!(
+            "vSMMU done: STEs {=u64} commands {=u64} forwarded {=u64} batches {=u64} syncs {=u64}",
+            s.ste_installed,
+            s.commands,
+            s.forwarded,
+            s.batches,
+            s.syncs
+        );
+        defmt::info!(
+            "vSMMU events: written {=u64} lost {=u64} discarded {=u64} overflows {=u64}",
+            s.events_written,
+            s.events_lost,
+            s.events_discarded,
+            s.overflows
+        );
+        let r = crate::smmu::ROUTER.stats();
+        defmt::info!(
+            "Router: forwarded {=u64} dropped-full {=u64} dropped-no-veventq {=u64} to-host {=u64} evtq-overflows {=u64}",
+            r.forwarded,
+            r.dropped_full,
+            r.dropped_no_veventq,
+            r.host_unassigned + r.host_stage2 + r.host_other,
+            r.evtq_overflows
+        );
+    }
     let (injected, queued, dropped, own) = crate::vm::vgic::counts();
     defmt::info!(
         "vGIC: injected {=u32} queued {=u32} dropped {=u32} own {=u32} (handled at EL2)",

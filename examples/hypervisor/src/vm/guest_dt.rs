@@ -5,7 +5,8 @@
 //! the initramfs and the kernel command line, and an SMMU as [`SmmuMode`] says: hidden (node and
 //! `iommu-map` removed, so Linux boots without an IOMMU), virtual (node kept at the same
 //! address; `iommu-map` rewritten so the guest's StreamIDs are vSIDs, [`VSID_BASE`] + RID) or
-//! passed through (QEMU's node and `iommu-map` unchanged).
+//! passed through (QEMU's node and `iommu-map` unchanged). The ITS and the PL061 GPIO are left
+//! out.
 
 use dtoolkit::fdt_mut::FdtMut;
 use dtoolkit::{Node, Property};
@@ -106,6 +107,10 @@ pub fn build(boot: &LinuxBoot) -> Result<usize, DtError> {
     fdt.find_node_mut("/intc@8000000")
         .ok_or(DtError::Missing("/intc@8000000"))?
         .remove_child("its@8080000");
+    // The PL061 GPIO stays the hypervisor's: reads of its ID registers mark the physical drains
+    // in QEMU's MMIO trace, and Linux's AMBA probe would read them too. The power key needs it.
+    fdt.root_mut().remove_child("pl061@9030000");
+    fdt.root_mut().remove_child("gpio-keys");
     let mut pcie = fdt
         .find_node_mut("/pcie@10000000")
         .ok_or(DtError::Missing("/pcie@10000000"))?;

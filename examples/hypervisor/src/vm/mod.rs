@@ -176,11 +176,19 @@ pub fn run_linux(boot: LinuxBoot) -> BootError {
         defmt::warn!("VM: SMMU passed through: the guest drives the physical SMMU (no isolation)");
     } else {
         match iommu::attach(&s2) {
-            Ok(smmu) => defmt::info!(
-                "VM: physical SMMU on, bus 0's StreamIDs translate through the VM's stage 2 (VMID {=u64}); {} event-queue entries",
-                vcpu::VMID,
-                1u32 << smmu.plan().evtq_log2
-            ),
+            Ok(smmu) => {
+                defmt::info!(
+                    "VM: physical SMMU on, bus 0's StreamIDs translate through the VM's stage 2 (VMID {=u64}); {} event-queue entries",
+                    vcpu::VMID,
+                    1u32 << smmu.plan().evtq_log2
+                );
+                if boot.smmu == SmmuMode::Virtual
+                    && let Err(e) = crate::vdev::vsmmu::init(smmu, &s2)
+                {
+                    defmt::error!("VM: vSMMU: {}", e);
+                    return BootError::Smmu;
+                }
+            }
             Err(e) => {
                 defmt::error!("VM: physical SMMU: {}", e);
                 return BootError::Smmu;
