@@ -312,7 +312,10 @@ impl<P: Platform> Cmdqv<P> {
         };
         for _ in 0..per_vintf {
             let ring = dma.alloc(bytes, bytes).ok_or(Error::NoMemory)?;
-            let q = Cmdq::new(ring, log2, opts)?;
+            // SAFETY: `ring` was just handed out by `dma` (`DmaMemory`: unaliased, seen by the
+            // SMMU at its `paddr`), and our caller promised it stays valid while `self` lives;
+            // only this engine uses it.
+            let q = unsafe { Cmdq::new(ring, log2, opts) }?;
             if this.host.push(q).is_err() {
                 return Err(Error::Unsupported(Feature::Cmdqv));
             }

@@ -136,9 +136,6 @@ struct State {
     prod: QueueIndex,
     /// Last CONS seen (index + wrap, ERR dropped).
     cons: QueueIndex,
-    /// Raw CONS of the error last recovered, until an ACK is seen to take effect: the same
-    /// value read again means the acknowledgement is still on its way, not a new error.
-    last_err: Option<u32>,
 }
 
 /// One command queue: memory, producer state and counters.
@@ -173,6 +170,27 @@ fn is_cfgi_tlbi(cmd: &Command) -> bool {
     )
 }
 
+/// Counts CONS reads that showed no progress, to look for an error with CONS.ERR = 0 on the
+/// first such read and every 16th after it (each look costs 2 MMIO reads).
+#[derive(Default)]
+struct Stuck {
+    last: Option<u32>,
+    polls: u32,
+}
+
+impl Stuck {
+    /// Records a CONS read; whether this one should look for a silent error.
+    fn poll(&mut self, cons: u32) -> bool {
+        if self.last == Some(cons) {
+            self.polls = self.polls.wrapping_add(1);
+        } else {
+            self.last = Some(cons);
+            self.polls = 0;
+        }
+        self.polls % 16 == 1
+    }
+}
+
 /// A CMD_SYNC with CS = SIG_NONE and no MSI: what replaces an illegal command (IHI 0070 §4.8).
 const RECOVERY_SYNC: Command = Command::sync();
 
@@ -183,7 +201,14 @@ impl Cmdq {
     /// # Errors
     /// [`Error::InvalidArgument`] when `log2_entries` exceeds 19 or `buf` is too small or
     /// misaligned.
-    pub fn new(buf: DmaBuf, log2_entries: u8, opts: CmdqOptions) -> Result<Self, Error> {
+    ///
+    /// # Safety
+    /// `buf.vaddr` points to `buf.size` bytes of memory that are valid for reads and writes for
+    /// as long as the engine lives, that the CPU reaches only through this engine meanwhile (the
+    /// queue's SMMU or VCMDQ reads it, and writes only CMD_SYNC MSIs into it), and `buf.paddr`
+    /// is where that SMMU sees the same bytes: what [`DmaMemory`](crate::platform::DmaMemory)
+    /// promises for a buffer it handed out and nobody else was given.
+    pub unsafe fn new(buf: DmaBuf, log2_entries: u8, opts: CmdqOptions) -> Result<Self, Error> {
         let geo = QueueGeometry::cmdq(log2_entries).ok_or(Error::InvalidArgument)?;
         if log2_entries > MAX_LOG2
             || buf.size < geo.bytes()
@@ -199,7 +224,6 @@ impl Cmdq {
             state: spin::Mutex::new(State {
                 prod: geo.zero_index(),
                 cons: geo.zero_index(),
-                last_err: None,
             }),
             counters: AtomicCounters::default(),
         })
@@ -233,7 +257,6 @@ impl Cmdq {
         let mut st = self.state.lock();
         st.prod = self.geo.zero_index();
         st.cons = self.geo.zero_index();
-        st.last_err = None;
     }
 
     /// Cumulative counters.
@@ -293,9 +316,13 @@ impl Cmdq {
     ) -> Option<Option<CmdqError>> {
         let mut st = self.state.try_lock()?;
         let cons = hw.read_cons();
-        let err = self.check_error(&mut st, hw, plat, cons);
+        let err = self.check_error(&mut st, hw, plat, cons, false);
         if err.is_some() {
             bump(&self.counters.recovered_by_irq, 1);
+        } else {
+            // Flagged but nothing to recover (CONS.ERR = 0, or already recovered): acknowledge
+            // anyway, as Linux writes GERRORN = GERROR for every flagged queue.
+            hw.ack_error();
         }
         Some(err)
     }
@@ -438,13 +465,14 @@ impl Cmdq {
         deadline: u64,
         err: &mut Option<CmdqError>,
     ) -> Result<u32, Error> {
+        let mut stuck = Stuck::default();
         loop {
             let free = QueueIndex::free(st.prod, st.cons);
             if free >= need {
                 return Ok(free);
             }
             let cons = hw.read_cons();
-            if let Some(e) = self.check_error(st, hw, plat, cons) {
+            if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
                 err.get_or_insert(e);
             }
             st.cons = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
@@ -470,6 +498,7 @@ impl Cmdq {
         err: &mut Option<CmdqError>,
     ) -> Result<(), Error> {
         let mut polls = 0u32;
+        let mut stuck = Stuck::default();
         loop {
             if self.opts.completion == Completion::Msi {
                 if self.read_slot_word0(plat, at) == 0 {
@@ -482,7 +511,7 @@ impl Cmdq {
             }
             if self.opts.completion != Completion::Msi || polls > MSI_POLLS_BEFORE_CONS {
                 let cons = hw.read_cons();
-                if let Some(e) = self.check_error(st, hw, plat, cons) {
+                if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
                     err.get_or_insert(e);
                 }
                 let c = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
@@ -504,28 +533,40 @@ impl Cmdq {
         }
     }
 
-    /// If `cons` carries an active error, recovers as IHI 0070 §4.8 / Linux do and returns it.
+    /// If `cons` carries an active error, recovers as IHI 0070 §4.8 / Linux's
+    /// `__arm_smmu_cmdq_skip_err` do and returns it: every active CERROR_ILL (or unknown code)
+    /// has the entry at CONS replaced by a CMD_SYNC, whatever was recovered before (a second
+    /// illegal command may stop at the same index after the queue wrapped twice), and the error
+    /// is acknowledged through [`CmdqBackend::ack_error`].
+    ///
+    /// `stuck` says the queue made no progress since the previous CONS read: only then is an
+    /// error with CONS.ERR = 0 looked for (2 more MMIO reads), and acknowledged if active, as
+    /// Linux acknowledges GERRORN whatever CONS.ERR reads.
     fn check_error<B: CmdqBackend + ?Sized, P: Platform + ?Sized>(
         &self,
         st: &mut State,
         hw: &B,
         plat: &P,
         cons: u32,
+        stuck: bool,
     ) -> Option<CmdqError> {
         // ERR is 7 bits wide, so the narrowing keeps every value.
         let code = CMDQ_CONS::ERR.read(cons) as u8;
-        if code == 0 || !hw.error_active() {
+        if code == 0 {
+            if stuck && hw.error_active() {
+                log_warn!(
+                    "cmdq error active with CONS.ERR = 0 at cons {=u32:#x}",
+                    cons
+                );
+                hw.ack_error();
+            }
+            return None;
+        }
+        if !hw.error_active() {
             // Some implementations (QEMU) leave ERR set after recovery: only an active
             // GERROR.CMDQ_ERR makes it meaningful.
-            st.last_err = None;
             return None;
         }
-        if st.last_err == Some(cons) {
-            // Already recovered; the acknowledgement has not taken effect yet.
-            hw.ack_error();
-            return None;
-        }
-        st.last_err = Some(cons);
         let at = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
         st.cons = at;
         let err = match CMDQ_CONS::ERR.read_as_enum(cons) {

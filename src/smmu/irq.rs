@@ -149,6 +149,9 @@ pub struct Counters {
     pub drains_incomplete: u64,
     /// GERROR bits.
     pub gerror: GerrorCounts,
+    /// GERROR bits found active by [`Smmu::reset`] (left by a previous owner, or raised while
+    /// the driver was not ready) and acknowledged there; also counted in `gerror`.
+    pub gerror_stale: u64,
     /// Command queue.
     pub cmdq: super::CmdqCounters,
 }
@@ -162,6 +165,7 @@ pub(super) struct IrqCounters {
     drains_busy: AtomicU64,
     drains_incomplete: AtomicU64,
     gerror: [AtomicU64; 11],
+    gerror_stale: AtomicU64,
     /// QEMU-style loss (GERROR.EVENTQ_ABT_ERR) not yet told to an event sink.
     evtq_lost: AtomicBool,
     /// GERROR.PRIQ_ABT_ERR not yet told to a PRI sink.
@@ -170,6 +174,22 @@ pub(super) struct IrqCounters {
 
 fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl IrqCounters {
+    /// Counts each active bit of `active` (and as stale, when found by a reset).
+    pub(super) fn count_gerror(&self, active: u32, stale: bool) {
+        for bit in 0..11u32 {
+            if active & (1 << bit) != 0
+                && let Some(c) = self.gerror.get(bit as usize)
+            {
+                bump(c, 1);
+                if stale {
+                    bump(&self.gerror_stale, 1);
+                }
+            }
+        }
+    }
 }
 
 /// An SMMU-to-CPU queue (event or PRI): memory, geometry, the software CONS and a drain flag.
@@ -182,7 +202,12 @@ pub(super) struct InQueue {
 }
 
 impl InQueue {
-    pub(super) fn new(buf: DmaBuf, log2: u8, entry_bytes: usize) -> Result<Self, Error> {
+    /// A queue over `buf` of `2^log2` records of `entry_bytes`.
+    ///
+    /// # Safety
+    /// As [`Cmdq::new`](super::cmdq::Cmdq::new): `buf` is lent memory valid for reads for as
+    /// long as the queue lives, written only by the SMMU, seen by it at `buf.paddr`.
+    pub(super) unsafe fn new(buf: DmaBuf, log2: u8, entry_bytes: usize) -> Result<Self, Error> {
         let geo = QueueGeometry::new(log2, entry_bytes).ok_or(Error::InvalidArgument)?;
         if buf.size < geo.bytes() || !buf.paddr.is_aligned(geo.align() as u64) {
             return Err(Error::InvalidArgument);
@@ -399,23 +424,20 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         if active == 0 {
             return st;
         }
-        for bit in 0..11u32 {
-            if active & (1 << bit) != 0
-                && let Some(c) = self.counters.gerror.get(bit as usize)
-            {
-                bump(c, 1);
-            }
-        }
-        let mut ack = active & !GERROR::CMDQ_ERR::SET.value;
+        self.counters.count_gerror(active, false);
+        let ack = active & !GERROR::CMDQ_ERR::SET.value;
+        let mut cmdq_acked = 0;
         if active & GERROR::CMDQ_ERR::SET.value != 0 {
             match self
                 .cmdq
                 .recover_from_irq(&MainCmdq { smmu: self }, &self.platform)
             {
                 None => st.cmdq_deferred = true,
-                Some(Some(e)) => st.cmdq_recovered = Some(e),
-                // Active without an ERR code, or already handled: acknowledge.
-                Some(None) => ack |= GERROR::CMDQ_ERR::SET.value,
+                // The recovery acknowledged CMDQ_ERR, with or without an ERR code to act on.
+                Some(e) => {
+                    st.cmdq_recovered = e;
+                    cmdq_acked = GERROR::CMDQ_ERR::SET.value;
+                }
             }
         }
         if active & GERROR::EVENTQ_ABT_ERR::SET.value != 0 {
@@ -427,7 +449,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             st.drain_priq = true;
         }
         self.ack_gerror(ack);
-        st.acked = ack;
+        st.acked = ack | cmdq_acked;
         if active & GERROR::SFM_ERR::SET.value != 0 {
             log_error!("smmu: service failure mode");
             // An SMMU in service failure mode may never acknowledge anything, so the IRQ path
@@ -450,6 +472,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             pri_overflows: l(&c.pri_overflows),
             drains_busy: l(&c.drains_busy),
             drains_incomplete: l(&c.drains_incomplete),
+            gerror_stale: l(&c.gerror_stale),
             gerror: GerrorCounts {
                 cmdq_err: g(0),
                 eventq_abt_err: g(2),

@@ -29,6 +29,8 @@ pub(crate) mod barrier;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_errors;
+#[cfg(test)]
 mod tests_harden;
 #[cfg(test)]
 mod tests_model;
@@ -232,19 +234,21 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
 
         let strtab = StreamTable::new(&dma, &platform, &plan, coherent)?;
         let alloc = |r: Region| dma.alloc(r.bytes, r.align).ok_or(Error::NoMemory);
-        let cmdq = Cmdq::new(
-            alloc(plan.cmdq)?,
-            plan.cmdq_log2,
-            CmdqOptions {
-                completion,
-                timeout_us: config.timeout_us,
-                coherent,
-                repeat_cfgi_tlbi: config.quirks.contains(Quirks::REPEAT_CFGI_TLBI),
-            },
-        )?;
-        let evtq = InQueue::new(alloc(plan.evtq)?, plan.evtq_log2, 32)?;
+        let opts = CmdqOptions {
+            completion,
+            timeout_us: config.timeout_us,
+            coherent,
+            repeat_cfgi_tlbi: config.quirks.contains(Quirks::REPEAT_CFGI_TLBI),
+        };
+        // SAFETY (the three queues): each buffer was just handed out by `dma`, whose
+        // `DmaMemory` contract makes it valid, unaliased and seen by the SMMU at its `paddr`
+        // for as long as `dma` lives, which is as long as the driver; only its engine uses it.
+        let cmdq = unsafe { Cmdq::new(alloc(plan.cmdq)?, plan.cmdq_log2, opts) }?;
+        // SAFETY: as above.
+        let evtq = unsafe { InQueue::new(alloc(plan.evtq)?, plan.evtq_log2, 32) }?;
         let priq = match plan.priq {
-            Some(r) => Some(InQueue::new(alloc(r)?, plan.priq_log2, 16)?),
+            // SAFETY: as above.
+            Some(r) => Some(unsafe { InQueue::new(alloc(r)?, plan.priq_log2, 16) }?),
             None => None,
         };
         log_info!(
@@ -301,7 +305,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         config: &Config,
         coherent: bool,
     ) -> Result<Completion, Error> {
-        let sev = features.sev && !config.quirks.contains(Quirks::SKIP_SEV);
+        // WFE without a guaranteed wake-up could keep the CPU past every timeout.
+        let sev = features.sev && !config.quirks.contains(Quirks::SKIP_SEV) && config.event_stream;
         match config.sync {
             SyncMode::Auto if features.msi && coherent => Ok(Completion::Msi),
             SyncMode::Auto if sev => Ok(Completion::Sev),
@@ -540,6 +545,11 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
         // 2. Everything off.
         self.write_cr0(0)?;
+        // Global errors left active by a previous owner (firmware, an earlier kernel) or raised
+        // while the driver was not ready: acknowledged (and counted) before anything runs. An
+        // active CMDQ_ERR would stop this reset's own CFGI_ALL, and an active bit hides every
+        // later error of its class (IHI 0070 §6.3.19: a bit is raised only when inactive).
+        self.ack_stale_gerror();
         // 3, 4. Memory attributes, private TLB maintenance, invalid-SID events.
         self.wr(
             &p0.CR1,
@@ -732,6 +742,18 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
                 return;
             }
         }
+    }
+
+    /// Acknowledges every active GERROR bit while the IRQ path is off (during [`Smmu::reset`]),
+    /// counting each in [`Counters::gerror`] and [`Counters::gerror_stale`].
+    fn ack_stale_gerror(&self) {
+        let (g, active) = self.gerror_active();
+        if active == 0 {
+            return;
+        }
+        log_warn!("smmu: stale global errors {=u32:#x} acknowledged", active);
+        self.counters.count_gerror(active, true);
+        self.wr(&self.p0().GERRORN, g);
     }
 
     /// GERROR ^ GERRORN (2 reads).

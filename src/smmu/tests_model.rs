@@ -457,7 +457,11 @@ fn msi_sync_mode_polls_memory_with_no_cons_read() {
 
 #[test]
 fn sev_sync_mode_waits_for_events() {
-    let r = Rig::new(with_idr0(IDR0_SEV), Config::default()).unwrap();
+    let sev = Config {
+        event_stream: true,
+        ..Config::default()
+    };
+    let r = Rig::new(with_idr0(IDR0_SEV), sev).unwrap();
     assert_eq!(r.d.completion(), Completion::Sev);
     r.d.reset().unwrap();
     let before = r.m.irq_counts().sev;
@@ -468,7 +472,7 @@ fn sev_sync_mode_waits_for_events() {
         with_idr0(IDR0_SEV),
         Config {
             quirks: Quirks::SKIP_SEV,
-            ..Config::default()
+            ..sev
         },
     )
     .unwrap();
