@@ -208,6 +208,11 @@ impl Model {
     /// Before a read of the register at `(page, offset)`.
     pub(crate) fn on_read(&mut self, hw: &Hw, page: RegPage, offset: usize) {
         if page == RegPage::Page1 {
+            for w in [Which::Evtq, Which::Priq] {
+                if offset == w.prod_reg() {
+                    self.queue_prod_read(hw, w);
+                }
+            }
             return;
         }
         match offset {
@@ -285,7 +290,7 @@ impl Model {
             if offset == w.prod_reg() {
                 self.queue_prod_written(hw, w);
             } else if offset == w.cons_reg() {
-                self.queue_cons_written(hw, w);
+                self.queue_cons_register_written(hw, w);
             }
         }
     }

@@ -35,6 +35,7 @@
 mod cmdq;
 mod control;
 mod dma;
+pub mod observe;
 mod platform;
 mod queues;
 mod regs;
@@ -180,6 +181,8 @@ pub struct FakeSmmu {
     outside: std::sync::atomic::AtomicU64,
     /// Set once [`FakeSmmu::driver`] has lent the register pages to a driver.
     driver_taken: std::sync::atomic::AtomicBool,
+    /// This model, for the thread-local list of models a CPU's barriers reach.
+    me: std::sync::Weak<FakeSmmu>,
 }
 
 // SAFETY: the register pages and the DMA arena are owned by the model for its whole life (freed
@@ -207,7 +210,8 @@ impl FakeSmmu {
             dma,
         };
         let ctl = Control::reset(&hw, idregs);
-        Arc::new(Self {
+        hw.dma.set_strict(true);
+        Arc::new_cyclic(|me| Self {
             hw,
             clock_us: AtomicU64::new(0),
             relax_step_us: AtomicU64::new(1),
@@ -224,6 +228,7 @@ impl FakeSmmu {
             devices: std::sync::RwLock::new(Vec::new()),
             outside: std::sync::atomic::AtomicU64::new(0),
             driver_taken: std::sync::atomic::AtomicBool::new(false),
+            me: me.clone(),
         })
     }
 
@@ -345,7 +350,9 @@ impl FakeSmmu {
     }
 
     /// Runs the model for one MMIO access at host address `addr` (what the platform hook does).
+    /// The calling thread's barriers reach this model from now on ([`observe`]).
     pub fn mmio(&self, addr: usize, write: bool) {
+        observe::register(&self.me);
         let Some((page, offset)) = self.hw.regs.decode(addr) else {
             // Other devices run without the SMMU model's lock, so that several CPUs driving
             // their own queues of another device do not serialise on this model.
@@ -362,6 +369,30 @@ impl FakeSmmu {
         m.snapshot_watched(&self.hw);
         m.counts.record(page, offset, write);
         m.on_access(&self.hw, page, offset, write);
+    }
+
+    /// A barrier of the driver on a thread that drove this model (see [`observe`]).
+    pub(crate) fn on_barrier(&self, kind: observe::Barrier) {
+        let mut m = self.lock();
+        m.on_barrier(&self.hw, kind);
+    }
+
+    /// A 64-bit store of the driver to a live stream-table entry at host address `addr`.
+    pub(crate) fn on_table_store(&self, addr: usize) {
+        let Some(pa) = self.hw.dma.pa_of_addr(addr) else {
+            return;
+        };
+        self.hw.dma.publish_word(pa);
+        let mut m = self.lock();
+        m.check_table_store(&self.hw, pa);
+        m.snapshot_watched(&self.hw);
+    }
+
+    /// Whether the SMMU sees DMA memory only as the driver's barriers publish it (default on;
+    /// see [`FakeDma`]'s strict mode). Turn it off only for a test that writes memory behind the
+    /// driver's back on purpose.
+    pub fn set_strict(&self, on: bool) {
+        self.hw.dma.set_strict(on);
     }
 
     /// One step of background work, run by every `relax`: lets anything the model deferred
@@ -580,6 +611,27 @@ impl Model {
         }
         if self.priq.enabled {
             self.queue_cons_written(hw, Which::Priq);
+        }
+    }
+
+    /// A barrier of the driver: publishes its stores to the SMMU's view of memory, hands it the
+    /// queue records its PROD reads covered, and notes which queues it may now be reading.
+    fn on_barrier(&mut self, hw: &Hw, kind: observe::Barrier) {
+        if kind.orders_loads() {
+            // Every earlier read of queue slots is complete.
+            self.evtq.cpu_reading = false;
+            self.priq.cpu_reading = false;
+        }
+        if kind.orders_stores() {
+            hw.dma.publish();
+        }
+        if kind.orders_loads() {
+            for q in hw.dma.hand_over_records() {
+                match q {
+                    0 => self.evtq.cpu_reading = true,
+                    _ => self.priq.cpu_reading = true,
+                }
+            }
         }
     }
 

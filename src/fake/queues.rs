@@ -57,6 +57,13 @@ pub(crate) enum Which {
 }
 
 impl Which {
+    /// The tag of this queue's records in the DMA arena's pending list.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Which::Evtq => 0,
+            Which::Priq => 1,
+        }
+    }
     fn dwords(self) -> usize {
         match self {
             Which::Evtq => 4,
@@ -139,6 +146,10 @@ pub(crate) struct OutQueue {
     pub(crate) style: OverflowStyle,
     held: VecDeque<Vec<u64>>,
     pub(crate) stats: QueueStats,
+    /// Records were handed to the CPU (a barrier after a PROD read) and no barrier ordering
+    /// loads has followed: the CPU may still be reading slots, so a CONS write freeing them
+    /// would let the SMMU overwrite a record being read.
+    pub(crate) cpu_reading: bool,
 }
 
 impl OutQueue {
@@ -152,6 +163,7 @@ impl OutQueue {
             style: OverflowStyle::default(),
             held: VecDeque::new(),
             stats: QueueStats::default(),
+            cpu_reading: false,
         }
     }
 
@@ -210,7 +222,24 @@ impl Model {
         }
     }
 
-    /// Software wrote CONS (page 1): slots are free again; held records go in.
+    /// Software wrote CONS (the register itself): the reads of the records it frees must be
+    /// complete (IHI 0070 §3.5: the SMMU may write a freed slot at once).
+    pub(crate) fn queue_cons_register_written(&mut self, hw: &Hw, w: Which) {
+        assert!(
+            !self.queue(w).cpu_reading,
+            "{w:?} CONS written while the CPU may still be reading the records it frees: no \
+             barrier ordering the record reads before the CONS write"
+        );
+        self.queue_cons_written(hw, w);
+    }
+
+    /// The CPU read the queue's PROD register: the records written so far are covered.
+    pub(crate) fn queue_prod_read(&mut self, hw: &Hw, w: Which) {
+        hw.dma.observe_records(w.tag());
+    }
+
+    /// Software wrote CONS (page 1), or a step of the model: slots are free again; held
+    /// records go in.
     pub(crate) fn queue_cons_written(&mut self, hw: &Hw, w: Which) {
         if self.queue(w).enabled {
             self.queue_flush_held(hw, w);
@@ -271,7 +300,7 @@ impl Model {
         let q = self.queue(w);
         let cons = q.cons(hw);
         let addr = q.base + (q.prod.index() as u64) * (8 * w.dwords() as u64);
-        if hw.dma.write_dwords(PhysAddr(addr), rec).is_none() {
+        if hw.dma.write_record(PhysAddr(addr), rec, w.tag()).is_none() {
             q.stats.dropped_abort += 1;
             self.raise_gerror(hw, w.abt_bit());
             return;

@@ -427,6 +427,67 @@ impl Model {
         self.strtab.watch.get(&sid.0).cloned().unwrap_or_default()
     }
 
+    /// After a 64-bit store of the driver to a live L1 descriptor or STE at `pa` (already
+    /// visible to the SMMU): what the entry now makes reachable must have been published
+    /// before it (IHI 0070 §3.21.3: a valid entry may be fetched at any time). A level-2 table
+    /// behind an L1 descriptor, or the CD table behind a valid stage-1 STE, that the SMMU would
+    /// see differently from what the CPU wrote means a barrier was missing.
+    ///
+    /// # Panics
+    /// On such an entry: the driver under test broke the ordering rule.
+    pub(crate) fn check_table_store(&mut self, hw: &Hw, pa: PhysAddr) {
+        // IHI 0070 §5.1 (L1STD) and §5.2 (STE word 0), decoded here rather than with the
+        // driver's types: Span [4:0], L2Ptr [51:6]; V [0], Config [3:1], S1Fmt [5:4],
+        // S1ContextPtr [51:6], S1CDMAX [63:59].
+        const ADDR_51_6: u64 = 0x000F_FFFF_FFFF_FFC0;
+        let layout = layout_of(hw.regs.r32(off::STRTAB_BASE_CFG), self.feat.sid_bits);
+        let base = base_of(hw.regs.r64(off::STRTAB_BASE), layout);
+        if let StreamTableLayout::TwoLevel { .. } = layout {
+            let l1_bytes = 8 * u64::from(layout.l1_entries());
+            if (base..base + l1_bytes).contains(&pa.0) {
+                let Some(d) = hw.dma.read_u64(pa) else { return };
+                let span = d & 0x1f;
+                if span == 0 || span > 12 {
+                    return;
+                }
+                let l2 = PhysAddr(d & ADDR_51_6);
+                let bytes = 64usize << (span - 1);
+                assert!(
+                    !hw.dma.contains(l2, bytes) || hw.dma.published(l2, bytes),
+                    "L1 descriptor at {:#x} made the level-2 table at {:#x} reachable before \
+                     its contents were published (missing barrier)",
+                    pa.0,
+                    l2.0
+                );
+                return;
+            }
+        }
+        let Some(q0) = hw.dma.read_u64(PhysAddr(pa.0 & !63)) else {
+            return;
+        };
+        let config = (q0 >> 1) & 0b111;
+        if q0 & 1 == 0 || config & 0b101 != 0b101 {
+            return;
+        }
+        let ptr = PhysAddr(q0 & ADDR_51_6);
+        let cd_max = (q0 >> 59) as u32;
+        let bytes = match (q0 >> 4) & 0b11 {
+            // Linear: 2^S1CDMAX CDs of 64 bytes.
+            0 => 64u64 << cd_max,
+            // 2-level: L1 descriptors of 8 bytes, 2^(S1CDMAX - SPLIT) of them (SPLIT 6 or 10).
+            1 => 8u64 << cd_max.saturating_sub(6),
+            _ => 8u64 << cd_max.saturating_sub(10),
+        }
+        .min(4096) as usize;
+        assert!(
+            !hw.dma.contains(ptr, bytes) || hw.dma.published(ptr, bytes),
+            "STE at {:#x} was made to use the CD table at {:#x} before that table was published \
+             (missing barrier)",
+            pa.0 & !63,
+            ptr.0
+        );
+    }
+
     /// Takes a snapshot of every watched STE that changed since its last snapshot.
     pub(crate) fn snapshot_watched(&mut self, hw: &Hw) {
         if self.strtab.watch.is_empty() {

@@ -39,8 +39,9 @@ pub(super) struct StreamTable {
 /// table is not yet shared).
 unsafe fn write_ste_mem(p: NonNull<u64>, ste: &Ste) {
     for (i, q) in ste.0.iter().enumerate() {
-        // SAFETY: `i < 8`, so `p + i` lies in the slot the caller vouched for.
-        unsafe { p.as_ptr().add(i).write_volatile(*q) };
+        // SAFETY: `i < 8`, so `p + i` lies in the slot the caller vouched for (aligned, lent,
+        // exclusively ours).
+        unsafe { barrier::table_store(p.add(i), *q) };
     }
 }
 
@@ -169,8 +170,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         // SAFETY: `l1_off + 8 <= base.size` (checked); a single aligned 64-bit store, which the
         // SMMU observes atomically.
         let l1p = unsafe { t.base.vaddr.add(l1_off) }.cast::<u64>();
-        // SAFETY: as above.
-        unsafe { l1p.as_ptr().write_volatile(desc.0) };
+        // SAFETY: as above; the stream-table lock (held by our caller) makes it ours.
+        unsafe { barrier::table_store(l1p, desc.0) };
         if !self.coherent {
             self.platform.dma_flush(l1p.cast(), 8);
         }
@@ -214,7 +215,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             let cur = unsafe { p.as_ptr().add(i).read_volatile() };
             if cur != want {
                 // SAFETY: as above; one 64-bit store, single-copy atomic for the SMMU.
-                unsafe { p.as_ptr().add(i).write_volatile(want) };
+                unsafe { barrier::table_store(p.add(i), want) };
                 changed = true;
             }
         }

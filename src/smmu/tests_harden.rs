@@ -170,7 +170,10 @@ impl Rec {
 
     fn arena(&self, len: usize) -> Vec<u8> {
         let mut buf = std::vec![0u8; len];
-        self.m.dma().read(self.m.dma().pa_base(), &mut buf).unwrap();
+        self.m
+            .dma()
+            .read_cpu(self.m.dma().pa_base(), &mut buf)
+            .unwrap();
         buf
     }
 
@@ -241,7 +244,7 @@ impl Platform for Rec {
         self.log.lock().unwrap().push(Ev::Flush(pa, len));
         if let Some(c) = &self.coh {
             let mut bytes = std::vec![0u8; len];
-            self.m.dma().read(PhysAddr(pa), &mut bytes).unwrap();
+            self.m.dma().read_cpu(PhysAddr(pa), &mut bytes).unwrap();
             let off = (pa - self.m.dma().pa_base().0) as usize;
             c.lock().unwrap().shadow[off..off + len].copy_from_slice(&bytes);
         }
