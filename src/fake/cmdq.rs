@@ -19,6 +19,9 @@ const CERROR_ABT: u8 = CmdqErr::Abort as u8;
 /// CERROR_ATC_INV_SYNC.
 const CERROR_ATC_INV_SYNC: u8 = CmdqErr::AtcInvSync as u8;
 
+/// The pending-record tag of in-flight device writes, covered by the next CMD_SYNC.
+pub(crate) const DEVICE_WRITES: u8 = 2;
+
 /// An error the test asks the command queue to report (see [`FakeSmmu::inject_cmdq_error`]).
 ///
 /// [`FakeSmmu::inject_cmdq_error`]: super::FakeSmmu::inject_cmdq_error
@@ -233,6 +236,8 @@ impl Model {
                 ..
             } => {
                 s.syncs += 1;
+                // Transactions before the sync are complete: its completion signal covers them.
+                hw.dma.observe_records(DEVICE_WRITES);
                 match cs {
                     SyncCs::Irq => {
                         if self.feat.msi && msi_addr.0 != 0 {

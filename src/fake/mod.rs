@@ -559,6 +559,14 @@ impl FakeSmmu {
         self.lock().strtab.rejected.clone()
     }
 
+    /// A device's DMA write of `words` at `pa` that the SMMU let through and that is still in
+    /// flight: the CPU's memory shows it only once a CMD_SYNC completed (IHI 0070 §4.7.3: a
+    /// completed CMD_SYNC means earlier transactions are visible) and the CPU executed a load
+    /// barrier after observing that completion (in a strict arena; at once otherwise).
+    pub fn device_write(&self, pa: crate::ids::PhysAddr, words: &[u64]) -> Option<()> {
+        self.hw.dma.write_record(pa, words, cmdq::DEVICE_WRITES)
+    }
+
     // ---- event and PRI queues ----
 
     /// Produces `entry` into the event queue, as if the SMMU generated it.
@@ -629,7 +637,8 @@ impl Model {
             for q in hw.dma.hand_over_records() {
                 match q {
                     0 => self.evtq.cpu_reading = true,
-                    _ => self.priq.cpu_reading = true,
+                    1 => self.priq.cpu_reading = true,
+                    _ => {}
                 }
             }
         }

@@ -304,6 +304,49 @@ impl Cmdq {
         first
     }
 
+    /// Writes `cmds` and publishes them with one PROD write (per piece that fits), without a
+    /// CMD_SYNC and without waiting for them: for hints such as PREFETCH_CONFIG, which Linux
+    /// issues the same way. The next [`Cmdq::submit`]'s CMD_SYNC covers them (and reports an
+    /// error one of them caused).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] ([`WaitFor::CmdqSpace`]) when the queue stays full; [`Error::Cmdq`]
+    /// for an illegal command of an earlier batch found while waiting for space.
+    pub fn post<B: CmdqBackend + ?Sized, P: Platform + ?Sized>(
+        &self,
+        hw: &B,
+        plat: &P,
+        cmds: &[Command],
+    ) -> Result<(), Error> {
+        let mut st = self.state.lock();
+        let deadline = self.deadline(plat);
+        let mut err = None;
+        let mut rest = cmds.iter();
+        let mut next = rest.next();
+        while next.is_some() {
+            let free = self.wait_space(&mut st, hw, plat, 1, deadline, &mut err)?;
+            let mut written = 0u32;
+            while written < free {
+                let Some(cmd) = next else { break };
+                self.write_slot(plat, st.prod.add(written), cmd.encode());
+                written += 1;
+                next = rest.next();
+            }
+            // The slots are visible before the PROD write that lets the SMMU read them.
+            barrier::dma_wmb();
+            st.prod = st.prod.add(written);
+            hw.write_prod(st.prod.to_reg());
+            bump(&self.counters.prod_writes, 1);
+            bump(&self.counters.commands, u64::from(written));
+        }
+        match err {
+            Some(
+                e @ (CmdqError::Illegal(_) | CmdqError::IllegalAccess(_) | CmdqError::Unknown(_)),
+            ) => Err(Error::Cmdq(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs the CONS.ERR recovery from the IRQ path, if no submitter holds the queue (a
     /// submitter that holds it recovers by itself while it waits). Never waits.
     ///

@@ -70,7 +70,9 @@ pub struct DrainStats {
     pub extra_passes: u32,
     /// MMIO accesses made.
     pub mmio: u32,
-    /// Another CPU was draining this queue: nothing was done.
+    /// Another CPU was draining this queue: nothing was done here, and that CPU runs one more
+    /// pass after it lets go (so a record that landed after its last PROD read is not left
+    /// behind).
     pub busy: bool,
     /// The drain stopped after its pass bound with records possibly left: call again.
     pub incomplete: bool,
@@ -199,6 +201,9 @@ pub(super) struct InQueue {
     /// CONS as last written (index, wrap, OVACKFLG); only the drain holding `busy` writes it.
     cons: AtomicU32,
     busy: AtomicBool,
+    /// Set by every drain before it tries `busy`: the holder re-checks it after letting go and
+    /// runs again when a refused drain came meanwhile.
+    again: AtomicBool,
 }
 
 impl InQueue {
@@ -217,6 +222,7 @@ impl InQueue {
             geo,
             cons: AtomicU32::new(0),
             busy: AtomicBool::new(false),
+            again: AtomicBool::new(false),
         })
     }
 
@@ -290,7 +296,9 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     /// another pass (at most 4 in all) and says so in [`DrainStats`].
     ///
     /// IRQ-safe: no allocation, no panic, no unbounded wait, no lock; a second CPU draining at
-    /// the same time gets [`DrainStats::busy`].
+    /// the same time gets [`DrainStats::busy`], and the first one then drains once more after
+    /// letting go (within the same pass bound), since the queue interrupt fires only when the
+    /// queue goes from empty to non-empty (IHI 0070 §3.18.2).
     pub fn drain_evtq(&self, sink: &mut impl EventSink) -> DrainStats {
         let lost = &self.counters.evtq_lost;
         self.drain::<4, _>(
@@ -338,60 +346,82 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             st.not_ready = true;
             return Pending { st, overflows: 0 };
         }
-        if q.busy.swap(true, Ordering::Acquire) {
+        // Announce the work before trying the flag: a holder that lets go after this store
+        // sees it (SeqCst orders the two flags) and drains again.
+        q.again.store(true, Ordering::SeqCst);
+        if q.busy.swap(true, Ordering::SeqCst) {
             st.busy = true;
             bump(&self.counters.drains_busy, 1);
             return Pending { st, overflows: 0 };
         }
         let regs = InRegs { smmu: self, pri };
         let log2 = q.geo.log2_entries();
-        let mut cons = QueueIndex::from_reg(log2, q.cons.load(Ordering::Relaxed));
         let mut ovf_seen = 0u32;
-        if lost.swap(false, Ordering::AcqRel) {
-            ovf_seen += 1;
-        }
-        let mut prod = QueueIndex::from_reg(log2, regs.prod());
-        st.mmio += 1;
-        // PROD observed before any slot it covers is read.
-        barrier::dma_rmb();
         let mut pass = 0;
-        loop {
-            let n = QueueIndex::used(prod, cons);
-            for _ in 0..n {
-                let rec = q.read::<W, P>(&self.platform, self.coherent, cons);
-                each(&rec);
-                cons = cons.next();
-            }
-            st.records += n;
-            let ovf = prod.ovf() != cons.ovf();
-            if ovf {
-                // Records were lost while the queue was full: acknowledge with OVACKFLG = OVFLG.
+        'rounds: loop {
+            q.again.store(false, Ordering::SeqCst);
+            let mut cons = QueueIndex::from_reg(log2, q.cons.load(Ordering::Relaxed));
+            if lost.swap(false, Ordering::AcqRel) {
                 ovf_seen += 1;
-                cons = cons.with_ovf(prod.ovf());
             }
-            if n == 0 && !ovf {
-                break;
-            }
-            // Every slot read completes before the SMMU may reuse it.
-            barrier::dma_mb();
-            regs.set_cons(cons.to_reg());
+            let mut prod = QueueIndex::from_reg(log2, regs.prod());
             st.mmio += 1;
-            prod = QueueIndex::from_reg(log2, regs.prod());
-            st.mmio += 1;
+            // PROD observed before any slot it covers is read.
             barrier::dma_rmb();
-            if QueueIndex::is_empty(prod, cons) && prod.ovf() == cons.ovf() {
-                break;
+            loop {
+                let n = QueueIndex::used(prod, cons);
+                for _ in 0..n {
+                    let rec = q.read::<W, P>(&self.platform, self.coherent, cons);
+                    each(&rec);
+                    cons = cons.next();
+                }
+                st.records += n;
+                let ovf = prod.ovf() != cons.ovf();
+                if ovf {
+                    // Records were lost while the queue was full: acknowledge with OVACKFLG = OVFLG.
+                    ovf_seen += 1;
+                    cons = cons.with_ovf(prod.ovf());
+                }
+                if n == 0 && !ovf {
+                    break;
+                }
+                // Every slot read completes before the SMMU may reuse it.
+                barrier::dma_mb();
+                regs.set_cons(cons.to_reg());
+                st.mmio += 1;
+                prod = QueueIndex::from_reg(log2, regs.prod());
+                st.mmio += 1;
+                barrier::dma_rmb();
+                if QueueIndex::is_empty(prod, cons) && prod.ovf() == cons.ovf() {
+                    break;
+                }
+                pass += 1;
+                if pass >= MAX_PASSES {
+                    st.incomplete = true;
+                    bump(&self.counters.drains_incomplete, 1);
+                    break;
+                }
+                st.extra_passes += 1;
+            }
+            q.cons.store(cons.to_reg(), Ordering::Relaxed);
+            q.busy.store(false, Ordering::SeqCst);
+            // A drain refused while we held the flag left `again` set: its record may have landed
+            // after our last PROD read. Run another round unless the pass bound is spent or
+            // another CPU holds the flag now (it will see `again` itself).
+            if !q.again.load(Ordering::SeqCst) || st.incomplete {
+                break 'rounds;
             }
             pass += 1;
             if pass >= MAX_PASSES {
                 st.incomplete = true;
                 bump(&self.counters.drains_incomplete, 1);
-                break;
+                break 'rounds;
+            }
+            if q.busy.swap(true, Ordering::SeqCst) {
+                break 'rounds;
             }
             st.extra_passes += 1;
         }
-        q.cons.store(cons.to_reg(), Ordering::Relaxed);
-        q.busy.store(false, Ordering::Release);
         bump(records, u64::from(st.records));
         bump(overflows, u64::from(ovf_seen));
         st.overflows = ovf_seen;

@@ -29,11 +29,15 @@ pub(crate) mod barrier;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_drain;
+#[cfg(test)]
 mod tests_errors;
 #[cfg(test)]
 mod tests_harden;
 #[cfg(test)]
 mod tests_model;
+#[cfg(test)]
+mod tests_strtab;
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -709,6 +713,16 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
         self.cmdq
             .submit(&MainCmdq { smmu: self }, &self.platform, cmds)
+    }
+
+    /// Issues `cmds` on the SMMU's command queue without a CMD_SYNC and without waiting (see
+    /// [`Cmdq::post`](cmdq::Cmdq::post)).
+    pub(crate) fn post(&self, cmds: &[Command]) -> Result<(), Error> {
+        if !self.cmdq_live.load(Ordering::Acquire) {
+            return Err(Error::Disabled);
+        }
+        self.cmdq
+            .post(&MainCmdq { smmu: self }, &self.platform, cmds)
     }
 
     /// Acknowledges GERROR bits `mask` by making the same bits of GERRORN equal to GERROR,
