@@ -673,3 +673,5 @@ fn base_value(pa: PhysAddr, log2: u8) -> u64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_host_errors;
