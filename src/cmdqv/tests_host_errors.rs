@@ -34,7 +34,11 @@ fn a_flagged_host_queue_without_a_command_error_is_still_acknowledged() {
     fake.reset_mmio_counts();
     let stats = cmdqv.handle_error(&NoSink);
     assert_eq!(stats.host_recovered, 0);
-    assert_eq!(fake.mmio_counts().get(CmdqvReg::Gerrorn).1, 1, "GERRORN written");
+    assert_eq!(
+        fake.mmio_counts().get(CmdqvReg::Gerrorn).1,
+        1,
+        "GERRORN written"
+    );
     let q = fake.queue(1).unwrap();
     assert_eq!(q.gerror, q.gerrorn);
     assert_eq!(fake.vintf_err_map(), 0, "no longer flagged");
