@@ -325,11 +325,7 @@ impl Model {
                             self.irqs.cmd_sync += 1;
                         }
                     }
-                    CS_SIG_SEV => {
-                        if self.feat.sev {
-                            self.irqs.sev += 1;
-                        }
-                    }
+                    CS_SIG_SEV if self.feat.sev => self.irqs.sev += 1,
                     _ => {}
                 }
             }

@@ -346,11 +346,11 @@ impl FakeDma {
             unsafe { dst.add(i).write_volatile(*b) };
         }
         if let Some(v) = bus.as_mut() {
-            for i in 0..buf.len() {
+            for (i, &byte) in buf.iter().enumerate() {
                 let at = off + i;
                 let shift = 8 * (at % 8);
                 let mask = 0xffu64 << shift;
-                let b = u64::from(buf[i]) << shift;
+                let b = u64::from(byte) << shift;
                 v.smmu[at / 8] = (v.smmu[at / 8] & !mask) | b;
                 v.cpu[at / 8] = (v.cpu[at / 8] & !mask) | b;
             }

@@ -244,9 +244,9 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             coherent,
             repeat_cfgi_tlbi: config.quirks.contains(Quirks::REPEAT_CFGI_TLBI),
         };
-        // SAFETY (the three queues): each buffer was just handed out by `dma`, whose
-        // `DmaMemory` contract makes it valid, unaliased and seen by the SMMU at its `paddr`
-        // for as long as `dma` lives, which is as long as the driver; only its engine uses it.
+        // SAFETY: each queue buffer was just handed out by `dma`, whose `DmaMemory` contract
+        // makes it valid, unaliased and seen by the SMMU at its `paddr` for as long as `dma`
+        // lives, which is as long as the driver; only its engine uses it.
         let cmdq = unsafe { Cmdq::new(alloc(plan.cmdq)?, plan.cmdq_log2, opts) }?;
         // SAFETY: as above.
         let evtq = unsafe { InQueue::new(alloc(plan.evtq)?, plan.evtq_log2, 32) }?;
