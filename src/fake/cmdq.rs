@@ -2,7 +2,7 @@
 //! does, until CONS reaches PROD, an error stops it (CMDQ_CONS.ERR, GERROR.CMDQ_ERR; resumed
 //! after GERRORN acknowledges it), or a stalled CMD_SYNC holds it.
 
-use super::control::{self, GERROR_CMDQ_ERR};
+use super::bits::{self, GERROR_CMDQ_ERR};
 use super::queues::decode_base;
 use super::regs::off;
 use super::{Hw, Model};
@@ -319,7 +319,7 @@ impl Model {
                                 hw,
                                 PhysAddr(msi_addr),
                                 msi_data,
-                                control::GERROR_MSI_CMDQ_ABT,
+                                bits::GERROR_MSI_CMDQ_ABT,
                             );
                         } else {
                             self.irqs.cmd_sync += 1;

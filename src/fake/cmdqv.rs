@@ -7,7 +7,7 @@
 //! CMDQ_ALLOC mapping, PROD → commands consumed, GERRORN → queue restarted); registers the model
 //! changes are written into memory at once, in both the global and the VINTF-logical view.
 //!
-//! Behaviour follows `tegra241-cmdqv.md`; where the sources are silent the model picks the strict
+//! Behaviour follows Linux's drivers/iommu/arm/arm-smmu-v3/tegra241-cmdqv.c; where it is silent the model picks the strict
 //! choice and says so:
 //! * CMDQ_ALLOC: a VINTF's logical queues must be mapped in ascending and unmapped in descending
 //!   order (§7.3, "hardware requires"); a violating write is recorded as a [`ModelError`] and has

@@ -32,6 +32,7 @@
 //! - Event and PRI queues with three overflow styles, edge interrupts, MSIs.
 //! - MMIO counters per register, STE snapshots for write-ordering checks.
 
+mod bits;
 mod cmdq;
 mod control;
 mod dma;
@@ -251,7 +252,7 @@ impl FakeSmmu {
         self.hw.regs.page1().cast()
     }
 
-    /// Presents the Cavium CN99xx layout (Linux `PAGE0_REGS_ONLY`, smmuv3 §1.1): the page-1
+    /// Presents the Cavium CN99xx layout (Linux `ARM_SMMU_OPT_PAGE0_REGS_ONLY`): the page-1
     /// registers EVENTQ_PROD/CONS and PRIQ_PROD/CONS are found at their page-0 offsets
     /// (0xA8/0xAC/0xC8/0xCC) and page 1 does not exist: accesses there reach no register and are
     /// counted in [`MmioCounts::outside`]. Set it before the driver enables the queues.
@@ -647,19 +648,19 @@ impl Model {
     /// Raises GERROR bits (see [`FakeSmmu::raise_gerror`]).
     pub(crate) fn raise_gerror(&mut self, hw: &Hw, bits: u32) {
         let active = self.ctl.gerror ^ self.ctl.gerrorn;
-        let new = bits & !active & control::GERROR_MASK;
+        let new = bits & !active & bits::GERROR_MASK;
         if new == 0 {
             return;
         }
         self.ctl.gerror ^= new;
         hw.regs.w32(regs::off::GERROR, self.ctl.gerror);
-        if self.ctl.irq_ctrl & control::IRQ_GERROR != 0 {
+        if self.ctl.irq_ctrl & bits::IRQ_GERROR != 0 {
             self.irqs.gerror += 1;
             self.signal_msi(
                 hw,
                 regs::off::GERROR_IRQ_CFG0,
                 regs::off::GERROR_IRQ_CFG1,
-                control::GERROR_MSI_GERROR_ABT,
+                bits::GERROR_MSI_GERROR_ABT,
             );
         }
     }
@@ -667,7 +668,7 @@ impl Model {
     /// Toggles GERROR bits without signalling (a failed GERROR MSI reports itself this way).
     pub(crate) fn raise_gerror_quiet(&mut self, hw: &Hw, bits: u32) {
         let active = self.ctl.gerror ^ self.ctl.gerrorn;
-        self.ctl.gerror ^= bits & !active & control::GERROR_MASK;
+        self.ctl.gerror ^= bits & !active & bits::GERROR_MASK;
         hw.regs.w32(regs::off::GERROR, self.ctl.gerror);
     }
 }

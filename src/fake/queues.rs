@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use tock_registers::LocalRegisterCopy;
 
-use super::control::{self, GERROR_EVENTQ_ABT, GERROR_PRIQ_ABT};
+use super::bits::{self, GERROR_EVENTQ_ABT, GERROR_PRIQ_ABT};
 use super::regs::{RegPage, off};
 use super::{Hw, Model};
 use crate::ids::PhysAddr;
@@ -25,7 +25,7 @@ pub enum OverflowStyle {
     #[default]
     Hardware,
     /// QEMU: the record is dropped, GERROR.EVENTQ_ABT_ERR (PRIQ_ABT_ERR) is raised if not
-    /// already active, OVFLG is never touched (qemu-virt §9).
+    /// already active, OVFLG is never touched (QEMU's `smmuv3_write_eventq`, hw/arm/smmuv3.c).
     Qemu,
     /// Nothing is lost: the record waits inside the model and is written when CONS frees a slot
     /// (a back-pressuring SMMU; useful to test drains without losses).
@@ -102,14 +102,14 @@ impl Which {
     }
     pub(crate) fn cr0_bit(self) -> u32 {
         match self {
-            Which::Evtq => control::CR0_EVENTQEN,
-            Which::Priq => control::CR0_PRIQEN,
+            Which::Evtq => bits::CR0_EVENTQEN,
+            Which::Priq => bits::CR0_PRIQEN,
         }
     }
     fn irq_bit(self) -> u32 {
         match self {
-            Which::Evtq => control::IRQ_EVENTQ,
-            Which::Priq => control::IRQ_PRIQ,
+            Which::Evtq => bits::IRQ_EVENTQ,
+            Which::Priq => bits::IRQ_PRIQ,
         }
     }
     fn abt_bit(self) -> u32 {
@@ -120,8 +120,8 @@ impl Which {
     }
     fn msi_abt_bit(self) -> u32 {
         match self {
-            Which::Evtq => control::GERROR_MSI_EVENTQ_ABT,
-            Which::Priq => control::GERROR_MSI_PRIQ_ABT,
+            Which::Evtq => bits::GERROR_MSI_EVENTQ_ABT,
+            Which::Priq => bits::GERROR_MSI_PRIQ_ABT,
         }
     }
 }
@@ -337,7 +337,7 @@ impl Model {
     pub(crate) fn msi_write(&mut self, hw: &Hw, addr: PhysAddr, data: u32, abt_bit: u32) {
         if hw.dma.write_u32(addr, data).is_some() {
             self.irqs.msi_writes += 1;
-        } else if abt_bit != control::GERROR_MSI_GERROR_ABT {
+        } else if abt_bit != bits::GERROR_MSI_GERROR_ABT {
             self.raise_gerror(hw, abt_bit);
         } else {
             // A failed GERROR MSI only toggles its own bit (no further MSI).

@@ -2,7 +2,7 @@
 //! (IHI 0070 §3.3, §5.1, §5.2, §7).
 //!
 //! As QEMU does, decoded STEs are cached per StreamID until a CFGI_STE / CFGI_STE_RANGE /
-//! CFGI_ALL drops them (qemu-virt §6): a driver that forgets a CFGI keeps the old configuration,
+//! CFGI_ALL drops them (QEMU's configuration cache in hw/arm/smmuv3.c): a driver that forgets a CFGI keeps the old configuration,
 //! which [`FakeSmmu::ste_cache_stale`](super::FakeSmmu::ste_cache_stale) makes visible.
 
 use std::collections::HashMap;
@@ -10,8 +10,8 @@ use std::ops::Range;
 
 use tock_registers::LocalRegisterCopy;
 
+use super::bits::GBPA_ABORT;
 use super::cmdq::cfgi_range;
-use super::control::GBPA_ABORT;
 use super::queues::Which;
 use super::regs::off;
 use super::{Hw, Model};
@@ -451,7 +451,7 @@ impl Model {
             }
         }
         // An input address beyond the stage-2 input range (S2T0SZ) is a stage-2 translation
-        // fault, as QEMU reports it (qemu-virt §7); with stage 1 in front the model's identity
+        // fault, as QEMU's hw/arm/smmuv3.c reports it; with stage 1 in front the model's identity
         // stage 1 makes the IPA equal to the IOVA.
         let beyond_s2 = s2.is_some_and(|s2| {
             let bits = 64u32.saturating_sub(u32::from(s2.t0sz));

@@ -431,7 +431,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
     }
 
-    /// Handles every active global error (IHI 0070 §6.3.19, spec notes §9.4) and acknowledges it
+    /// Handles every active global error (IHI 0070 §6.3.19, Linux's `arm_smmu_gerror_handler`) and acknowledges it
     /// through GERRORN, each bit counted:
     /// - CMDQ_ERR: the command queue recovery of [`Cmdq`](super::cmdq::Cmdq), run here only when
     ///   no submitter holds the queue (a waiting submitter recovers by itself; never blocks);

@@ -527,7 +527,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     }
 
     /// Programs and enables the SMMU, following Linux's `device_reset` order (IHI 0070 §6.3.9,
-    /// spec notes §10): GBPA abort (if the SMMU was enabled), CR0 = 0, CR1, CR2, stream table
+    /// Linux's `arm_smmu_device_reset`): GBPA abort (if the SMMU was enabled), CR0 = 0, CR1, CR2, stream table
     /// base, command queue, CFGI_ALL + TLBI_EL2_ALL (with IDR0.HYP) + TLBI_NSNH_ALL + CMD_SYNC,
     /// event queue, PRI queue (IDR0.PRI), ATSCHK (IDR0.ATS), interrupts (wired or MSI), SMMUEN.
     /// Every CR0/IRQ_CTRL write waits for its ACK.
@@ -626,7 +626,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         Ok(())
     }
 
-    /// IRQ_CTRL off, MSI addresses cleared or programmed, IRQ_CTRL on (spec notes §9.2).
+    /// IRQ_CTRL off, MSI addresses cleared or programmed, IRQ_CTRL on (IHI 0070 §6.3.16-§6.3.18, Linux's `arm_smmu_setup_irqs`).
     fn setup_irqs(&self) -> Result<(), Error> {
         let p0 = self.p0();
         self.write_irq_ctrl(0)?;

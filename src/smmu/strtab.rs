@@ -1,5 +1,5 @@
 //! Linear and 2-level stream tables, and live STE updates that never expose a half-written
-//! entry (IHI 0070 §3.3, §5.1, §5.2; update order as spec notes §3.5, Linux's current rule).
+//! entry (IHI 0070 §3.3, §5.1, §5.2; update order as Linux's `arm_smmu_write_entry`).
 
 use core::ptr::NonNull;
 
@@ -229,7 +229,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     }
 
     /// Installs `ste` for `sid`, replacing whatever was there without ever letting the SMMU see
-    /// a half-written entry (spec notes §3.5, Linux's current rule, with [`Ste::used_bits`]):
+    /// a half-written entry (Linux's `arm_smmu_write_entry`, with [`Ste::used_bits`]):
     /// if no used bit changes, one write and one CFGI_STE + CMD_SYNC; if the used bits of one
     /// qword change, the hitless three steps (unused bits, the critical qword, the rest); else
     /// the breaking path (V = 0, qwords 1-7, qword 0). Each step that changed memory is followed
