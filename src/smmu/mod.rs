@@ -28,16 +28,6 @@ pub(crate) mod barrier;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_drain;
-#[cfg(test)]
-mod tests_errors;
-#[cfg(test)]
-mod tests_harden;
-#[cfg(test)]
-mod tests_model;
-#[cfg(test)]
-mod tests_strtab;
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

@@ -11,8 +11,8 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use super::tests_model::Rig;
-use super::*;
+use super::super::*;
+use super::rig::Rig;
 use crate::event::{EventRecord, EvtqEntry};
 use crate::fake::HostSink;
 use crate::fake::observe::{self, Barrier};

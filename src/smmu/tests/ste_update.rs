@@ -11,8 +11,8 @@
 
 use std::vec::Vec;
 
-use super::tests_model::Rig;
-use super::*;
+use super::super::*;
+use super::rig::Rig;
 use crate::command::Command;
 use crate::ids::{PhysAddr, StreamId, Vmid};
 use crate::platform::DmaMemory;

@@ -9,8 +9,8 @@
     clippy::panic
 )]
 
-use super::tests_model::Rig;
-use super::*;
+use super::super::*;
+use super::rig::Rig;
 use crate::command::Command;
 use crate::error::{CmdqError, Error, Feature, WaitFor};
 use crate::event::{EventRecord, EvtqEntry};
