@@ -584,18 +584,7 @@ impl FakeCmdqv {
         }
         m.gerror ^= new;
         let mapped = m.mapped();
-        s.cmdq_err_map |= 1u128 << q;
-        if let Some((v, l)) = mapped {
-            if let Some(vm) = s.vintf.get_mut(v) {
-                vm.err_map |= 1u128 << l;
-            }
-            s.vintf_err_map |= 1u64 << v;
-            if s.int_mask & (1u64 << v) == 0 {
-                s.irqs += 1;
-            }
-        }
-        self.publish_config(s);
-        self.publish_vintf_status(s);
+        self.flag_error(s, q, mapped);
         self.publish_q(s, q);
     }
 
@@ -1026,7 +1015,15 @@ impl FakeCmdqv {
             }
         }
         if err.is_some() {
-            s.cmdq_err_map |= 1u128 << q;
+            self.flag_error(s, q, Some((v, l)));
+        }
+    }
+
+    /// Flags global queue `q` (logical queue `l` of VINTF `v` when mapped) in CMDQ_ERR_MAP,
+    /// LVCMDQ_ERR_MAP and VINTF_ERR_MAP, and pulses the error interrupt unless masked.
+    fn flag_error(&self, s: &mut State, q: usize, mapped: Option<(usize, usize)>) {
+        s.cmdq_err_map |= 1u128 << q;
+        if let Some((v, l)) = mapped {
             if let Some(vm) = s.vintf.get_mut(v) {
                 vm.err_map |= 1u128 << l;
             }
@@ -1034,9 +1031,9 @@ impl FakeCmdqv {
             if s.int_mask & (1u64 << v) == 0 {
                 s.irqs += 1;
             }
-            self.publish_config(s);
-            self.publish_vintf_status(s);
         }
+        self.publish_config(s);
+        self.publish_vintf_status(s);
     }
 
     fn publish_config(&self, s: &State) {

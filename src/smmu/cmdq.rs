@@ -191,6 +191,18 @@ impl Stuck {
     }
 }
 
+/// What a batch returns for the first error met while it ran: a refused command (replaced by a
+/// CMD_SYNC, the rest of the queue ran) is an error; CERROR_ABT and CERROR_ATC_INV_SYNC were
+/// retried by the SMMU and are not.
+fn batch_result(err: Option<CmdqError>) -> Result<(), Error> {
+    match err {
+        Some(e @ (CmdqError::Illegal(_) | CmdqError::IllegalAccess(_) | CmdqError::Unknown(_))) => {
+            Err(Error::Cmdq(e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A CMD_SYNC with CS = SIG_NONE and no MSI: what replaces an illegal command (IHI 0070 §4.8).
 const RECOVERY_SYNC: Command = Command::sync();
 
@@ -339,12 +351,7 @@ impl Cmdq {
             bump(&self.counters.prod_writes, 1);
             bump(&self.counters.commands, u64::from(written));
         }
-        match err {
-            Some(
-                e @ (CmdqError::Illegal(_) | CmdqError::IllegalAccess(_) | CmdqError::Unknown(_)),
-            ) => Err(Error::Cmdq(e)),
-            _ => Ok(()),
-        }
+        batch_result(err)
     }
 
     /// Runs the CONS.ERR recovery from the IRQ path, if no submitter holds the queue (a
@@ -490,12 +497,7 @@ impl Cmdq {
             }
         };
         self.wait_sync(st, hw, plat, sync_pos, deadline, &mut err)?;
-        match err {
-            Some(
-                e @ (CmdqError::Illegal(_) | CmdqError::IllegalAccess(_) | CmdqError::Unknown(_)),
-            ) => Err(Error::Cmdq(e)),
-            _ => Ok(()),
-        }
+        batch_result(err)
     }
 
     /// Waits until at least `need` slots are free; returns the free count.
