@@ -110,6 +110,28 @@ impl Stage2Tables {
         )
     }
 
+    /// Maps `len` bytes at `ipa` to `pa` as Device-nGnRE memory, read/write, for a VM's CPU (the
+    /// devices it owns). Both page aligned.
+    pub fn map_device(&mut self, ipa: Ipa, pa: PhysAddr, len: usize) -> Result<(), MapError> {
+        let ipa_end = ipa
+            .0
+            .checked_add(len as u64)
+            .filter(|end| *end <= 1 << Self::IPA_BITS);
+        let Some(ipa_end) = ipa_end else {
+            return Err(MapError::AddressRange(VirtualAddress(ipa.0 as usize)));
+        };
+        let attrs = Stage2Attributes::VALID
+            | Stage2Attributes::ACCESS_FLAG
+            | Stage2Attributes::MEMATTR_DEVICE_nGnRE
+            | Stage2Attributes::S2AP_ACCESS_RW;
+        self.root.map_range(
+            &MemoryRegion::new(ipa.0 as usize, ipa_end as usize),
+            PhysicalAddress(pa.0 as usize),
+            attrs,
+            Constraints::empty(),
+        )
+    }
+
     /// Removes the mapping of `len` bytes at `ipa` (the driver must then invalidate the SMMU TLB).
     pub fn unmap(&mut self, ipa: Ipa, len: usize) -> Result<(), MapError> {
         self.root.map_range(

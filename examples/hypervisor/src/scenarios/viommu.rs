@@ -14,12 +14,12 @@ use arm_smmuv3::{Error, StreamId, VStreamId};
 
 use crate::edu::Direction;
 use crate::say;
-use crate::scenarios::{Ctx, Outcome, check, outcome};
-use crate::smmu::{self, DemoSmmu, ROUTER};
-use crate::smmu_scenarios::{
+use crate::scenarios::smmu::{
     GuestVm, IOVA_NO_S1, IOVA_NO_S2, IPA_NO_RAM, Want, check_one, counters_are, drains_cheap,
     faulting_dma, print_ste, record_is, take,
 };
+use crate::scenarios::{Ctx, Outcome, check, outcome};
+use crate::smmu::{self, DemoSmmu, ROUTER};
 
 /// The StreamID the guest knows edu by.
 const VSID: u32 = 0x42;

@@ -1,11 +1,13 @@
 //! The host half of the demo: boots an image under QEMU `virt` and decodes its defmt stream.
 //!
-//! Used two ways: as the cargo runner for `aarch64-unknown-none` (the host build of this example,
-//! see .cargo/config.toml), and by tests/qemu.rs, which includes this file.
+//! Used two ways: as the cargo runner for `aarch64-unknown-none` (this crate's binary, see
+//! .cargo/config.toml), and by the integration tests tests/qemu.rs and tests/linux.rs.
 //!
 //! Streams: the image's defmt frames arrive on QEMU's stdout (semihosting SYS_WRITE to ":tt"),
 //! which nothing else writes to; the PL011 text goes to a separate QEMU chardev (stderr or a file),
 //! so the two never interleave. QEMU's exit status is the image's semihosting exit code.
+
+pub mod linux;
 
 use std::fmt;
 use std::io::Read;
@@ -157,6 +159,44 @@ pub fn drain_summary(m: &[DrainMeasure]) -> String {
     s
 }
 
+/// Environment variable naming another target directory for [`build_image`].
+pub const TARGET_DIR_ENV: &str = "SMMU_QEMU_TARGET_DIR";
+
+/// Builds the demo hypervisor image (examples/hypervisor) for `aarch64-unknown-none` in the
+/// workspace at `workspace`, where `cargo qemu` puts it
+/// (target/aarch64-unknown-none/release/qemu_virt), and returns its path. The pinned cargo
+/// (rust-toolchain.toml) releases the target-directory lock before it runs test binaries, so this
+/// nested build does not wait for a `cargo test` above it; set [`TARGET_DIR_ENV`] to build
+/// elsewhere (a runner that keeps the lock would otherwise hang).
+pub fn build_image(workspace: &Path) -> Result<PathBuf, String> {
+    let target_dir =
+        std::env::var_os(TARGET_DIR_ENV).map_or_else(|| workspace.join("target"), PathBuf::from);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "aarch64-unknown-none",
+            "-p",
+            "qemu-virt-hypervisor",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .env("DEFMT_LOG", "info")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .map_err(|e| format!("cannot run cargo to build the QEMU image: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building examples/hypervisor for aarch64-unknown-none failed: {status}"
+        ));
+    }
+    Ok(target_dir.join("aarch64-unknown-none/release/qemu_virt"))
+}
+
 /// The QEMU binary to run.
 pub fn qemu_binary() -> String {
     std::env::var(QEMU_ENV).unwrap_or_else(|_| "qemu-system-aarch64".to_owned())
@@ -200,7 +240,23 @@ pub fn parse_qemu_version(text: &str) -> Option<(u32, u32, u32)> {
 /// 00:01.0 = StreamID 0x8) with stdout reserved for semihosting, the UART connected to the Unix
 /// socket `uart` (QEMU is the client), then `extra`.
 pub fn qemu_args(elf: &Path, uart: &Path, extra: &[String]) -> Vec<String> {
+    qemu_args_with(elf, uart, &[], extra)
+}
+
+/// [`qemu_args`] with words for the image's semihosting command line (`arg=` of
+/// `-semihosting-config`; the image reads them with SYS_GET_CMDLINE).
+pub fn qemu_args_with(
+    elf: &Path,
+    uart: &Path,
+    semihosting: &[String],
+    extra: &[String],
+) -> Vec<String> {
     let serial = format!("unix:{}", uart.display());
+    let mut semihosting_config = "enable=on,target=native".to_owned();
+    for word in semihosting {
+        semihosting_config.push_str(",arg=");
+        semihosting_config.push_str(word);
+    }
     let mut args: Vec<String> = [
         "-machine",
         "virt,virtualization=on,gic-version=3,iommu=smmuv3",
@@ -217,7 +273,7 @@ pub fn qemu_args(elf: &Path, uart: &Path, extra: &[String]) -> Vec<String> {
         "-nic",
         "none",
         "-semihosting-config",
-        "enable=on,target=native",
+        &semihosting_config,
         "-kernel",
         &elf.display().to_string(),
         "-device",
@@ -296,9 +352,12 @@ pub struct RunResult {
     pub stderr: String,
 }
 
-/// The Unix socket the UART is connected to: short (sun_path holds 108 bytes), one per process.
+/// The Unix socket the UART is connected to: short (sun_path holds 108 bytes), one per run (tests
+/// boot several images at once from one process).
 pub fn uart_socket() -> PathBuf {
-    std::env::temp_dir().join(format!("arm-smmuv3-uart-{}.sock", std::process::id()))
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("arm-smmuv3-uart-{}-{n}.sock", std::process::id()))
 }
 
 /// Boots `elf` under QEMU, collects its UART text (through [`uart_socket`]) and decodes
@@ -307,6 +366,18 @@ pub fn uart_socket() -> PathBuf {
 /// otherwise it is inherited.
 pub fn run(
     elf: &Path,
+    extra: &[String],
+    timeout: Duration,
+    capture_stderr: bool,
+    on_output: &mut dyn FnMut(&Output),
+) -> Result<RunResult, String> {
+    run_with(elf, &[], extra, timeout, capture_stderr, on_output)
+}
+
+/// [`run`] with words for the image's semihosting command line (see [`qemu_args_with`]).
+pub fn run_with(
+    elf: &Path,
+    semihosting: &[String],
     extra: &[String],
     timeout: Duration,
     capture_stderr: bool,
@@ -344,7 +415,7 @@ pub fn run(
     let bin = qemu_binary();
     let start = Instant::now();
     let spawned = Command::new(&bin)
-        .args(qemu_args(elf, &socket, extra))
+        .args(qemu_args_with(elf, &socket, semihosting, extra))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(if capture_stderr {
@@ -520,18 +591,47 @@ impl Recent {
     }
 }
 
-/// `cargo run --example qemu_virt -- <elf> [qemu args...]`: what the cargo runner executes.
+/// Says how QEMU ended (`details` follows the normal-exit line) and returns the runner's exit
+/// code: the image's, 124 after the timeout, 1 after a signal.
+pub fn finish(r: &RunResult, timeout: Duration, details: &str) -> ExitCode {
+    match (r.timed_out, r.exit_code) {
+        (true, _) => {
+            println!(
+                "# QEMU killed after {} s ({TIMEOUT_ENV})",
+                timeout.as_secs()
+            );
+            ExitCode::from(124)
+        }
+        (false, Some(code)) => {
+            println!(
+                "# QEMU exited with {code} after {:.1} s{details}",
+                r.wall.as_secs_f64()
+            );
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        (false, None) => {
+            println!("# QEMU was killed by a signal");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `qemu-virt-runner <elf> [qemu args...]`: what the cargo runner executes.
 pub fn runner_main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(elf) = args.next() else {
         eprintln!(
-            "usage: qemu_virt <aarch64 image> [extra QEMU arguments]\n\
-             (the host build of this example is the runner for `cargo qemu`; run that instead)"
+            "usage: qemu-virt-runner <aarch64 image> [extra QEMU arguments]\n\
+             (the cargo runner of `cargo qemu` and `cargo linux`; run those instead)"
         );
         return ExitCode::from(2);
     };
+    let rest: Vec<String> = args.collect();
+    if rest.first().is_some_and(|a| a == "--linux") {
+        return linux::main(Path::new(&elf), rest.get(1..).unwrap_or_default());
+    }
     let mut extra = extra_args_from_env();
-    extra.extend(args);
+    extra.extend(rest);
     // Trace lines the user asked for are shown; the runner's own are only counted.
     let user_traces = extra
         .iter()
@@ -586,37 +686,23 @@ pub fn runner_main() -> ExitCode {
             if r.malformed_frames > 0 {
                 println!("# {} malformed defmt frame(s)", r.malformed_frames);
             }
-            match (r.timed_out, r.exit_code) {
-                (true, _) => {
-                    println!(
-                        "# QEMU killed after {} s ({TIMEOUT_ENV})",
-                        timeout.as_secs()
-                    );
-                    ExitCode::from(124)
-                }
-                (false, Some(code)) => {
-                    for line in r.stderr.lines() {
-                        if user_traces || !is_drain_trace_line(line) {
-                            eprintln!("{line}");
-                        }
+            if !r.timed_out && r.exit_code.is_some() {
+                for line in r.stderr.lines() {
+                    if user_traces || !is_drain_trace_line(line) {
+                        eprintln!("{line}");
                     }
-                    match drain_measures(&r.log, &r.stderr) {
-                        Ok(m) => println!("# {}", drain_summary(&m)),
-                        Err(e) => println!("# QEMU trace: cannot count MMIO per drain: {e}"),
-                    }
-                    println!(
-                        "# QEMU exited with {code} after {:.1} s ({} defmt frames, {} UART bytes)",
-                        r.wall.as_secs_f64(),
-                        r.log.len(),
-                        r.uart.len()
-                    );
-                    ExitCode::from(u8::try_from(code).unwrap_or(1))
                 }
-                (false, None) => {
-                    println!("# QEMU was killed by a signal");
-                    ExitCode::from(1)
+                match drain_measures(&r.log, &r.stderr) {
+                    Ok(m) => println!("# {}", drain_summary(&m)),
+                    Err(e) => println!("# QEMU trace: cannot count MMIO per drain: {e}"),
                 }
             }
+            let details = format!(
+                " ({} defmt frames, {} UART bytes)",
+                r.log.len(),
+                r.uart.len()
+            );
+            finish(&r, timeout, &details)
         }
         Err(e) => {
             eprintln!("error: {e}");

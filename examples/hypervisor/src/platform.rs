@@ -55,7 +55,8 @@ pub fn mmio_accesses() -> u32 {
 unsafe extern "C" {
     /// First byte after the image (aarch64-rt's image.ld), 4 KiB aligned.
     static dma_region: u8;
-    /// Absolute symbol from linker/qemu_virt.ld: how many bytes from `dma_region` are lent.
+    /// Absolute symbol from qemu_virt.ld (beside this crate's Cargo.toml): how many bytes from
+    /// `dma_region` are lent.
     static DMA_REGION_SIZE: u8;
 }
 

@@ -14,9 +14,9 @@ use arm_smmuv3::{Asid, CmdqError, DmaBuf, Error, Iova, Ipa, PhysAddr, StreamId, 
 use crate::edu::Direction;
 use crate::gic::{self, IrqCounts};
 use crate::say;
+use crate::scenarios::stage1::{GuestMemory, GuestStage1};
 use crate::scenarios::{Ctx, Outcome, bytes_equal, check, fill_pattern, outcome};
 use crate::smmu::{self, DemoSmmu, Seen};
-use crate::stage1::{GuestMemory, GuestStage1};
 use crate::stage2::{S2Access, Stage2Tables};
 
 /// Where the "VM" sees its memory (IPA), in every scenario with a stage 2.

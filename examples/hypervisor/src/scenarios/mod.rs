@@ -1,7 +1,11 @@
 //! The demo's scenarios: each one prints what happened and returns an [`Outcome`].
 //!
 //! The first four check the platform with no driver in charge of the SMMU; the numbered ones
-//! (smmu_scenarios.rs) drive QEMU's SMMUv3 through the library's driver.
+//! (smmu.rs) drive QEMU's SMMUv3 through the library's driver.
+
+pub mod smmu;
+pub mod stage1;
+pub mod viommu;
 
 use arm_smmuv3::features::{Features, IdRegs};
 use arm_smmuv3::regs::{self, Page0};
@@ -13,9 +17,7 @@ use crate::gic;
 use crate::platform::QemuPlatform;
 use crate::say;
 use crate::smmu::SMMU_BASE;
-use crate::smmu_scenarios;
 use crate::stage2::{S2Access, Stage2Tables};
-use crate::viommu_scenario;
 
 /// What a scenario found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,44 +90,44 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "1-bypass-ste",
         what: "bypass STE: edu DMA reaches RAM, data verified",
-        run: smmu_scenarios::bypass,
+        run: smmu::bypass,
     },
     Scenario {
         name: "2-stage2-fault-irq",
         what: "stage-2 STE (VMID 5): DMA in the window succeeds, outside raises F_TRANSLATION S2=1 via INTID 106",
-        run: smmu_scenarios::stage2_fault_irq,
+        run: smmu::stage2_fault_irq,
     },
     Scenario {
         name: "3-nested",
         what: "nested: guest stage-1 CD and tables in VM memory over stage 2; stage-1 and stage-2 faults",
-        run: smmu_scenarios::nested,
+        run: smmu::nested,
     },
     Scenario {
         name: "5-cmdq-error",
         what: "illegal command: typed error, GERROR via INTID 109, queue recovers, later commands complete",
-        run: smmu_scenarios::cmdq_error,
+        run: smmu::cmdq_error,
     },
     Scenario {
         name: "6-event-storm",
         what: "faulting DMAs overflow an 8-entry event queue (EVENTQ_ABT_ERR): recovery and loss count",
-        run: smmu_scenarios::event_storm,
+        run: smmu::event_storm,
     },
     Scenario {
         name: "7-drain-burst",
         what: "16 event records drained by one drain with 3 SMMU register accesses",
-        run: smmu_scenarios::drain_burst,
+        run: smmu::drain_burst,
     },
     // Runs after every linear-table scenario: once STRTAB_BASE_CFG.FMT = 2-level has been written,
     // QEMU (10.0) walks every later stream table as 2-level until the machine resets.
     Scenario {
         name: "4-bad-ste-2level",
         what: "2-level stream table: unbound SID (C_BAD_STREAMID), bound SID, V=0 STE (C_BAD_STE), abort",
-        run: smmu_scenarios::bad_ste_2level,
+        run: smmu::bad_ste_2level,
     },
     Scenario {
         name: "8-viommu",
         what: "edu behind a vIOMMU (virtual StreamID 0x42): stage-1 faults read from its vEVENTQ",
-        run: viommu_scenario::viommu,
+        run: viommu::viommu,
     },
 ];
 
@@ -171,7 +173,7 @@ pub fn outcome(all_ok: bool) -> Outcome {
 }
 
 unsafe extern "C" {
-    /// examples/qemu_virt/fp_probe.s.
+    /// scenarios/fp_probe.s.
     fn fp_irq_probe(trigger: *mut u32, value: u32, counter: *const u32, before: u32) -> u64;
 }
 

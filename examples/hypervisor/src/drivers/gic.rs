@@ -10,8 +10,7 @@ use arm_gic::gicv3::{GicCpuInterface, GicV3};
 use arm_gic::{IntId, Trigger, UniqueMmioPointer};
 use critical_section::Mutex;
 
-const GICD_BASE: usize = 0x0800_0000;
-const GICR_BASE: usize = 0x080A_0000;
+use crate::board::{GICD_BASE, GICR_BASE};
 
 /// SMMU event queue interrupt: SPI 74 (DT `interrupt-names` "eventq"), edge.
 pub const SMMU_EVENTQ: IntId = IntId::spi(74);
@@ -112,7 +111,7 @@ pub fn init() -> GicV3<'static> {
     gic
 }
 
-/// Called by the IRQ trampoline (exceptions.rs): acknowledges, counts, runs the hook, ends.
+/// Called by the IRQ trampoline (vectors.rs): acknowledges, counts, runs the hook, ends.
 pub fn handle_irq() {
     use arm_gic::InterruptGroup::Group1;
     while let Some(intid) = GicCpuInterface::get_and_acknowledge_interrupt(Group1) {

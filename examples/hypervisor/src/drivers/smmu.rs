@@ -226,6 +226,14 @@ fn traced_drain(smmu: &DemoSmmu, cause: DrainCause) {
 }
 
 /// The SMMU's share of the interrupt handler (runs with IRQs masked, before EOI).
+/// Serves a physical SMMU interrupt (INTID 106-109) that the caller acknowledged, while a guest
+/// runs: the same drain as the demo's interrupt hook.
+pub fn handle_guest_time_irq(intid: u32) {
+    if let Some(spi) = intid.checked_sub(32) {
+        irq_hook(IntId::spi(spi));
+    }
+}
+
 fn irq_hook(intid: IntId) {
     let Some(smmu) = active() else {
         return;

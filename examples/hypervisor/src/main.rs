@@ -3,45 +3,51 @@
 //! Built for `aarch64-unknown-none` this is the bare-metal image: it boots at EL2 (aarch64-rt),
 //! enumerates PCIe, finds edu and runs the scenarios in scenarios.rs, printing readable text on
 //! the PL011 UART and a defmt log over semihosting, then exits through semihosting with 0 when no
-//! scenario failed. Built for the host it is the runner that boots that image (host.rs).
+//! scenario failed. The host runner that boots it is the `qemu-virt-runner` crate beside this one.
 //!
 //! Run it with `cargo qemu`.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+// Boot, vectors and the board.
+#[cfg(target_os = "none")]
+mod board;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
-mod edu;
-#[cfg(target_os = "none")]
-mod exceptions;
-#[cfg(target_os = "none")]
-mod gic;
-#[cfg(target_os = "none")]
-mod pci;
-#[cfg(target_os = "none")]
 mod platform;
 #[cfg(target_os = "none")]
-mod scenarios;
+mod vectors;
+// Device drivers: PL011, GICv3, PCIe ECAM, edu, and the physical SMMU's glue.
 #[cfg(target_os = "none")]
-mod smmu;
-#[cfg(target_os = "none")]
-mod smmu_scenarios;
-#[cfg(target_os = "none")]
-mod stage1;
+mod drivers;
+// The stage-2 tables both the CPU and the SMMU walk.
 #[cfg(target_os = "none")]
 mod stage2;
+// The scenarios the demo runs by default.
 #[cfg(target_os = "none")]
-mod uart;
+mod scenarios;
+// A Linux guest: the VM (vCPU, traps, vGIC, PSCI, guest DT) and its virtual devices.
 #[cfg(target_os = "none")]
-mod viommu_scenario;
+mod vdev;
+#[cfg(target_os = "none")]
+mod vm;
 
-#[cfg(not(target_os = "none"))]
-mod host;
+#[cfg(target_os = "none")]
+use drivers::{edu, gic, pci, smmu, uart};
 
+// The pure part of the distributor filter, tested on the host.
+#[cfg(all(test, not(target_os = "none")))]
+#[path = "vdev/gicd_filter.rs"]
+mod gicd_filter;
+
+/// Built for the host this crate is empty: the image only exists for `aarch64-unknown-none`.
 #[cfg(not(target_os = "none"))]
-fn main() -> std::process::ExitCode {
-    host::runner_main()
+fn main() {
+    eprintln!(
+        "the demo hypervisor is a bare-metal image: build it with --target aarch64-unknown-none"
+    );
+    std::process::exit(2);
 }
 
 #[cfg(target_os = "none")]
@@ -69,7 +75,7 @@ mod image {
     /// Exit code of a panic.
     pub const EXIT_PANIC: i32 = 101;
 
-    global_asm!(include_str!("fp_probe.s"));
+    global_asm!(include_str!("scenarios/fp_probe.s"));
 
     aarch64_rt::entry!(hyp_main, 64);
 
@@ -103,6 +109,9 @@ mod image {
     }
 
     fn hyp_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+        if let Some(words) = linux_command_line() {
+            linux_main(&words);
+        }
         uart::UART.lock().enable();
         let platform = QemuPlatform::new();
         let el = CurrentEL.read(CurrentEL::EL);
@@ -155,6 +164,35 @@ mod image {
             ms
         );
         exit(if summary.failed == 0 { 0 } else { EXIT_FAILED })
+    }
+
+    /// The words after `linux` when the runner asked for a Linux guest (semihosting command line
+    /// `linux kernel=... initrd=... initrd-size=...`).
+    fn linux_command_line() -> Option<heapless::String<256>> {
+        let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 256];
+        let line = semihosting::sys::arm_compat::sys_get_cmdline_uninit(&mut buf).ok()?;
+        let text = core::str::from_utf8(line).ok()?;
+        let rest = text.trim().strip_prefix("linux")?;
+        heapless::String::try_from(rest).ok()
+    }
+
+    /// Boots the Linux guest; the UART is the guest's from the start, so the hypervisor speaks
+    /// through defmt only.
+    fn linux_main(words: &str) -> ! {
+        defmt::info!(
+            "arm-smmuv3 QEMU virt demo hypervisor: Linux guest mode ({=str})",
+            words
+        );
+        let boot = match crate::vm::LinuxBoot::parse(words) {
+            Ok(b) => b,
+            Err(e) => {
+                defmt::error!("cannot boot the guest: {}", e);
+                exit(EXIT_SETUP);
+            }
+        };
+        let e = crate::vm::run_linux(boot);
+        defmt::error!("cannot boot the guest: {}", e);
+        exit(EXIT_SETUP)
     }
 
     /// Enumerates bus 0, finds edu, assigns its BAR0, enables it, and checks it answers.
