@@ -102,6 +102,15 @@ impl Boot {
         )
     }
 
+    /// The guest read its whole virtio disk by DMA and its checksum is the host's.
+    fn disk_read_intact(&self) {
+        let (_, files) = prerequisites();
+        self.guest_line(&format!(
+            "GUEST: vda 2048 sectors sha256 {}",
+            files.disk_sha256
+        ));
+    }
+
     fn guest_line(&self, needle: &str) -> &str {
         self.guest
             .iter()
@@ -160,6 +169,9 @@ fn linux_guest_boots_with_edu_dma_and_the_smmu_hidden() {
     boot.guest_line("GUEST: pci 0000:00:01.0 0x1234:0x11e8 class 0x00ff00");
     boot.guest_line("GUEST: edu at 0000:00:01.0, driver pci-stub");
     boot.guest_line("GUEST: edu has no iommu group");
+    // The virtio disk's DMA (by guest physical address: no IOMMU in the guest) through the
+    // physical SMMU's stage 2.
+    boot.disk_read_intact();
     boot.guest_line("id 0x010000ED liveness 0xEDCBA987");
     // DMA into guest memory works through the physical SMMU on the VM's stage 2 ...
     boot.guest_line("GUEST: edu DMA ok: 64 bytes 0x5ff00000 -> edu -> 0x5ff00100 intact");
@@ -201,8 +213,13 @@ fn linux_guest_drives_the_virtual_smmu() {
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: ias 40-bit, oas 40-bit");
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: allocated 256 entries for cmdq");
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: allocated 8 entries for evtq");
-    boot.guest_line("pci-stub 0000:00:01.0: Adding to iommu group 0");
-    boot.guest_line("GUEST: edu iommu group 0 type DMA");
+    boot.guest_line("virtio-pci 0000:00:02.0: Adding to iommu group 0");
+    boot.guest_line("pci-stub 0000:00:01.0: Adding to iommu group 1");
+    boot.guest_line("GUEST: virtio-blk iommu group 0 type DMA");
+    boot.guest_line("GUEST: edu iommu group 1 type DMA");
+    // Real DMA through the guest's stage 1 (Linux's DMA domain, walked by QEMU's SMMU from the
+    // nested STE the vSMMU installed) over the VM's stage 2: the whole disk, checksummed.
+    boot.disk_read_intact();
     // edu's DMA to an IOVA the guest never mapped: QEMU's SMMU records the fault, the hypervisor
     // drains it at EL2 and the vSMMU writes it into the guest's queue with edu's vSID 0x108
     // (QEMU's own SMMU reports StreamID 0x8, see the passthrough test).
@@ -234,8 +251,9 @@ fn linux_guest_drives_the_virtual_smmu() {
     assert!(boot.hyp_count("vSMMU events:", "overflows") >= 1);
     // The guest's view is confined: Linux's STEs and commands went through the sanitiser, which
     // refused none of them (VMID, stage 2 and StreamIDs are the hypervisor's), and nothing it
-    // did reached a register the vSMMU does not emulate.
-    assert!(boot.hyp_count("vSMMU done:", "STEs") >= 1);
+    // did reached a register the vSMMU does not emulate. Both devices got a nested STE; the
+    // disk's DMA unmaps were forwarded as sanitised TLB invalidations.
+    assert!(boot.hyp_count("vSMMU done:", "STEs") >= 2);
     assert!(boot.hyp_count("vSMMU done:", "forwarded") >= 1);
     for refused in [
         "STEs",
@@ -298,8 +316,11 @@ fn linux_guest_drives_the_smmu_through_the_trap_path() {
     // reads what it reads on QEMU's SMMU directly.
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: ias 44-bit, oas 44-bit (features 0x00088705)");
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: allocated 65536 entries for cmdq");
-    boot.guest_line("pci-stub 0000:00:01.0: Adding to iommu group 0");
-    boot.guest_line("GUEST: edu iommu group 0 type DMA");
+    boot.guest_line("virtio-pci 0000:00:02.0: Adding to iommu group 0");
+    boot.guest_line("pci-stub 0000:00:01.0: Adding to iommu group 1");
+    boot.guest_line("GUEST: virtio-blk iommu group 0 type DMA");
+    boot.guest_line("GUEST: edu iommu group 1 type DMA");
+    boot.disk_read_intact();
     // edu's DMA to a physical address the guest's DMA domain does not map: Linux prints the
     // fault records it read through the trapped EVENTQ registers (StreamID 0x8, read, IOVA).
     boot.guest_line("GUEST: edu DMA did not land: 16 of 16 words differ");

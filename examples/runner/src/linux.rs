@@ -30,6 +30,10 @@ pub struct GuestFiles {
     pub kernel: PathBuf,
     /// The gzip'd cpio.
     pub initrd: PathBuf,
+    /// The guest's virtio disk (raw, read-only).
+    pub disk: PathBuf,
+    /// Its SHA-256, as .ci/linux-guest computed it (hex).
+    pub disk_sha256: String,
 }
 
 /// What the guest sees at the SMMU's address.
@@ -72,6 +76,12 @@ pub fn provision(workspace: &Path) -> Result<GuestFiles, String> {
     Ok(GuestFiles {
         kernel: get("KERNEL=")?,
         initrd: get("INITRD=")?,
+        disk: get("DISK=")?,
+        disk_sha256: text
+            .lines()
+            .find_map(|l| l.strip_prefix("DISK_SHA256="))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{} did not give DISK_SHA256", script.display()))?,
     })
 }
 
@@ -90,7 +100,7 @@ pub fn boot_args(files: &GuestFiles, smmu: SmmuMode) -> Result<(Vec<String>, Vec
              guest's memory layout"
         ));
     }
-    for p in [&files.kernel, &files.initrd] {
+    for p in [&files.kernel, &files.initrd, &files.disk] {
         if p.to_string_lossy().contains(',') {
             return Err(format!(
                 "{}: QEMU option values cannot hold a comma",
@@ -123,6 +133,14 @@ pub fn boot_args(files: &GuestFiles, smmu: SmmuMode) -> Result<(Vec<String>, Vec
             "loader,file={},addr={INITRD_ADDR:#x},force-raw=on",
             files.initrd.display()
         ),
+        // A virtio disk behind the SMMU (modern only: its DMA goes through the DMA API).
+        "-drive".to_owned(),
+        format!(
+            "file={},if=none,format=raw,readonly=on,id=vd",
+            files.disk.display()
+        ),
+        "-device".to_owned(),
+        "virtio-blk-pci,drive=vd,iommu_platform=on,disable-legacy=on,addr=2".to_owned(),
     ];
     Ok((semihosting, extra))
 }

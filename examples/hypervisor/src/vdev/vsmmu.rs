@@ -40,10 +40,10 @@ pub const CONFIG: VSmmuConfig = VSmmuConfig {
     ..VSmmuConfig::DEFAULT
 };
 
-/// edu's physical StreamID (bus 0, device 1: RID 0x8).
-pub const EDU_SID: u32 = 0x8;
-/// edu's vSID as the guest's `iommu-map` names it (see `vm::guest_dt`).
-pub const EDU_VSID: u32 = VSID_BASE + EDU_SID;
+/// The guest's devices behind the vSMMU, by physical StreamID (bus 0: edu at device 1, RID 0x8;
+/// the virtio disk at device 2, RID 0x10); each one's vSID is the one the guest's `iommu-map`
+/// names (see `vm::guest_dt`), [`VSID_BASE`] + RID.
+pub const DEVICE_SIDS: [u32; 2] = [0x8, 0x10];
 /// Depth of the vEVENTQ between the Router and the vSMMU (the demo Router's largest).
 const VEVENTQ_DEPTH: u32 = 16;
 
@@ -66,7 +66,9 @@ pub fn init(smmu: &'static DemoSmmu, s2: &Stage2Tables) -> Result<(), Error> {
         coherent_devices: true,
         repeat_tlbi_cfgi: false,
     })?;
-    ROUTER.alloc_vdevice(id, 1, StreamId(EDU_SID), u64::from(EDU_VSID), false)?;
+    for (dev_id, sid) in (1..).zip(DEVICE_SIDS) {
+        ROUTER.alloc_vdevice(id, dev_id, StreamId(sid), u64::from(VSID_BASE + sid), false)?;
+    }
     ROUTER.alloc_veventq(id, VeventqType::ArmSmmuv3, VEVENTQ_DEPTH)?;
     smmu::set_routing(true);
     let v = VSmmu::new(

@@ -115,6 +115,7 @@ pub fn build(boot: &LinuxBoot) -> Result<usize, DtError> {
         .find_node_mut("/pcie@10000000")
         .ok_or(DtError::Missing("/pcie@10000000"))?;
     pcie.remove_property("msi-map");
+    keep_low_pci_windows(&mut pcie)?;
     match boot.smmu {
         SmmuMode::Hidden => {
             pcie.remove_property("iommu-map");
@@ -132,6 +133,35 @@ pub fn build(boot: &LinuxBoot) -> Result<usize, DtError> {
     let len = fdt.as_read_only().data().len();
     clean_to_poc(board::GUEST_DTB, len);
     Ok(len)
+}
+
+/// Drops the PCIe `ranges` entries above 4 GiB (QEMU's 64-bit window at 0x80_0000_0000, beyond
+/// the guest's 39-bit stage 2), so that Linux places 64-bit BARs (virtio's) in the 32-bit window.
+fn keep_low_pci_windows<B: dtoolkit::fdt_mut::FdtBuffer>(
+    pcie: &mut dtoolkit::fdt_mut::FdtNodeMut<'_, B>,
+) -> Result<(), DtError> {
+    // One entry: PCI address (3 cells), CPU address (2 cells), size (2 cells).
+    const ENTRY: usize = 7 * 4;
+    const MAX: usize = 4;
+    let mut kept = [0u8; ENTRY * MAX];
+    let mut len = 0;
+    let ranges = pcie
+        .property("ranges")
+        .ok_or(DtError::Missing("/pcie@10000000/ranges"))?;
+    for entry in ranges.value().chunks_exact(ENTRY) {
+        let cpu_high = entry.get(12..16).ok_or(DtError::Missing("ranges entry"))?;
+        if cpu_high == [0; 4] {
+            kept.get_mut(len..len + ENTRY)
+                .ok_or(DtError::NoSpace)?
+                .copy_from_slice(entry);
+            len += ENTRY;
+        }
+    }
+    let kept = kept.get(..len).ok_or(DtError::NoSpace)?;
+    pcie.property_mut("ranges")
+        .ok_or(DtError::Missing("/pcie@10000000/ranges"))?
+        .set_value(kept)
+        .map_err(|_| DtError::NoSpace)
 }
 
 /// Cleans `len` bytes at `addr` to the point of coherency: the guest reads its tree with its MMU
