@@ -102,6 +102,14 @@ impl Boot {
         )
     }
 
+    /// Linux put the virtio disk and edu (bound to pci-stub) in IOMMU groups with DMA domains.
+    fn devices_in_dma_domains(&self) {
+        self.guest_line("virtio-pci 0000:00:02.0: Adding to iommu group 0");
+        self.guest_line("pci-stub 0000:00:01.0: Adding to iommu group 1");
+        self.guest_line("GUEST: virtio-blk iommu group 0 type DMA");
+        self.guest_line("GUEST: edu iommu group 1 type DMA");
+    }
+
     /// The guest read its whole virtio disk by DMA and its checksum is the host's.
     fn disk_read_intact(&self) {
         let (_, files) = prerequisites();
@@ -213,10 +221,7 @@ fn linux_guest_drives_the_virtual_smmu() {
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: ias 40-bit, oas 40-bit");
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: allocated 256 entries for cmdq");
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: allocated 8 entries for evtq");
-    boot.guest_line("virtio-pci 0000:00:02.0: Adding to iommu group 0");
-    boot.guest_line("pci-stub 0000:00:01.0: Adding to iommu group 1");
-    boot.guest_line("GUEST: virtio-blk iommu group 0 type DMA");
-    boot.guest_line("GUEST: edu iommu group 1 type DMA");
+    boot.devices_in_dma_domains();
     // Real DMA through the guest's stage 1 (Linux's DMA domain, walked by QEMU's SMMU from the
     // nested STE the vSMMU installed) over the VM's stage 2: the whole disk, checksummed.
     boot.disk_read_intact();
@@ -316,10 +321,7 @@ fn linux_guest_drives_the_smmu_through_the_trap_path() {
     // reads what it reads on QEMU's SMMU directly.
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: ias 44-bit, oas 44-bit (features 0x00088705)");
     boot.guest_line("arm-smmu-v3 9050000.smmuv3: allocated 65536 entries for cmdq");
-    boot.guest_line("virtio-pci 0000:00:02.0: Adding to iommu group 0");
-    boot.guest_line("pci-stub 0000:00:01.0: Adding to iommu group 1");
-    boot.guest_line("GUEST: virtio-blk iommu group 0 type DMA");
-    boot.guest_line("GUEST: edu iommu group 1 type DMA");
+    boot.devices_in_dma_domains();
     boot.disk_read_intact();
     // edu's DMA to a physical address the guest's DMA domain does not map: Linux prints the
     // fault records it read through the trapped EVENTQ registers (StreamID 0x8, read, IOVA).

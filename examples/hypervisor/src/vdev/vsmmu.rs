@@ -16,20 +16,18 @@ use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, Readable};
 use arm_smmuv3::ids::Ipa;
 use arm_smmuv3::iommufd::VeventqType;
 use arm_smmuv3::regs::offset;
-use arm_smmuv3::ste::{Granule, S2Config};
 use arm_smmuv3::viommu::ViommuConfig;
 use arm_smmuv3::vsmmu::{
     DeliverStats, GuestIrq, GuestMemory, IrqLine, OutsideRam, RouterBackend, VSmmu, VSmmuConfig,
     VSmmuStats,
 };
-use arm_smmuv3::{BumpDma, Error, StreamId, Vmid};
+use arm_smmuv3::{BumpDma, Error, StreamId};
 
 use super::smmu::{VIRTUAL_INTIDS, VSID_BASE};
 use crate::board;
 use crate::platform::QemuPlatform;
 use crate::smmu::{self, DemoSmmu, ROUTER};
 use crate::stage2::Stage2Tables;
-use crate::vm::vcpu::VMID;
 use crate::vm::vgic::{self, Pending};
 
 /// What the guest is offered: the defaults, except an 8-entry event queue (IDR1.EVENTQS = 3),
@@ -50,18 +48,11 @@ const VEVENTQ_DEPTH: u32 = 16;
 type Backend = RouterBackend<'static, QemuPlatform, &'static BumpDma, 2, 16, 4, 16, 8>;
 static VSMMU: spin::Once<VSmmu<Backend, GuestRam, GuestLines>> = spin::Once::new();
 
-/// Makes the guest's vIOMMU (on the VM's own stage 2, VMID [`VMID`]), edu's vDEVICE, the
+/// Makes the guest's vIOMMU (on the VM's own stage 2 and VMID), the devices' vDEVICEs, the
 /// vEVENTQ and the vSMMU, and routes the physical drains through the Router.
 pub fn init(smmu: &'static DemoSmmu, s2: &Stage2Tables) -> Result<(), Error> {
-    let s2 = S2Config::new(
-        Vmid(VMID as u16),
-        s2.s2ttb(),
-        Stage2Tables::IPA_BITS,
-        Granule::Size4K,
-        Stage2Tables::START_LEVEL,
-    )?;
     let id = ROUTER.alloc_viommu(ViommuConfig {
-        s2,
+        s2: crate::vm::iommu::s2_config(s2)?,
         features: *smmu.features(),
         coherent_devices: true,
         repeat_tlbi_cfgi: false,

@@ -18,17 +18,22 @@ const CONFIG: Config = Config {
     ..Config::DEFAULT
 };
 
-/// Takes the SMMU over and gives every StreamID of bus 0 the VM's stage 2. Returns the driver.
-pub fn attach(s2: &Stage2Tables) -> Result<&'static DemoSmmu, Error> {
-    let smmu = smmu::take_over(CONFIG)?;
-    let cfg = S2Config::new(
+/// The VM's stage 2 as the SMMU walks it (VMID [`VMID`]): the tables in VTTBR_EL2.
+pub fn s2_config(s2: &Stage2Tables) -> Result<S2Config, Error> {
+    S2Config::new(
         Vmid(VMID as u16),
         s2.s2ttb(),
         Stage2Tables::IPA_BITS,
         Granule::Size4K,
         Stage2Tables::START_LEVEL,
-    )?;
-    let ste = Ste::stage2(&cfg);
+    )
+    .map_err(Error::from)
+}
+
+/// Takes the SMMU over and gives every StreamID of bus 0 the VM's stage 2. Returns the driver.
+pub fn attach(s2: &Stage2Tables) -> Result<&'static DemoSmmu, Error> {
+    let smmu = smmu::take_over(CONFIG)?;
+    let ste = Ste::stage2(&s2_config(s2)?);
     for sid in 0..=0xff {
         smmu.set_ste(StreamId(sid), &ste)?;
     }
