@@ -8,7 +8,6 @@
 
 use core::fmt;
 
-use arm_smmuv3::StreamId;
 use pci_types::{
     Bar, CommandRegister, ConfigRegionAccess, EndpointHeader, HeaderType, PciAddress, PciHeader,
 };
@@ -68,10 +67,10 @@ pub struct Function {
 }
 
 impl Function {
-    /// The requester ID bus<<8 | dev<<3 | fn, which is the StreamID on QEMU `virt` (its
-    /// `iommu-map` is the identity over RIDs 0..0xffff).
-    pub fn stream_id(&self) -> StreamId {
-        StreamId(u32::from(self.device) << 3)
+    /// The requester ID bus<<8 | dev<<3 | fn (the device tree's `iommu-map` turns it into a
+    /// StreamID, see discover.rs).
+    pub fn rid(&self) -> u16 {
+        u16::from(self.device) << 3
     }
 }
 
