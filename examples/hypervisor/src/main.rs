@@ -14,6 +14,10 @@
 mod board;
 #[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod cs;
+#[cfg(target_os = "none")]
+mod mmu;
 // The SMMU and edu's StreamID, from the device tree QEMU hands over.
 #[cfg(target_os = "none")]
 mod discover;
@@ -47,6 +51,8 @@ mod gicd_filter;
 // The board images' bring-up, run on the host against the fixtures on the software models.
 #[cfg(all(test, not(target_os = "none")))]
 mod boards {
+    #[path = "acpi.rs"]
+    pub mod acpi;
     #[path = "bringup.rs"]
     pub mod bringup;
     mod tests;
@@ -94,30 +100,6 @@ mod image {
     /// Ends the QEMU run with `code` as its exit status (semihosting SYS_EXIT).
     pub fn exit(code: i32) -> ! {
         semihosting::process::exit(code)
-    }
-
-    /// Masks IRQs around defmt's encoder (the IRQ path may log too).
-    struct DaifCriticalSection;
-    critical_section::set_impl!(DaifCriticalSection);
-
-    // SAFETY: one CPU runs; masking IRQs (DAIF.I) excludes every other context, and `release`
-    // restores exactly the state `acquire` saw, so nested sections work.
-    unsafe impl critical_section::Impl for DaifCriticalSection {
-        unsafe fn acquire() -> u64 {
-            let daif: u64;
-            // SAFETY: reads DAIF and masks IRQs; no memory is touched.
-            unsafe {
-                core::arch::asm!("mrs {0}, daif", "msr daifset, #2", out(reg) daif, options(nomem, nostack, preserves_flags));
-            }
-            daif
-        }
-
-        unsafe fn release(daif: u64) {
-            // SAFETY: restores the DAIF value saved by `acquire`.
-            unsafe {
-                core::arch::asm!("msr daif, {0}", in(reg) daif, options(nomem, nostack, preserves_flags));
-            }
-        }
     }
 
     fn hyp_main(x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {

@@ -89,12 +89,23 @@ impl<M: Machine> Run<'_, M> {
 /// device faults (F_TRANSLATION, S2) instead of reaching memory.
 const S2_IPA_BITS: u8 = 40;
 
+/// What the board's SoC has beside each SMMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdqvRule {
+    /// Every SMMU has a CMDQV (Grace): an SMMU without one is a FAIL (firmware or the board
+    /// profile failed to describe it).
+    Required,
+    /// Firmware says (Thor's DT `status`): only enabled CMDQVs are brought up.
+    AsDescribed,
+}
+
 /// Brings up every enabled SMMU of `topo` in turn and prints the RESULT lines and the
 /// SUMMARY line; `now_us` stamps the run. Disabled SMMUs (DT `status`) are listed and left alone.
 pub fn run<M: Machine>(
     m: &mut M,
     name: &str,
     topo: &Topology,
+    cmdqv_rule: CmdqvRule,
     now_us: &dyn Fn() -> u64,
 ) -> Summary {
     let t0 = now_us();
@@ -123,7 +134,7 @@ pub fn run<M: Machine>(
     }
     for (i, desc) in topo.smmus().iter().enumerate() {
         if desc.enabled {
-            instance(&mut r, topo, i, desc);
+            instance(&mut r, topo, i, desc, cmdqv_rule);
         }
     }
     let total = r.summary.passed + r.summary.failed;
@@ -143,7 +154,13 @@ fn streams(topo: &Topology, index: usize) -> impl Iterator<Item = (MapOwner, Str
         .filter_map(|m| Some((m.owner, m.translate(m.input_base)?)))
 }
 
-fn instance<M: Machine>(r: &mut Run<'_, M>, topo: &Topology, i: usize, desc: &SmmuDesc) {
+fn instance<M: Machine>(
+    r: &mut Run<'_, M>,
+    topo: &Topology,
+    i: usize,
+    desc: &SmmuDesc,
+    cmdqv_rule: CmdqvRule,
+) {
     let Some((page0, page1)) = r.m.smmu_pages(i, desc) else {
         r.m.line(format_args!(
             "    SMMU {i} at {:#x} is not mapped",
@@ -184,6 +201,10 @@ fn instance<M: Machine>(r: &mut Run<'_, M>, topo: &Topology, i: usize, desc: &Sm
 
     // CMDQV with its VCMDQs, when firmware pairs one with this SMMU.
     let mut cmdqv = None;
+    if desc.cmdqv.is_none() && cmdqv_rule == CmdqvRule::Required {
+        r.m.line(format_args!("    no CMDQV described for SMMU {i}"));
+        r.result(i, "cmdqv", false);
+    }
     if let Some(c) = desc.cmdqv.filter(|c| c.enabled) {
         let mut ok = false;
         if let Some((window, mapped)) = r.m.cmdqv_window(i, &c) {

@@ -17,7 +17,7 @@ use arm_smmuv3::features::{Features, IdRegs};
 use arm_smmuv3::regs::{Page0, Page1};
 use qemu_virt_runner::contract;
 
-use super::bringup::{self, Machine, Summary};
+use super::bringup::{self, CmdqvRule, Machine, Summary};
 
 const TEGRA264: &[u8] =
     include_bytes!("../../../../tests/fixtures/dt/tegra264/tegra264-p3834-smmu.dtb");
@@ -119,7 +119,12 @@ unsafe impl Machine for Models {
 }
 
 fn run(models: &mut Models, name: &str, topo: &Topology) -> (Summary, String) {
-    let s = bringup::run(models, name, topo, &|| 0);
+    let rule = if name.starts_with("Grace") {
+        CmdqvRule::Required
+    } else {
+        CmdqvRule::AsDescribed
+    };
+    let s = bringup::run(models, name, topo, rule, &|| 0);
     let text = models.out.join("\n") + "\n";
     (s, text)
 }
@@ -287,4 +292,31 @@ fn grace_image_brings_up_four_smmus_each_with_its_cmdqv() {
         "{text}"
     );
     assert!(!text.contains("MISMATCH"), "{text}");
+}
+
+#[test]
+fn grace_image_without_the_dsdt_cmdqvs_fails_each_smmu() {
+    let topo = Iort::new(GRACE_IORT).unwrap().topology(&[]).unwrap();
+    let mut models = Models::new(&topo);
+    let (summary, text) = run(&mut models, "Grace (Tegra241)", &topo);
+    assert_eq!(
+        summary,
+        Summary {
+            passed: 12,
+            failed: 4
+        },
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("no CMDQV described for SMMU").count(),
+        4,
+        "{text}"
+    );
+    let results = contract::results(text.lines()).unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|(n, o)| (o == "FAIL") == n.ends_with("-cmdqv")),
+        "{text}"
+    );
 }
