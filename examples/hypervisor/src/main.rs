@@ -48,16 +48,6 @@ use drivers::{edu, gic, pci, smmu, uart};
 #[path = "vdev/gicd_filter.rs"]
 mod gicd_filter;
 
-// The board images' bring-up, run on the host against the fixtures on the software models.
-#[cfg(all(test, not(target_os = "none")))]
-mod boards {
-    #[path = "acpi.rs"]
-    pub mod acpi;
-    #[path = "bringup.rs"]
-    pub mod bringup;
-    mod tests;
-}
-
 /// Built for the host this crate is empty: the image only exists for `aarch64-unknown-none`.
 #[cfg(not(target_os = "none"))]
 fn main() {

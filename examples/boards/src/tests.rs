@@ -17,11 +17,11 @@ use arm_smmuv3::features::{Features, IdRegs};
 use arm_smmuv3::regs::{Page0, Page1};
 use qemu_virt_runner::contract;
 
-use super::bringup::{self, CmdqvRule, Machine, Summary};
+use crate::bringup::{self, CmdqvRule, Machine, Summary};
 
 const TEGRA264: &[u8] =
-    include_bytes!("../../../../tests/fixtures/dt/tegra264/tegra264-p3834-smmu.dtb");
-const GRACE_IORT: &[u8] = include_bytes!("../../../../tests/fixtures/iort/grace.iort");
+    include_bytes!("../../../tests/fixtures/dt/tegra264/tegra264-p3834-smmu.dtb");
+const GRACE_IORT: &[u8] = include_bytes!("../../../tests/fixtures/iort/grace.iort");
 
 type Slot = (
     PhysAddr,

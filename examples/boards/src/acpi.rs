@@ -73,7 +73,7 @@ pub fn spcr_pl011(spcr: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const GRACE_IORT: &[u8] = include_bytes!("../../../../tests/fixtures/iort/grace.iort");
+    const GRACE_IORT: &[u8] = include_bytes!("../../../tests/fixtures/iort/grace.iort");
 
     /// A buffer standing for physical memory from `base`.
     struct Ram {
