@@ -323,6 +323,56 @@ fn qemu_virt_demo() {
     );
 }
 
+/// The QEMU arguments of a second PCIe root bus behind the same SMMU: a PCIe expander bridge
+/// (root bus 0x80) with a root port and a second edu behind it.
+const EXPANDER_ARGS: &[&str] = &[
+    "-device",
+    "pxb-pcie,id=pxb1,bus_nr=0x80",
+    "-device",
+    "pcie-root-port,id=rp1,bus=pxb1,chassis=1",
+    "-device",
+    "edu,bus=rp1,dma_mask=0xffffffffffffffff",
+];
+
+/// QEMU `virt` describes one host bridge with one `iommu-map` entry in its device tree; an
+/// expander's root bus sits behind it, so its devices' requester IDs (bus 0x81 here) go through
+/// that same entry. The image finds the second edu and derives its StreamID from the tree.
+#[test]
+fn qemu_virt_demo_second_root_bus() {
+    host::check_qemu().unwrap_or_else(|e| panic!("QEMU is required for this test: {e}"));
+    let elf = build_image();
+    let mut extra = host::extra_args_from_env();
+    extra.extend(EXPANDER_ARGS.iter().map(|s| (*s).to_owned()));
+    let run = host::run(&elf, &extra, RUN_TIMEOUT, true, &mut |_| {})
+        .unwrap_or_else(|e| panic!("running QEMU: {e}"));
+    let transcript = transcript(&run);
+    assert!(!run.timed_out, "QEMU did not finish\n{transcript}");
+    for needle in [
+        "DISCOVERED iommu-map: segment 0 RID 0x0..=0xffff -> SMMU 0 StreamID 0x0..",
+        "PCI 80:00.0 1b36:000c",
+        "PCI 81:00.0 1234:11e8",
+        "DISCOVERED edu 81:00.0 RID 0x8100 -> SMMU 0 StreamID 0x8100",
+        "DISCOVERED edu 00:01.0 1234:11e8 RID 0x8 -> SMMU 0 StreamID 0x8",
+    ] {
+        assert!(
+            run.uart.contains(needle),
+            "UART lacks `{needle}`\n{transcript}"
+        );
+    }
+    // The scenarios still run on the first edu.
+    let n = EXPECTED.len() as u32;
+    assert_eq!(
+        host::contract::summary(&run.uart),
+        Some((n, 0, n)),
+        "UART summary\n{transcript}"
+    );
+    assert_eq!(
+        run.exit_code,
+        Some(0),
+        "the image's exit code\n{transcript}"
+    );
+}
+
 /// The defmt messages of each scenario: those before its `RESULT` line (and after the previous).
 fn by_scenario(log: &[host::LogLine]) -> BTreeMap<String, Vec<String>> {
     let mut map = BTreeMap::new();

@@ -232,6 +232,29 @@ mod image {
         for f in &functions {
             say!("PCI {}", f);
         }
+        // Devices on PCIe expander root buses (`-device pxb-pcie`): the same host bridge and
+        // `iommu-map` in the device tree, other bus numbers, so other StreamIDs.
+        for r in pci::scan_expanders::<8>(ecam) {
+            say!(
+                "PCI {:02x}:{:02x}.0 {:04x}:{:04x}",
+                r.bus,
+                r.device,
+                r.vendor,
+                r.device_id
+            );
+            if (r.vendor, r.device_id) == (edu::VENDOR, edu::DEVICE) {
+                match crate::discover::pci_stream_id(r.rid()) {
+                    Ok(sid) => say!(
+                        "DISCOVERED edu {:02x}:{:02x}.0 RID {:#x} -> SMMU 0 StreamID {:#x}",
+                        r.bus,
+                        r.device,
+                        r.rid(),
+                        sid.0
+                    ),
+                    Err(e) => say!("edu RID {:#x} has no StreamID: {}", r.rid(), e),
+                }
+            }
+        }
         let Some(f) = functions
             .iter()
             .find(|f| f.vendor == edu::VENDOR && f.device_id == edu::DEVICE)
