@@ -4,7 +4,6 @@
 //! when firmware names one), exception and panic handlers, and the [`Machine`] the bring-up runs
 //! on. Each image's `main` only finds its firmware description and calls [`run`].
 
-use core::arch::global_asm;
 use core::fmt::{self, Write};
 use core::panic::PanicInfo;
 use core::ptr::NonNull;
@@ -15,7 +14,7 @@ use arm_smmuv3::discovery::{CmdqvDesc, DiscoveryError, SmmuDesc, Topology};
 use arm_smmuv3::regs::{Page0, Page1};
 use arm_smmuv3::{BumpDma, Platform};
 
-use crate::mmu::{CPTR, DEVICE_1G, MAIR, NORMAL_1G, SCTLR};
+use crate::mmu::{DEVICE_1G, NORMAL_1G};
 use crate::platform::QemuPlatform;
 use board_images::bringup::{self, CmdqvRule, Machine};
 
@@ -51,20 +50,12 @@ const fn board_pagetable() -> BoardPagetable {
 /// Written once by `enable_mmu` (its two level-0 entries) before any Rust code runs.
 static mut BOOT_PAGETABLE: BoardPagetable = board_pagetable();
 
-// Called by aarch64-rt's entry with `bl`, MMU off (the arm64 boot protocol's state), before .bss
-// is zeroed and before SP is set: may use only x8-x12 and must return with x0-x3 intact. It points
-// the level-0 entries at the level-1 tables (absolute addresses are not known at compile time),
-// cleans that line to the point of coherency for the table walker, then turns the MMU on.
-global_asm!(
-    ".section .init.enable_mmu, \"ax\"",
-    ".global enable_mmu",
-    "enable_mmu:",
-    "    movz x8, #{cptr}",
-    "    msr cptr_el2, x8",
-    "    isb",
-    "    movz x8, #{mair}",
-    "    msr mair_el2, x8",
-    "    adrp x9, {pagetable}",
+// The level-0 entries point at the level-1 tables (absolute addresses are not known at compile
+// time); they are written with the MMU off, so the line is cleaned to the point of coherency for
+// the table walker.
+crate::mmu::enable_mmu!(
+    BOOT_PAGETABLE,
+    TCR,
     "    add x10, x9, #0x1000",
     "    orr x10, x10, #3",
     "    str x10, [x9]",
@@ -73,30 +64,7 @@ global_asm!(
     "    str x10, [x9, #8]",
     "    dc civac, x9",
     "    dsb sy",
-    "    msr ttbr0_el2, x9",
-    "    movz x10, #{tcr_lo}",
-    "    movk x10, #{tcr_hi}, lsl #16",
-    "    msr tcr_el2, x10",
-    "    isb",
-    "    tlbi alle2",
-    "    ic iallu",
-    "    dsb nsh",
-    "    isb",
-    "    movz x11, #{sctlr_lo}",
-    "    movk x11, #{sctlr_hi}, lsl #16",
-    "    msr sctlr_el2, x11",
-    "    isb",
-    "    ret",
-    cptr = const CPTR,
-    mair = const MAIR,
-    pagetable = sym BOOT_PAGETABLE,
-    tcr_lo = const TCR & 0xffff,
-    tcr_hi = const TCR >> 16,
-    sctlr_lo = const SCTLR & 0xffff,
-    sctlr_hi = const SCTLR >> 16,
 );
-
-const _: () = assert!(TCR >> 32 == 0 && SCTLR >> 32 == 0 && CPTR >> 16 == 0 && MAIR >> 16 == 0);
 const _: () = assert!(RAM_GIB < 1024);
 
 /// Size of the in-RAM log.

@@ -5,9 +5,7 @@
 //! CPTR_EL2 so that the NEON code the compiler emits (memcpy, core::fmt) cannot trap, which
 //! aarch64-rt does not do at EL2.
 
-use core::arch::global_asm;
-
-use crate::mmu::{CPTR, DEVICE_1G, MAIR, NORMAL_1G, SCTLR};
+use crate::mmu::{DEVICE_1G, NORMAL_1G};
 
 /// TCR_EL2 (E2H = 0): RES1 bits 31 and 23, PS = 0b010 (40-bit PA, covers the high ECAM at
 /// 0x40_1000_0000), TG0 = 4 KiB, inner-shareable write-back walks, T0SZ = 25 (39-bit VA, one
@@ -31,40 +29,4 @@ const fn boot_pagetable() -> BootPagetable {
 
 static BOOT_PAGETABLE: BootPagetable = boot_pagetable();
 
-// Called by aarch64-rt's entry with `bl`, before .bss is zeroed and before SP is set: may use
-// only x8-x12 and must return with x0-x3 intact. The TLB and I-cache are invalidated before the
-// MMU is turned on, since nothing can be assumed about them at reset.
-global_asm!(
-    ".section .init.enable_mmu, \"ax\"",
-    ".global enable_mmu",
-    "enable_mmu:",
-    "    movz x8, #{cptr}",
-    "    msr cptr_el2, x8",
-    "    isb",
-    "    movz x8, #{mair}",
-    "    msr mair_el2, x8",
-    "    adrp x9, {pagetable}",
-    "    msr ttbr0_el2, x9",
-    "    movz x10, #{tcr_lo}",
-    "    movk x10, #{tcr_hi}, lsl #16",
-    "    msr tcr_el2, x10",
-    "    isb",
-    "    tlbi alle2",
-    "    ic iallu",
-    "    dsb nsh",
-    "    isb",
-    "    movz x11, #{sctlr_lo}",
-    "    movk x11, #{sctlr_hi}, lsl #16",
-    "    msr sctlr_el2, x11",
-    "    isb",
-    "    ret",
-    cptr = const CPTR,
-    mair = const MAIR,
-    pagetable = sym BOOT_PAGETABLE,
-    tcr_lo = const TCR & 0xffff,
-    tcr_hi = const TCR >> 16,
-    sctlr_lo = const SCTLR & 0xffff,
-    sctlr_hi = const SCTLR >> 16,
-);
-
-const _: () = assert!(TCR >> 32 == 0 && SCTLR >> 32 == 0 && CPTR >> 16 == 0 && MAIR >> 16 == 0);
+crate::mmu::enable_mmu!(BOOT_PAGETABLE, TCR);
