@@ -17,7 +17,6 @@ use super::host::VcmdqHw;
 use super::{Cmdqv, VintfId};
 use crate::iommufd::VeventTegra241Cmdqv;
 use crate::platform::Platform;
-use crate::viommu::veventq::VeventQueue;
 
 /// Where queue errors of guest-owned VINTFs go: the owning vIOMMU's vEVENTQ of type
 /// `TEGRA241_CMDQV`, as one `iommu_vevent_tegra241_cmdqv` record (tegra241-cmdqv §8.5).
@@ -32,16 +31,6 @@ pub trait CmdqvEventSink {
 impl<T: CmdqvEventSink + ?Sized> CmdqvEventSink for &T {
     fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv) {
         (**self).report(vintf, event);
-    }
-}
-
-/// A table of vEVENTQs indexed by VINTF: the report for VINTF *v* goes to entry *v*, if any
-/// (a VINTF whose vIOMMU has no `TEGRA241_CMDQV` vEVENTQ drops it, as Linux does).
-impl<const N: usize> CmdqvEventSink for [Option<&VeventQueue<VeventTegra241Cmdqv, N>>] {
-    fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv) {
-        if let Some(Some(q)) = self.get(usize::from(vintf.0)) {
-            let _ = q.report(&event);
-        }
     }
 }
 

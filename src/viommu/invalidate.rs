@@ -157,6 +157,16 @@ pub fn sanitise_guest_command(
     policy: &GuestCmdPolicy,
     vsid_to_psid: impl FnOnce(VStreamId) -> Option<StreamId>,
 ) -> Result<Command, Error> {
+    sanitise(raw, policy, |vsid, _| vsid_to_psid(vsid))
+}
+
+/// [`sanitise_guest_command`] whose lookup also learns whether the command is an ATC_INV (the
+/// router resolves those only for vDEVICEs with ATS enabled).
+pub(crate) fn sanitise(
+    raw: CmdqEntry,
+    policy: &GuestCmdPolicy,
+    vsid_to_psid: impl FnOnce(VStreamId, bool) -> Option<StreamId>,
+) -> Result<Command, Error> {
     let [d0, d1] = raw.0;
     let opcode = raw.opcode();
     let [a0, a1] = allowed(policy, opcode, d0, d1)?;
@@ -169,8 +179,8 @@ pub fn sanitise_guest_command(
         Some(Opcode::TlbiNhAll | Opcode::TlbiNhAsid | Opcode::TlbiNhVa | Opcode::TlbiNhVaa) => {
             e.set_vmid(policy.vmid);
         }
-        Some(Opcode::AtcInv | Opcode::CfgiCd | Opcode::CfgiCdAll) => {
-            let psid = vsid_to_psid(VStreamId(e.sid().0)).ok_or(Error::Io)?;
+        Some(op @ (Opcode::AtcInv | Opcode::CfgiCd | Opcode::CfgiCdAll)) => {
+            let psid = vsid_to_psid(VStreamId(e.sid().0), op == Opcode::AtcInv).ok_or(Error::Io)?;
             e.set_sid(psid);
         }
         _ => return Err(Error::Io),
@@ -304,7 +314,7 @@ pub struct InvalidateOutcome {
 pub(crate) fn invalidate_batches(
     entries: &[CmdqEntry],
     policy: &GuestCmdPolicy,
-    mut vsid_to_psid: impl FnMut(VStreamId) -> Option<StreamId>,
+    mut vsid_to_psid: impl FnMut(VStreamId, bool) -> Option<StreamId>,
     submit: impl Fn(&[Command]) -> Result<(), Error>,
 ) -> InvalidateOutcome {
     let mut done = 0u32;
@@ -312,7 +322,7 @@ pub(crate) fn invalidate_batches(
     for chunk in entries.chunks(INVALIDATE_BATCH) {
         let mut n = 0usize;
         for (raw, slot) in chunk.iter().zip(buf.iter_mut()) {
-            match sanitise_guest_command(*raw, policy, &mut vsid_to_psid) {
+            match sanitise(*raw, policy, &mut vsid_to_psid) {
                 Ok(cmd) => *slot = cmd,
                 Err(e) => {
                     return InvalidateOutcome {
@@ -580,7 +590,7 @@ mod tests {
             Ok(())
         };
         let entries = vec![good; 130];
-        let r = invalidate_batches(&entries, &POLICY, lookup, submit);
+        let r = invalidate_batches(&entries, &POLICY, |v, _| lookup(v), submit);
         assert_eq!(
             r,
             InvalidateOutcome {
@@ -593,7 +603,7 @@ mod tests {
         log.borrow_mut().clear();
         let mut entries = vec![good; 100];
         entries[70] = bad;
-        let r = invalidate_batches(&entries, &POLICY, lookup, submit);
+        let r = invalidate_batches(&entries, &POLICY, |v, _| lookup(v), submit);
         assert_eq!(
             r,
             InvalidateOutcome {
@@ -607,7 +617,7 @@ mod tests {
             "the batch holding the bad entry is not issued"
         );
 
-        let r = invalidate_batches(&[], &POLICY, lookup, submit);
+        let r = invalidate_batches(&[], &POLICY, |v, _| lookup(v), submit);
         assert_eq!(
             r,
             InvalidateOutcome {
@@ -617,7 +627,7 @@ mod tests {
         );
 
         let fail = |_: &[Command]| Err(Error::Timeout(crate::error::WaitFor::CmdSync));
-        let r = invalidate_batches(&[good; 3], &POLICY, lookup, fail);
+        let r = invalidate_batches(&[good; 3], &POLICY, |v, _| lookup(v), fail);
         assert_eq!(r.entry_num, 0);
         assert_eq!(r.result.unwrap_err().errno(), -110);
     }

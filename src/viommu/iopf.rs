@@ -294,7 +294,7 @@ impl<const P: usize> FaultGroups<P> {
         Self {
             pool: heapless::Vec::new(),
             next_ready: 0,
-            next_cookie: 1,
+            next_cookie: 0,
         }
     }
 
@@ -359,11 +359,8 @@ impl<const P: usize> FaultGroups<P> {
     fn new_cookie(&mut self) -> u32 {
         loop {
             let c = self.next_cookie;
-            self.next_cookie = match c.wrapping_add(1) {
-                0 => 1,
-                n => n,
-            };
-            if !self.cookie_in_use(c) {
+            self.next_cookie = c.wrapping_add(1);
+            if c != 0 && !self.cookie_in_use(c) {
                 return c;
             }
         }
@@ -419,6 +416,15 @@ impl<const P: usize> FaultGroups<P> {
     /// `code` (its last fault gives the SSID for PRI_RESP). [`Error::InvalidArgument`] (EINVAL)
     /// for an unknown cookie or a code other than SUCCESS/INVALID, as Linux.
     pub fn respond(&mut self, resp: &HwptPageResponse) -> Result<Command, Error> {
+        let cmd = self.response(resp)?;
+        self.retire(resp.cookie);
+        Ok(cmd)
+    }
+
+    /// The command answering the group delivered with `resp.cookie` with `resp.code`, as
+    /// [`respond`](Self::respond) but leaving the group in place (to be [`retire`](Self::retire)d
+    /// once the command was issued).
+    pub fn response(&self, resp: &HwptPageResponse) -> Result<Command, Error> {
         let code = PageResponseCode::from_raw(resp.code).ok_or(Error::InvalidArgument)?;
         let state = State::Delivered(resp.cookie);
         let last = self
@@ -427,8 +433,13 @@ impl<const P: usize> FaultGroups<P> {
             .rfind(|e| e.state == state)
             .map(|e| e.fault)
             .ok_or(Error::InvalidArgument)?;
-        self.pool.retain(|e| e.state != state);
         Ok(last.response(code))
+    }
+
+    /// Removes the group delivered with `cookie` (its answer was issued).
+    pub fn retire(&mut self, cookie: u32) {
+        let state = State::Delivered(cookie);
+        self.pool.retain(|e| e.state != state);
     }
 
     /// Answers INVALID every ready and delivered group whose StreamID matches `filter` (all if
@@ -631,6 +642,11 @@ mod tests {
     #[test]
     fn cookies_skip_zero_and_live_ones() {
         let mut g: FaultGroups<4> = FaultGroups::new();
+        g.add(stall(1, 0)).unwrap();
+        let mut first = [HwptPgfault::default(); 1];
+        assert_eq!(g.read(&mut first, |_| 0), 1);
+        assert_eq!(first[0].cookie, 1, "a new table starts at cookie 1");
+        g.retire(1);
         g.next_cookie = u32::MAX;
         g.add(stall(1, 1)).unwrap();
         g.add(stall(1, 2)).unwrap();

@@ -71,7 +71,7 @@ pub use invalidate::{
 pub use router::CmdqvRouterSink;
 #[cfg(not(loom))]
 pub use router::{
-    FORWARDED_EVENTS, HostReason, PRODUCER_SPINS, Routed, Router, RouterSink, RouterStats,
+    FORWARDED_EVENTS, HostReason, PRODUCER_SPINS, Routed, Router, RouterStats, SINK_CHUNK,
     TEARDOWN_SPINS, VDevice, Viommu, ViommuConfig, ViommuId, ViommuStats,
 };
 pub use sink::{CommandSink, EventSink, PriSink};

@@ -17,6 +17,46 @@ pub(crate) fn spin_hint() {
     core::hint::spin_loop();
 }
 
+/// A spin lock for the control path (`spin`'s), or `loom`'s mutex when built with `--cfg loom`
+/// so that `loom` can schedule around it.
+pub(crate) struct Mutex<T> {
+    #[cfg(not(loom))]
+    inner: spin::Mutex<T>,
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<T>,
+}
+
+/// A held [`Mutex`].
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = spin::MutexGuard<'a, T>;
+/// A held [`Mutex`] (loom build).
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    #[cfg(not(loom))]
+    pub(crate) const fn new(value: T) -> Self {
+        Self {
+            inner: spin::Mutex::new(value),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            inner: loom::sync::Mutex::new(value),
+        }
+    }
+
+    /// Takes the lock, spinning while another CPU holds it.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        #[cfg(not(loom))]
+        return self.inner.lock();
+        #[cfg(loom)]
+        return self.inner.lock().unwrap_or_else(|e| e.into_inner());
+    }
+}
+
 /// An `UnsafeCell` with `loom`'s closure API, so the same code is checked by `loom`.
 #[cfg(not(loom))]
 #[derive(Debug)]

@@ -210,6 +210,8 @@ pub struct VeventQueue<P: VeventPayload, const N: usize> {
     next_sequence: AtomicU32,
     /// The LOST_EVENTS marker, see [`LOST_PRESENT`].
     lost: AtomicU64,
+    /// 1 while a [`read`](VeventQueue::read) is in progress: the ring has one consumer.
+    reading: AtomicU32,
     queued: AtomicU64,
     dropped_full: AtomicU64,
     lost_reported: AtomicU64,
@@ -227,6 +229,7 @@ macro_rules! queue_init {
             tail: AtomicU32::new(0),
             next_sequence: AtomicU32::new(0),
             lost: AtomicU64::new(0),
+            reading: AtomicU32::new(0),
             queued: AtomicU64::new(0),
             dropped_full: AtomicU64::new(0),
             lost_reported: AtomicU64::new(0),
@@ -391,10 +394,28 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
     ///   one record.
     /// - The marker, if any, comes after every normal record and ends the read.
     ///
-    /// The `Err` arm is never taken: Linux's read fails only for a non-zero file position
-    /// (ESPIPE) or a user buffer it cannot write (EFAULT), neither of which a slice can express.
-    /// It is kept so callers handle the fd-read signature.
+    /// The ring has one consumer: a read while another one is in progress (on another CPU, or
+    /// interrupted on this one) takes nothing and returns [`Error::Busy`] (EBUSY); Linux
+    /// serialises readers of one fd with a mutex instead, which an IRQ-path caller cannot wait
+    /// for. Linux's other read errors, a non-zero file position (ESPIPE) or a user buffer it
+    /// cannot write (EFAULT), cannot happen with a slice.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        // Acquire: the previous reader's index stores happen before ours.
+        if self
+            .reading
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(Error::Busy);
+        }
+        let n = self.read_exclusive(buf);
+        // Release: our index stores happen before the next reader's.
+        self.reading.store(0, Ordering::Release);
+        Ok(n)
+    }
+
+    /// [`read`](Self::read) once the consumer flag is ours.
+    fn read_exclusive(&self, buf: &mut [u8]) -> usize {
         let record_bytes = P::RECORD_BYTES;
         let mut head = self.head.load(Ordering::Relaxed);
         // Acquire: slots up to `tail` were written before the producer's Release store.
@@ -483,7 +504,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         if marker_taken {
             bump(&self.lost_markers_read);
         }
-        Ok(done)
+        done
     }
 
     /// Number of unread normal records (Linux's `num_events`); the marker is not counted.
