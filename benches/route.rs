@@ -46,8 +46,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn cfg(vmid: u16) -> ViommuConfig {
     ViommuConfig {
-        s2: S2Config::for_ipa_bits(Vmid(vmid), PhysAddr(0x4000_0000), 40, Granule::Size4K)
-            .unwrap(),
+        s2: S2Config::for_ipa_bits(Vmid(vmid), PhysAddr(0x4000_0000), 40, Granule::Size4K).unwrap(),
         features: Features::decode(Features::QEMU_VIRT_IDREGS),
         coherent_devices: true,
         repeat_tlbi_cfgi: false,
@@ -146,7 +145,7 @@ fn main() {
     let fresh = miss_ns(r, &mut host, 201);
     let churn = ids[15];
     for i in 0..4000u32 {
-        let sid = StreamId(0x20_0000 + i);
+        let sid = StreamId(0x8000 + i);
         r.alloc_vdevice(churn, 0, sid, u64::from(100 + i), false)
             .unwrap();
         r.destroy_vdevice(churn, VStreamId(100 + i), &NoCmds)
@@ -155,7 +154,9 @@ fn main() {
     let after = miss_ns(r, &mut host, 201);
     black_box(host.0);
 
-    println!("records per case:                     {records} ({ROUNDS} interleaved rounds of {Q})");
+    println!(
+        "records per case:                     {records} ({ROUNDS} interleaved rounds of {Q})"
+    );
     println!("bare 32-byte copy (median):           {copy_ns:7.2} ns/record");
     println!(
         "routed to a guest vEVENTQ (median):   {route_ns:7.2} ns/record ({:.2}x copy; median of per-round ratios {:.2}x)",
