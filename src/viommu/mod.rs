@@ -55,7 +55,6 @@ pub mod hw_info;
 pub mod invalidate;
 pub mod iopf;
 mod producer;
-#[cfg(not(loom))]
 mod router;
 pub mod routing;
 pub mod sink;
@@ -67,9 +66,8 @@ pub use invalidate::{
     EntryArray, GuestCmdPolicy, InvalidateOutcome, check_entries, copy_struct_from_user,
     read_sized, sanitise_guest_command,
 };
-#[cfg(all(feature = "cmdqv", not(loom)))]
+#[cfg(feature = "cmdqv")]
 pub use router::CmdqvRouterSink;
-#[cfg(not(loom))]
 pub use router::{
     FORWARDED_EVENTS, HostReason, PRODUCER_SPINS, Routed, Router, RouterStats, SINK_CHUNK,
     TEARDOWN_SPINS, VDevice, Viommu, ViommuConfig, ViommuId, ViommuStats,

@@ -94,3 +94,21 @@ pub(crate) fn model<F: Fn() + Sync + Send + 'static>(name: &str, f: F) {
     });
     std::println!("loom {name}: {} interleavings", runs.load(O::Relaxed));
 }
+
+/// `loom::model` with a preemption bound, for models whose threads make many atomic steps.
+#[cfg(all(test, loom))]
+pub(crate) fn model_bounded<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
+    use std::sync::atomic::{AtomicUsize, Ordering as O};
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(bound);
+    builder.check(move || {
+        r.fetch_add(1, O::Relaxed);
+        f();
+    });
+    std::println!(
+        "loom {name} (preemption bound {bound}): {} interleavings",
+        runs.load(O::Relaxed)
+    );
+}

@@ -45,6 +45,8 @@ mod viommu;
 
 #[cfg(feature = "cmdqv")]
 mod cmdqv;
+#[cfg(all(test, loom))]
+mod loom_tests;
 #[cfg(feature = "cmdqv")]
 pub use cmdqv::CmdqvRouterSink;
 
