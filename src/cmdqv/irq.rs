@@ -1,4 +1,4 @@
-//! The CMDQV error interrupt (tegra241-cmdqv §7.6): VINTF_ERR_MAP → LVCMDQ_ERR_MAP → GERROR.
+//! The CMDQV error interrupt (Linux's `tegra241_cmdqv_isr`): VINTF_ERR_MAP → LVCMDQ_ERR_MAP → GERROR.
 //!
 //! No allocation, no lock, no panic, no unbounded wait: at most two VINTF_ERR_MAP reads, two
 //! LVCMDQ_ERR_MAP reads per flagged VINTF, and a constant number of accesses per flagged host
@@ -19,7 +19,7 @@ use crate::iommufd::VeventTegra241Cmdqv;
 use crate::platform::Platform;
 
 /// Where queue errors of guest-owned VINTFs go: the owning vIOMMU's vEVENTQ of type
-/// `TEGRA241_CMDQV`, as one `iommu_vevent_tegra241_cmdqv` record (tegra241-cmdqv §8.5).
+/// `TEGRA241_CMDQV`, as one `iommu_vevent_tegra241_cmdqv` record (`struct iommu_vevent_tegra241_cmdqv`).
 ///
 /// Called from the interrupt handler: implementations must not block, allocate or panic.
 pub trait CmdqvEventSink {
@@ -52,7 +52,7 @@ pub struct CmdqvErrorStats {
 }
 
 impl<P: Platform> Cmdqv<P> {
-    /// Handles the CMDQV error interrupt (tegra241-cmdqv §7.6): reads VINTF_ERR_MAP (high word at
+    /// Handles the CMDQV error interrupt (Linux's `tegra241_cmdqv_isr`): reads VINTF_ERR_MAP (high word at
     /// `0x18`, low at `0x14`); for VINTF0, reads its LVCMDQ_ERR_MAP and recovers each flagged
     /// host queue (an illegal command at CONS becomes a CMD_SYNC, then GERRORN = GERROR; CERROR_ABT
     /// and CERROR_ATC_INV_SYNC are only acknowledged, the fetch or the CMD_SYNC is retried); for each

@@ -1,4 +1,4 @@
-//! I/O page faults (iommufd.md §8): PRI page requests and stalled transactions of a vIOMMU's
+//! I/O page faults (IOMMU_FAULT_QUEUE_ALLOC in `include/uapi/linux/iommufd.h`, Linux's `iommufd_fault_fops_read`): PRI page requests and stalled transactions of a vIOMMU's
 //! devices become `struct iommu_hwpt_pgfault` groups the hypervisor reads, and its
 //! `struct iommu_hwpt_page_response`s become CMD_PRI_RESP or CMD_RESUME.
 //!
@@ -14,7 +14,7 @@
 //!   INVALID.
 //!
 //! Responses (iommufd code → command): stall SUCCESS → RESUME Retry, INVALID → RESUME Abort
-//! (smmuv3.md §6.4, Linux's mapping); PRI SUCCESS → PRI_RESP Success, INVALID → PRI_RESP
+//! (IHI 0070 §4.7 CMD_RESUME and CMD_PRI_RESP, Linux's mapping); PRI SUCCESS → PRI_RESP Success, INVALID → PRI_RESP
 //! InvalidRequest (PCIe "Invalid Request", the page could not be made resident).
 
 #![deny(
@@ -367,7 +367,7 @@ impl<const P: usize> FaultGroups<P> {
     }
 
     /// Delivers whole groups, oldest first, into `out` as `struct iommu_hwpt_pgfault` records
-    /// (iommufd.md §8 read()): stops before a group that does not fit (0 if the first does not).
+    /// (IOMMU_FAULT_QUEUE_ALLOC in `include/uapi/linux/iommufd.h`, Linux's `iommufd_fault_fops_read` read()): stops before a group that does not fit (0 if the first does not).
     /// `dev_id` maps a physical StreamID to the iommufd device ID written into the records.
     pub fn read(&mut self, out: &mut [HwptPgfault], dev_id: impl Fn(StreamId) -> u32) -> usize {
         let mut done = 0usize;

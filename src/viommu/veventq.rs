@@ -1,5 +1,5 @@
 //! vEVENTQ: the per-vIOMMU, per-type event ring the hypervisor reads like an iommufd vEVENTQ fd
-//! (iommufd.md §6 "IOMMU_VEVENTQ_ALLOC and the vEVENTQ read protocol").
+//! (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` "IOMMU_VEVENTQ_ALLOC and the vEVENTQ read protocol").
 //!
 //! One [`VeventQueue`] per (vIOMMU, [`VeventqType`]). The producer is the IRQ path
 //! ([`VeventQueue::report`]: allocation-free, never blocks, never panics); the consumer is the
@@ -71,7 +71,7 @@ mod sealed {
     impl Sealed for crate::iommufd::VeventTegra241Cmdqv {}
 }
 
-/// A vEVENTQ payload type: [`VeventArmSmmuv3`] or [`VeventTegra241Cmdqv`] (iommufd.md §6,
+/// A vEVENTQ payload type: [`VeventArmSmmuv3`] or [`VeventTegra241Cmdqv`] (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`,
 /// "Payloads"). Sealed: the queue relies on `WORDS <= MAX_PAYLOAD_WORDS`.
 pub trait VeventPayload: sealed::Sealed + Copy {
     /// The vEVENTQ type whose records carry this payload.
@@ -107,7 +107,7 @@ const _: () = assert!(VeventArmSmmuv3::WORDS * 8 == VeventArmSmmuv3::SIZE);
 const _: () = assert!(VeventTegra241Cmdqv::WORDS * 8 == VeventTegra241Cmdqv::SIZE);
 
 /// What became of one [`VeventQueue::report`]. Linux's report function returns 0 for both
-/// (iommufd.md §6 "Driver-facing results"); every report consumes one sequence number.
+/// (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` "Driver-facing results"); every report consumes one sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Reported {
@@ -192,7 +192,7 @@ impl Slot {
 }
 
 /// A vEVENTQ of payload `P` with room for up to `N` unread events (`N` a power of two,
-/// `veventq_depth <= N`). iommufd.md §6.
+/// `veventq_depth <= N`). `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`.
 ///
 /// Single producer ([`report`](Self::report), the IRQ path) and single consumer
 /// ([`read`](Self::read), the hypervisor); each side must be serialised by the caller, the two
@@ -246,7 +246,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         "VeventQueue capacity must be a power of two <= 2^31"
     );
 
-    /// Checks `veventq_depth` (iommufd.md §6 `struct iommu_veventq_alloc`): 0 is EINVAL as in
+    /// Checks `veventq_depth` (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` `struct iommu_veventq_alloc`): 0 is EINVAL as in
     /// Linux. Linux has no upper limit; this queue's storage is fixed, so a depth above `N` is
     /// refused with [`Error::NoMemory`] (ENOMEM), the error Linux gives when it cannot allocate.
     const fn check_depth(depth: u32) -> Result<(), Error> {
@@ -261,7 +261,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         }
     }
 
-    /// An empty queue of `veventq_depth` `depth`, starting at sequence 0 (iommufd.md §6:
+    /// An empty queue of `veventq_depth` `depth`, starting at sequence 0 (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`:
     /// "A new queue starts at sequence 0").
     #[cfg(not(loom))]
     pub const fn new(depth: u32) -> Result<Self, Error> {
@@ -301,7 +301,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         self.slots.get(index as usize & (N - 1))
     }
 
-    /// Reports one event (IRQ path; iommufd.md §6 "Producer side"). Never blocks, never
+    /// Reports one event (IRQ path; `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` "Producer side"). Never blocks, never
     /// allocates, never panics.
     ///
     /// Every call consumes one sequence number, which then advances modulo 2^31. While fewer
@@ -338,7 +338,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
     }
 
     /// Reports an event that is lost before it could be stored (IRQ path), as Linux's
-    /// allocation-failure path does (iommufd.md §6 "Producer side": "Report while `num_events ==
+    /// allocation-failure path does (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` "Producer side": "Report while `num_events ==
     /// depth`, or when allocating the record fails: the event is dropped ... The queue's single,
     /// preallocated LOST_EVENTS header ... is moved to the tail of the queue and gets the sequence
     /// number of the dropped event"): whatever the fill level, one sequence number is consumed and
@@ -383,7 +383,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         self.lost.swap(marker, Ordering::Release);
     }
 
-    /// Reads whole records into `buf`, as Linux's vEVENTQ `read()` does (iommufd.md §6
+    /// Reads whole records into `buf`, as Linux's vEVENTQ `read()` does (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`
     /// "Consumer side: read() semantics"), and returns the number of bytes written.
     ///
     /// - Never blocks. Returns `Ok(0)` when nothing is queued (0 is not end-of-file).
@@ -520,7 +520,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
     }
 
     /// Whether a read would return something: at least one record or a lone LOST_EVENTS marker
-    /// is queued (Linux's `POLLIN | POLLRDNORM`, iommufd.md §6).
+    /// is queued (Linux's `POLLIN | POLLRDNORM`, `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`).
     pub fn is_readable(&self) -> bool {
         !self.is_empty() || self.pending_lost().is_some()
     }
@@ -787,7 +787,7 @@ mod tests {
         );
     }
 
-    /// iommufd.md §6: the test suite's depth-2 queue given 3 events reports the overflow, and
+    /// `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`: the test suite's depth-2 queue given 3 events reports the overflow, and
     /// one more event afterwards reads back cleanly.
     #[test]
     fn lost_marker_appears_when_full_and_is_gone_after_next_event() {
@@ -953,7 +953,7 @@ mod tests {
         assert_eq!(q.next_sequence(), 8);
     }
 
-    /// Linux's algorithm as iommufd.md §6 states it, on a plain list.
+    /// Linux's algorithm as `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` states it, on a plain list.
     #[derive(Default)]
     struct Reference {
         list: VecDeque<Item>,
