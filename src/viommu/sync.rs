@@ -17,6 +17,33 @@ pub(crate) fn spin_hint() {
     core::hint::spin_loop();
 }
 
+/// Defines `new` once for both builds: `const fn` normally (so routers live in `static`s), a
+/// plain `fn` under `loom` (whose atomics cannot be built in a constant).
+macro_rules! ctor {
+    ($(#[$m:meta])* $vis:vis fn new() -> Self $body:block) => {
+        $(#[$m])*
+        #[cfg(not(loom))]
+        $vis const fn new() -> Self $body
+
+        $(#[$m])*
+        #[cfg(loom)]
+        $vis fn new() -> Self $body
+    };
+}
+pub(crate) use ctor;
+
+/// `[value; N]` of a non-`Copy` value, in a `const fn` normally, built one by one under `loom`.
+macro_rules! array_of {
+    ($value:expr; $n:expr) => {{
+        #[cfg(not(loom))]
+        let a = [const { $value }; $n];
+        #[cfg(loom)]
+        let a = core::array::from_fn(|_| $value);
+        a
+    }};
+}
+pub(crate) use array_of;
+
 /// A spin lock for the control path (`spin`'s), or `loom`'s mutex when built with `--cfg loom`
 /// so that `loom` can schedule around it.
 pub(crate) struct Mutex<T> {

@@ -55,7 +55,7 @@ use super::invalidate::GuestCmdPolicy;
 use super::iopf::{FaultGroups, FaultRing};
 use super::producer::Producer;
 use super::routing::{MAX_VIOMMUS, RoutingTable};
-use super::sync::{AtomicU64, Mutex, Ordering};
+use super::sync::{AtomicU64, Mutex, Ordering, array_of, ctor};
 use super::veventq::VeventQueue;
 use super::vste::NestedSte;
 use crate::error::Error;
@@ -278,23 +278,7 @@ struct Counters {
 }
 
 impl Counters {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            forwarded: AtomicU64::new(0),
-            dropped_full: AtomicU64::new(0),
-            dropped_no_veventq: AtomicU64::new(0),
-            iopf: AtomicU64::new(0),
-            host_unassigned: AtomicU64::new(0),
-            host_stage2: AtomicU64::new(0),
-            host_other: AtomicU64::new(0),
-            evtq_overflows: AtomicU64::new(0),
-            lost_marked: AtomicU64::new(0),
-            priq_overflows: AtomicU64::new(0),
-        }
-    }
-
-    #[cfg(loom)]
+    ctor! {
     fn new() -> Self {
         Self {
             forwarded: AtomicU64::new(0),
@@ -308,6 +292,7 @@ impl Counters {
             lost_marked: AtomicU64::new(0),
             priq_overflows: AtomicU64::new(0),
         }
+    }
     }
 
     fn add_to(&self, s: &mut RouterStats) {
@@ -357,20 +342,7 @@ struct ViommuCounters {
 }
 
 impl ViommuCounters {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            forwarded: AtomicU64::new(0),
-            dropped_full: AtomicU64::new(0),
-            dropped_no_veventq: AtomicU64::new(0),
-            evtq_overflows: AtomicU64::new(0),
-            lost_marked: AtomicU64::new(0),
-            iopf: AtomicU64::new(0),
-            iopf_to_host: AtomicU64::new(0),
-        }
-    }
-
-    #[cfg(loom)]
+    ctor! {
     fn new() -> Self {
         Self {
             forwarded: AtomicU64::new(0),
@@ -381,6 +353,7 @@ impl ViommuCounters {
             iopf: AtomicU64::new(0),
             iopf_to_host: AtomicU64::new(0),
         }
+    }
     }
 
     fn add_to(&self, s: &mut ViommuStats) {
@@ -457,24 +430,8 @@ impl<const D: usize, const Q: usize, const F: usize> Default for Viommu<D, Q, F>
 }
 
 impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
+    ctor! {
     /// A free slot.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        Self {
-            state: AtomicU64::new(0),
-            ctl: Mutex::new(None),
-            veventq: Gate::new(),
-            #[cfg(feature = "cmdqv")]
-            veventq_cmdqv: Gate::new(),
-            faults: Gate::new(),
-            counters: ViommuCounters::new(),
-            #[cfg(feature = "cmdqv")]
-            cmdqv_counters: ViommuCounters::new(),
-        }
-    }
-
-    /// A free slot (loom build).
-    #[cfg(loom)]
     pub fn new() -> Self {
         Self {
             state: AtomicU64::new(0),
@@ -487,6 +444,7 @@ impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
             #[cfg(feature = "cmdqv")]
             cmdqv_counters: ViommuCounters::new(),
         }
+    }
     }
 
     /// Whether vIOMMU generation `generation` is live in this slot (a snapshot).
@@ -548,34 +506,13 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
 {
     const V_OK: () = assert!(V <= MAX_VIOMMUS + 1, "too many vIOMMUs");
 
+    ctor! {
     /// A router with every vIOMMU slot free.
-    #[cfg(not(loom))]
-    pub const fn new() -> Self {
-        #[allow(clippy::let_unit_value)]
-        let () = Self::V_OK;
-        Self {
-            viommus: [const { Viommu::new() }; V],
-            routes: RoutingTable::new(),
-            writers: Mutex::new(()),
-            counters: Counters::new(),
-            contended: AtomicU64::new(0),
-            producer: Producer::new(),
-            #[cfg(feature = "cmdqv")]
-            cmdqv_producer: Producer::new(),
-            #[cfg(feature = "cmdqv")]
-            cmdqv_counters: Counters::new(),
-            #[cfg(feature = "cmdqv")]
-            vintf_owner: [const { AtomicU64::new(0) }; crate::cmdqv::regs::MAX_VINTFS],
-        }
-    }
-
-    /// A router with every vIOMMU slot free (loom build).
-    #[cfg(loom)]
     pub fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::V_OK;
         Self {
-            viommus: core::array::from_fn(|_| Viommu::new()),
+            viommus: array_of!(Viommu::new(); V),
             routes: RoutingTable::new(),
             writers: Mutex::new(()),
             counters: Counters::new(),
@@ -586,8 +523,9 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             #[cfg(feature = "cmdqv")]
             cmdqv_counters: Counters::new(),
             #[cfg(feature = "cmdqv")]
-            vintf_owner: core::array::from_fn(|_| AtomicU64::new(0)),
+            vintf_owner: array_of!(AtomicU64::new(0); crate::cmdqv::regs::MAX_VINTFS),
         }
+    }
     }
 
     /// Counters.

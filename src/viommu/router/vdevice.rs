@@ -180,9 +180,11 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// vIOMMU's stage 2, and has `install` write it for the physical StreamID (the driver's
     /// `set_ste`). Only once `install` succeeded is the route marked attached, so the device's
     /// stage-1 events are forwarded from then on and never for an attach that failed.
-    /// Re-attaching first answers the old attachment's fault groups INVALID (as a detach does).
-    /// ENOENT without a vDEVICE (Linux needs one before a nested attach); EBUSY if the IRQ path
-    /// held its rings too long during a re-attach (nothing changed).
+    /// Re-attaching first answers the old attachment's fault groups INVALID (as a detach does);
+    /// if that fails (EBUSY when the IRQ path held its rings too long, or the error of issuing
+    /// the answers) the old attachment stays and the error is returned. An error always means
+    /// the device is attached as before. ENOENT without a vDEVICE (Linux needs one before a
+    /// nested attach).
     pub fn attach_nested(
         &self,
         id: ViommuId,
@@ -202,13 +204,12 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                 vsid,
                 attached: true,
             };
-            let mut answer = Ok(0);
             if d.nested.is_some() {
                 self.detach_route(id, d.psid, vsid)?;
-                answer = self.purge_faults(v, c, Some(d.psid), cmds);
-                if answer == Err(Error::Busy) {
+                if let Err(e) = self.purge_faults(v, c, Some(d.psid), cmds) {
+                    // The old attachment stays (its groups were taken; EBUSY: nothing was).
                     self.routes.update(d.psid, attached)?;
-                    return Err(Error::Busy);
+                    return Err(e);
                 }
             }
             if let Err(e) = install(d.psid, &ste) {
@@ -222,7 +223,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             if let Some(x) = c.vdevices.iter_mut().find(|x| x.vsid == vsid) {
                 x.nested = Some(nested);
             }
-            answer.map(|_| ste)
+            Ok(ste)
         })
     }
 
