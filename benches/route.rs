@@ -172,6 +172,7 @@ fn main() {
         median(&mut read)
     );
     println!("unassigned StreamID -> host (median): {fresh:7.2} ns/record");
+    println!("  after 4,000 StreamIDs came and went: {after:7.2} ns/record");
     println!(
         "memory: this Router<16, 256, 16, 1024, 64> {} bytes, {} per vIOMMU; the demo's Router<2, 16, 4, 16, 8> {} bytes, {} per vIOMMU (feature cmdqv {})",
         size_of::<R>(),
@@ -180,5 +181,4 @@ fn main() {
         size_of::<Viommu<4, 16, 8>>(),
         if cfg!(feature = "cmdqv") { "on" } else { "off" },
     );
-    println!("  after 4,000 StreamIDs came and went: {after:7.2} ns/record");
 }
