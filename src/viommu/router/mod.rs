@@ -263,49 +263,39 @@ fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
-/// The router's counters written under one producer token.
-struct Counters {
-    forwarded: AtomicU64,
-    dropped_full: AtomicU64,
-    dropped_no_veventq: AtomicU64,
-    iopf: AtomicU64,
-    host_unassigned: AtomicU64,
-    host_stage2: AtomicU64,
-    host_other: AtomicU64,
-    evtq_overflows: AtomicU64,
-    lost_marked: AtomicU64,
-    priq_overflows: AtomicU64,
+/// A set of counters written by the holder of one producer token, summed into `$stats`.
+macro_rules! counters {
+    ($(#[$m:meta])* $name:ident for $stats:ident { $($f:ident),* $(,)? }) => {
+        $(#[$m])*
+        struct $name {
+            $($f: AtomicU64,)*
+        }
+
+        impl $name {
+            ctor! {
+                fn new() -> Self {
+                    Self { $($f: AtomicU64::new(0),)* }
+                }
+            }
+
+            fn add_to(&self, s: &mut $stats) {
+                $(s.$f += get(&self.$f);)*
+            }
+
+            /// Zeroes the counters (control path, while no producer writes them).
+            #[allow(dead_code)]
+            fn reset(&self) {
+                $(self.$f.store(0, Ordering::Relaxed);)*
+            }
+        }
+    };
 }
 
-impl Counters {
-    ctor! {
-    fn new() -> Self {
-        Self {
-            forwarded: AtomicU64::new(0),
-            dropped_full: AtomicU64::new(0),
-            dropped_no_veventq: AtomicU64::new(0),
-            iopf: AtomicU64::new(0),
-            host_unassigned: AtomicU64::new(0),
-            host_stage2: AtomicU64::new(0),
-            host_other: AtomicU64::new(0),
-            evtq_overflows: AtomicU64::new(0),
-            lost_marked: AtomicU64::new(0),
-            priq_overflows: AtomicU64::new(0),
-        }
-    }
-    }
-
-    fn add_to(&self, s: &mut RouterStats) {
-        s.forwarded += get(&self.forwarded);
-        s.dropped_full += get(&self.dropped_full);
-        s.dropped_no_veventq += get(&self.dropped_no_veventq);
-        s.iopf += get(&self.iopf);
-        s.host_unassigned += get(&self.host_unassigned);
-        s.host_stage2 += get(&self.host_stage2);
-        s.host_other += get(&self.host_other);
-        s.evtq_overflows += get(&self.evtq_overflows);
-        s.lost_marked += get(&self.lost_marked);
-        s.priq_overflows += get(&self.priq_overflows);
+counters! {
+    /// The router's counters written under one producer token.
+    Counters for RouterStats {
+        forwarded, dropped_full, dropped_no_veventq, iopf, host_unassigned, host_stage2,
+        host_other, evtq_overflows, lost_marked, priq_overflows,
     }
 }
 
@@ -330,55 +320,12 @@ pub struct ViommuStats {
     pub iopf_to_host: u64,
 }
 
-/// A vIOMMU's counters written under one producer token.
-struct ViommuCounters {
-    forwarded: AtomicU64,
-    dropped_full: AtomicU64,
-    dropped_no_veventq: AtomicU64,
-    evtq_overflows: AtomicU64,
-    lost_marked: AtomicU64,
-    iopf: AtomicU64,
-    iopf_to_host: AtomicU64,
-}
-
-impl ViommuCounters {
-    ctor! {
-    fn new() -> Self {
-        Self {
-            forwarded: AtomicU64::new(0),
-            dropped_full: AtomicU64::new(0),
-            dropped_no_veventq: AtomicU64::new(0),
-            evtq_overflows: AtomicU64::new(0),
-            lost_marked: AtomicU64::new(0),
-            iopf: AtomicU64::new(0),
-            iopf_to_host: AtomicU64::new(0),
-        }
-    }
-    }
-
-    fn add_to(&self, s: &mut ViommuStats) {
-        s.forwarded += get(&self.forwarded);
-        s.dropped_full += get(&self.dropped_full);
-        s.dropped_no_veventq += get(&self.dropped_no_veventq);
-        s.evtq_overflows += get(&self.evtq_overflows);
-        s.lost_marked += get(&self.lost_marked);
-        s.iopf += get(&self.iopf);
-        s.iopf_to_host += get(&self.iopf_to_host);
-    }
-
-    /// Zeroes the counters of a slot's new vIOMMU (control path, while no route names it).
-    fn reset(&self) {
-        for c in [
-            &self.forwarded,
-            &self.dropped_full,
-            &self.dropped_no_veventq,
-            &self.evtq_overflows,
-            &self.lost_marked,
-            &self.iopf,
-            &self.iopf_to_host,
-        ] {
-            c.store(0, Ordering::Relaxed);
-        }
+counters! {
+    /// A vIOMMU's counters written under one producer token (a new vIOMMU of the slot resets
+    /// them while no route names it).
+    ViommuCounters for ViommuStats {
+        forwarded, dropped_full, dropped_no_veventq, evtq_overflows, lost_marked, iopf,
+        iopf_to_host,
     }
 }
 
