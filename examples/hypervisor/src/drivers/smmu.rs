@@ -15,8 +15,9 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering
 use arm_gic::IntId;
 use arm_smmuv3::discovery::IrqSource;
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
+use arm_smmuv3::pri::PriqEntry;
 use arm_smmuv3::regs::{Page0, Page1};
-use arm_smmuv3::smmu::{Config, DrainStats, EventSink, GerrorStats, Smmu};
+use arm_smmuv3::smmu::{Config, DrainStats, EventSink, GerrorStats, PriSink, Smmu};
 use arm_smmuv3::viommu::Router;
 use arm_smmuv3::{BumpDma, Error, Platform};
 use critical_section::Mutex;
@@ -191,6 +192,11 @@ impl EventSink for LogSink {
     fn overflow(&mut self) {
         log(Logged::Overflow { drain: self.drain });
     }
+}
+
+/// The router's sink hands on page requests too; the demo drains no PRI queue.
+impl PriSink for LogSink {
+    fn request(&mut self, _: &PriqEntry) {}
 }
 
 /// PL061 GPIO (QEMU `virt`), whose PeriphID registers mark drains in QEMU's trace.
