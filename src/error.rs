@@ -14,7 +14,7 @@ use crate::ste::SteError;
 pub enum WaitFor {
     /// SMMU_CR0ACK to equal the value written to SMMU_CR0 (IHI 0070 §6.3.10).
     Cr0Ack,
-    /// SMMU_IRQ_CTRLACK to equal the value written to SMMU_IRQ_CTRL (IHI 0070 §6.3.22).
+    /// SMMU_IRQ_CTRLACK to equal the value written to SMMU_IRQ_CTRL (IHI 0070 §6.3.18).
     IrqCtrlAck,
     /// SMMU_GBPA.UPDATE to clear (IHI 0070 §6.3.14).
     GbpaUpdate,

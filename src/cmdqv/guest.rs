@@ -10,13 +10,13 @@
 
 use core::sync::atomic::Ordering;
 
-use super::regs::{self, MAX_SID_SLOTS, SID_MATCH};
+use super::regs::{self, MAX_SID_SLOTS, MAX_VCMDQS, SID_MATCH, VCMDQ_BASE};
 use super::{Cmdqv, VintfId, base_value};
 use crate::error::{Error, Object, Quantity};
 use crate::ids::{PhysAddr, StreamId, VStreamId, Vmid};
 use crate::iommufd::{HwInfoTegra241Cmdqv, ViommuTegra241Cmdqv};
 use crate::platform::Platform;
-use crate::queue::CMDQ_ENTRY_BYTES;
+use crate::queue::{CMDQ_ENTRY_BYTES, MAX_LOG2};
 use crate::smmu::CommandSink;
 
 /// Bookkeeping of one guest VINTF.
@@ -263,7 +263,7 @@ impl<P: Platform> Cmdqv<P> {
         main: &M,
     ) -> Result<(), Error> {
         let g = self.guest(id)?;
-        let max_len = (CMDQ_ENTRY_BYTES as u64) << self.cfg.cmdq_log2_max.min(19);
+        let max_len = (CMDQ_ENTRY_BYTES as u64) << self.cfg.cmdq_log2_max.min(MAX_LOG2);
         let bad_length = Error::OutOfRange {
             what: Quantity::Length,
             value: length,
@@ -294,7 +294,7 @@ impl<P: Platform> Cmdqv<P> {
         if !length.is_power_of_two() || length < 32 || length > max_len {
             return Err(bad_length);
         }
-        if base.0 & (length - 1) != 0 || base.0 & !((1u64 << 48) - 1) != 0 {
+        if base.0 & (length - 1) != 0 || base.0 & !VCMDQ_BASE::ADDR::SET.value != 0 {
             return Err(Error::InvalidArgument);
         }
         let v = usize::from(id.0);
@@ -329,7 +329,7 @@ impl<P: Platform> Cmdqv<P> {
         if l >= self.per_vintf || st.queues & (1u128 << l) == 0 {
             return Err(Error::NotFound);
         }
-        if l + 1 < 128 && st.queues & (1u128 << (l + 1)) != 0 {
+        if l + 1 < MAX_VCMDQS && st.queues & (1u128 << (l + 1)) != 0 {
             return Err(Error::Busy);
         }
         let v = usize::from(id.0);

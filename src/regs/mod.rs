@@ -62,9 +62,10 @@ impl<T: UIntLike, R: RegisterLongName> Readable for ReadOnly<T, R> {
     }
 }
 
-/// `const` access to 64-bit `tock-registers` fields, for the `const fn` encoders and decoders of
-/// the in-memory formats (commands, events, STEs); `Field::read` and `FieldValue::modify` are not
-/// `const`. Each takes the field by its one definition in a `register_bitfields!` block.
+/// `const` access to `tock-registers` fields, for the `const fn` encoders and decoders of the
+/// in-memory formats (commands, events, STEs) and of the ID registers (`Features`);
+/// `Field::read` and `FieldValue::modify` are not `const`. Each takes the field by its one
+/// definition in a `register_bitfields!` block.
 pub(crate) mod bits {
     use tock_registers::RegisterLongName;
     use tock_registers::fields::Field;
@@ -85,6 +86,18 @@ pub(crate) mod bits {
     #[inline]
     pub(crate) const fn put<R: RegisterLongName>(f: Field<u64, R>, value: u64) -> u64 {
         (value & f.mask) << f.shift
+    }
+
+    /// The field's value in the 32-bit register value `raw`, shifted down.
+    #[inline]
+    pub(crate) const fn get32<R: RegisterLongName>(f: Field<u32, R>, raw: u32) -> u32 {
+        (raw >> f.shift) & f.mask
+    }
+
+    /// Whether any bit of the field is set in the 32-bit register value `raw`.
+    #[inline]
+    pub(crate) const fn is_set32<R: RegisterLongName>(f: Field<u32, R>, raw: u32) -> bool {
+        get32(f, raw) != 0
     }
 
     /// `dword` with the field replaced by `value` (truncated to the field).
