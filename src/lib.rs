@@ -11,11 +11,14 @@
 //! [`CommandSink`] (the [`Smmu`] itself, or a Tegra241 queue). Errors are one [`Error`] type,
 //! each with the Linux errno an iommufd ioctl would return ([`Error::errno`]).
 //!
+//! The design notes are in `docs/design.md` beside this crate's sources; what each error
+//! carries, in `docs/errors.md`.
+//!
 //! Layers, bottom up: [`regs`] (the only MMIO), pure data formats ([`queue`], [`command`],
 //! [`event`], [`pri`], [`ste`], [`cd`], [`features`]), the physical driver [`smmu`], the
 //! virtualisation layer [`viommu`] with its [`iommufd`] uAPI mirror, and `cmdqv` (feature
 //! `cmdqv`). The software models in `fake` (feature `fakes`) let the same driver code run on the
-//! host. The design notes are in `docs/design.md` beside this crate's sources.
+//! host.
 //!
 //! # From `Smmu::new` to an event routed to a guest
 //! With QEMU `virt`'s addresses (`-machine virt,iommu=smmuv3`): take over the SMMU, let a host
