@@ -113,6 +113,9 @@ pub mod viommu;
 #[cfg(feature = "cmdqv")]
 pub mod cmdqv;
 
+#[cfg(feature = "discovery")]
+pub mod discovery;
+
 #[cfg(any(test, feature = "fakes"))]
 pub mod fake;
 

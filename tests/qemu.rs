@@ -1,16 +1,13 @@
-//! Boots the QEMU `virt` demo (examples/qemu_virt) and checks what it reports.
+//! Boots the QEMU `virt` demo hypervisor (examples/hypervisor) and checks what it reports.
 //!
 //! Builds the bare-metal image with a nested cargo, boots it under qemu-system-aarch64 with a
 //! timeout, decodes its defmt stream and reads its UART text. Fails (never skips) when QEMU is
 //! missing or older than 9.2.
 
-#[allow(dead_code)]
-#[path = "../examples/qemu_virt/host.rs"]
-mod host;
+use qemu_virt_runner as host;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Generous for a 2-core machine under load; a full run takes about 3 s of wall time (about 30 edu
@@ -95,40 +92,12 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Builds the image where `cargo qemu` puts it (target/aarch64-unknown-none/release/examples), so the
-/// two share their build. The pinned cargo (rust-toolchain.toml) releases the target-directory lock
-/// before it runs test binaries, so this nested build does not wait for the `cargo test` above it;
-/// set SMMU_QEMU_TARGET_DIR to build elsewhere (a runner that keeps the lock would otherwise hang).
+/// Builds the image where `cargo qemu` puts it, so the two share their build.
 fn build_image() -> PathBuf {
-    let target_dir = std::env::var_os("SMMU_QEMU_TARGET_DIR")
-        .map_or_else(|| manifest_dir().join("target"), PathBuf::from);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let started = Instant::now();
-    let status = Command::new(cargo)
-        .current_dir(manifest_dir())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "aarch64-unknown-none",
-            "--features",
-            "defmt",
-            "--example",
-            "qemu_virt",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .env("DEFMT_LOG", "info")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("cannot run cargo to build the QEMU image");
-    assert!(
-        status.success(),
-        "building examples/qemu_virt for aarch64-unknown-none failed: {status}"
-    );
+    let elf = host::build_image(&manifest_dir()).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("image built in {:.1} s", started.elapsed().as_secs_f64());
-    target_dir.join("aarch64-unknown-none/release/examples/qemu_virt")
+    elf
 }
 
 #[test]
