@@ -16,9 +16,9 @@
 //!
 //! Layers, bottom up: [`regs`] (the only MMIO), pure data formats ([`queue`], [`command`],
 //! [`event`], [`pri`], [`ste`], [`cd`], [`features`]), the physical driver [`smmu`], the
-//! virtualisation layer [`viommu`] with its [`iommufd`] uAPI mirror, and `cmdqv` (feature
-//! `cmdqv`). The software models in `fake` (feature `fakes`) let the same driver code run on the
-//! host.
+//! virtualisation layer [`viommu`] with its [`iommufd`] uAPI mirror, the guest-visible SMMUv3
+//! [`vsmmu`] built on it, and `cmdqv` (feature `cmdqv`). The software models in `fake` (feature
+//! `fakes`) let the same driver code run on the host.
 //!
 //! # From `Smmu::new` to an event routed to a guest
 //! With QEMU `virt`'s addresses (`-machine virt,iommu=smmuv3`): take over the SMMU, let a host
@@ -109,6 +109,7 @@ pub mod regs;
 pub mod smmu;
 pub mod ste;
 pub mod viommu;
+pub mod vsmmu;
 
 #[cfg(feature = "cmdqv")]
 pub mod cmdqv;

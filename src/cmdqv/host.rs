@@ -1,4 +1,4 @@
-//! Host command submission on VINTF0's logical queues (tegra241-cmdqv §7.5).
+//! Host command submission on VINTF0's logical queues (Linux's `tegra241_cmdqv_get_cmdq`).
 //!
 //! Each host VCMDQ is driven by the SMMU driver's command-queue engine
 //! ([`Cmdq`](crate::smmu::cmdq::Cmdq)): VCMDQ PROD/CONS/ERR have the SMMU CMDQ's layout, and
@@ -17,7 +17,7 @@ use crate::platform::Platform;
 use crate::smmu::{CmdqBackend, CommandSink};
 
 /// Whether a non-HYP_OWN queue takes `cmd`: TLBI_NH_ASID, TLBI_NH_VA, ATC_INV, and the CMD_SYNC
-/// that closes a batch (tegra241-cmdqv §7.5).
+/// that closes a batch (Linux's `tegra241_guest_vcmdq_supports_cmd`).
 pub const fn guest_queue_accepts(cmd: &Command) -> bool {
     matches!(
         cmd.opcode(),
@@ -62,7 +62,7 @@ impl<P: Platform> CmdqBackend for VcmdqHw<'_, P> {
 
 impl<P: Platform> Cmdqv<P> {
     /// Issues `cmds` and waits for them to complete, on VINTF0's logical queue
-    /// `cpu % lvcmdqs_per_vintf` (tegra241-cmdqv §7.5), so CPUs do not contend on one queue.
+    /// `cpu % lvcmdqs_per_vintf` (Linux's `tegra241_cmdqv_get_cmdq`), so CPUs do not contend on one queue.
     /// Commands the queue does not take (when VINTF0 is not HYP_OWN), and everything while
     /// VCMDQs are bypassed or not ready, go to the SMMU's queue through `main`; a batch is
     /// closed with its CMD_SYNC whenever the target changes. MMIO per batch that fits the

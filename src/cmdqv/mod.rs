@@ -2,8 +2,8 @@
 //!
 //! CMDQV adds many SMMU command queues (VCMDQs) with the SMMU CMDQ's 16-byte command format and
 //! PROD/CONS protocol, grouped into virtual interfaces (VINTFs). [`Cmdqv`] drives it as Linux's
-//! `tegra241-cmdqv.c` does (there is no public NVIDIA specification; `tegra241-cmdqv.md` collects
-//! the facts):
+//! `drivers/iommu/arm/arm-smmu-v3/tegra241-cmdqv.c` does (there is no public NVIDIA
+//! specification; its register and function names are cited here):
 //!
 //! * VINTF0 belongs to the hypervisor (HYP_OWN) and holds one logical queue per slot; host
 //!   invalidations go to the queue chosen by CPU index ([`Cmdqv::submit`]), so CPUs do not
@@ -55,7 +55,8 @@ use regs::{
 pub const DEFAULT_TIMEOUT_US: u64 = 1_000_000;
 
 /// Which SoC the CMDQV belongs to: the caller's board description, since neither the SMMU ID
-/// registers nor PARAM tell them apart (tegra241-cmdqv §2.1).
+/// registers nor PARAM tell them apart (Linux selects its Tegra264 behaviour from the firmware
+/// description too).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Board {
@@ -132,7 +133,7 @@ impl CmdqvConfig {
     }
 }
 
-/// CMDQV_PARAM decoded (tegra241-cmdqv §4).
+/// CMDQV_PARAM decoded (Linux's `tegra241_cmdqv_init_structures`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Param {
@@ -312,7 +313,10 @@ impl<P: Platform> Cmdqv<P> {
         };
         for _ in 0..per_vintf {
             let ring = dma.alloc(bytes, bytes).ok_or(Error::NoMemory)?;
-            let q = Cmdq::new(ring, log2, opts)?;
+            // SAFETY: `ring` was just handed out by `dma` (`DmaMemory`: unaliased, seen by the
+            // SMMU at its `paddr`), and our caller promised it stays valid while `self` lives;
+            // only this engine uses it.
+            let q = unsafe { Cmdq::new(ring, log2, opts) }?;
             if this.host.push(q).is_err() {
                 return Err(Error::Unsupported(Feature::Cmdqv));
             }
@@ -372,7 +376,7 @@ impl<P: Platform> Cmdqv<P> {
         self.hyp_own.load(Ordering::Relaxed)
     }
 
-    /// Resets CMDQV (tegra241-cmdqv §7.2): disables and re-enables it, writes every
+    /// Resets CMDQV (Linux's `tegra241_cmdqv_hw_reset`): disables and re-enables it, writes every
     /// CMDQ_ALLOC with its static (VINTF, LVCMDQ) and ALLOCATED clear, and initialises VINTF0
     /// with HYP_OWN and all its logical queues (mapped in ascending order, then enabled). Run it
     /// after the SMMU's CR0.SMMUEN is set.
@@ -439,7 +443,7 @@ impl<P: Platform> Cmdqv<P> {
         Ok(())
     }
 
-    // ---- VINTF and VCMDQ sequences (tegra241-cmdqv §7.3, §7.4) ----
+    // ---- VINTF and VCMDQ sequences (Linux's `tegra241_vintf_hw_init`, `tegra241_vcmdq_hw_init`) ----
 
     /// VINTF init with no logical queues: deinit, CONFIG = HYP_OWN | VMID, then | ENABLE, poll.
     fn vintf_init(&self, v: usize, hyp_own: bool, vmid: Vmid) -> Result<(), Error> {
@@ -510,7 +514,7 @@ impl<P: Platform> Cmdqv<P> {
         }
     }
 
-    /// VCMDQ deinit (tegra241-cmdqv §7.4): CONFIG = 0 (polled), a CMD_SYNC on the SMMU's queue,
+    /// VCMDQ deinit (Linux's `tegra241_vcmdq_hw_deinit`): CONFIG = 0 (polled), a CMD_SYNC on the SMMU's queue,
     /// PROD/CONS/BASE/CONS_INDX_BASE = 0, a stale error acknowledged.
     fn vcmdq_deinit<M: CommandSink + ?Sized>(
         &self,
@@ -670,3 +674,5 @@ fn base_value(pa: PhysAddr, log2: u8) -> u64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_host_errors;

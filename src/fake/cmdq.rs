@@ -2,11 +2,11 @@
 //! does, until CONS reaches PROD, an error stops it (CMDQ_CONS.ERR, GERROR.CMDQ_ERR; resumed
 //! after GERRORN acknowledges it), or a stalled CMD_SYNC holds it.
 
-use super::control::{self, GERROR_CMDQ_ERR};
+use super::bits::{self, GERROR_CMDQ_ERR};
 use super::queues::decode_base;
 use super::regs::off;
 use super::{Hw, Model};
-use crate::command::{CmdqEntry, Command, SyncCs};
+use crate::command::{CmdqEntry, Command};
 use crate::features::StallModel;
 use crate::ids::{PhysAddr, StreamId};
 use crate::queue::QueueIndex;
@@ -18,6 +18,97 @@ const CERROR_ILL: u8 = CmdqErr::Illegal as u8;
 const CERROR_ABT: u8 = CmdqErr::Abort as u8;
 /// CERROR_ATC_INV_SYNC.
 const CERROR_ATC_INV_SYNC: u8 = CmdqErr::AtcInvSync as u8;
+
+/// The pending-record tag of in-flight device writes, covered by the next CMD_SYNC.
+pub(crate) const DEVICE_WRITES: u8 = 2;
+
+/// What the model acts on in a command, decoded here with the field positions of IHI 0070 §4.1
+/// (command formats) rather than with the driver's `Command::decode`, so that a misplaced field
+/// in the driver's encoder and decoder cannot pass both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    /// CMD_CFGI_STE (0x03): SID, dword 0 `[63:32]`.
+    CfgiSte { sid: u32 },
+    /// CMD_CFGI_STE_RANGE (0x04): SID `[63:32]`, Range dword 1 `[4:0]` (31: CMD_CFGI_ALL).
+    CfgiSteRange { sid: u32, range: u8 },
+    /// CMD_CFGI_CD (0x05), CMD_CFGI_CD_ALL (0x06).
+    CfgiCd,
+    /// CMD_CFGI_VMS_PIDM (0x07): legal only with IDR3.MPAM.
+    CfgiVmsPidm,
+    /// CMD_TLBI_* of the Non-secure and EL2/EL3 regimes (0x10-0x30) and CMD_TLBI_S_EL2_ALL.
+    Tlbi,
+    /// CMD_ATC_INV (0x40).
+    AtcInv,
+    /// CMD_PREFETCH_CONFIG (0x01), CMD_PREFETCH_ADDR (0x02).
+    Prefetch,
+    /// CMD_SYNC (0x46): CS dword 0 `[13:12]`, MSIData `[63:32]`, MSIAddr dword 1 `[51:2]`.
+    Sync {
+        cs: u8,
+        msi_data: u32,
+        msi_addr: u64,
+    },
+    /// CMD_PRI_RESP (0x41), CMD_RESUME (0x44).
+    Response,
+    /// CMD_STALL_TERM (0x45): illegal on a terminate-only SMMU.
+    StallTerm,
+}
+
+/// CMD_SYNC CS = SIG_IRQ.
+const CS_SIG_IRQ: u8 = 1;
+/// CMD_SYNC CS = SIG_SEV.
+const CS_SIG_SEV: u8 = 2;
+
+/// Decodes `raw` for the model; `None` for what the model refuses with CERROR_ILL: reserved
+/// opcodes, the Secure-only opcodes the Non-secure queue cannot take (0x51-0x73), SSec = 1
+/// (dword 0 bit 10) where the command has it, CMD_SYNC CS = 0b11, CMD_PRI_RESP Resp = 0b11
+/// (dword 1 `[13:12]`), and a range TLBI with TG != 0 and NUM = SCALE = TTL = 0.
+fn decode_op(raw: [u64; 2]) -> Option<Op> {
+    let [d0, d1] = raw;
+    let opcode = (d0 & 0xff) as u8;
+    let ssec = d0 & (1 << 10) != 0;
+    let sid = (d0 >> 32) as u32;
+    let op = match opcode {
+        0x01 | 0x02 => Op::Prefetch,
+        0x03 => Op::CfgiSte { sid },
+        0x04 => Op::CfgiSteRange {
+            sid,
+            range: (d1 & 0x1f) as u8,
+        },
+        0x05 | 0x06 => Op::CfgiCd,
+        0x07 => Op::CfgiVmsPidm,
+        0x12 | 0x13 | 0x1a | 0x22 | 0x23 | 0x2a => {
+            let (num, scale) = ((d0 >> 12) & 0x1f, (d0 >> 20) & 0x1f);
+            let (ttl, tg) = ((d1 >> 8) & 0x3, (d1 >> 10) & 0x3);
+            if tg != 0 && num == 0 && scale == 0 && ttl == 0 {
+                return None;
+            }
+            Op::Tlbi
+        }
+        0x10 | 0x11 | 0x18 | 0x20 | 0x21 | 0x28 | 0x30 | 0x50 => Op::Tlbi,
+        0x40 => Op::AtcInv,
+        0x41 if (d1 >> 12) & 0x3 == 0x3 => return None,
+        0x41 | 0x44 => Op::Response,
+        0x45 => Op::StallTerm,
+        0x46 => {
+            let cs = ((d0 >> 12) & 0x3) as u8;
+            if cs == 0x3 {
+                return None;
+            }
+            Op::Sync {
+                cs,
+                msi_data: (d0 >> 32) as u32,
+                msi_addr: d1 & 0x000f_ffff_ffff_fffc,
+            }
+        }
+        _ => return None,
+    };
+    // SSec: PREFETCH_*, CFGI_*, RESUME and STALL_TERM carry it in dword 0 bit 10.
+    let has_ssec = matches!(opcode, 0x01..=0x07 | 0x44 | 0x45);
+    if has_ssec && ssec {
+        return None;
+    }
+    Some(op)
+}
 
 /// An error the test asks the command queue to report (see [`FakeSmmu::inject_cmdq_error`]).
 ///
@@ -159,8 +250,8 @@ impl Model {
                 self.cmdq_error(hw, CERROR_ABT);
                 return;
             };
-            let cmd = match Command::decode(CmdqEntry(raw)) {
-                Ok(c) if self.cmd_legal(&c) => c,
+            let op = match decode_op(raw) {
+                Some(op) if self.op_legal(op) => op,
                 _ => {
                     self.cmdq_error(hw, CERROR_ILL);
                     return;
@@ -176,80 +267,69 @@ impl Model {
                 inj.skip = inj.skip.saturating_sub(1);
             }
             self.cmdq.stats.consumed += 1;
-            self.execute(hw, &cmd);
-            self.cmdq.log.push(cmd);
+            self.execute(hw, op);
+            // The log is for tests to compare with what they submitted, in the driver's terms.
+            if let Ok(cmd) = Command::decode(CmdqEntry(raw)) {
+                self.cmdq.log.push(cmd);
+            }
         }
     }
 
     /// Checks that depend on the SMMU's features (IHI 0070 §4.3.5, §4.7.2).
-    fn cmd_legal(&self, cmd: &Command) -> bool {
-        match cmd {
-            Command::CfgiVmsPidm { .. } => self.feat.mpam,
-            Command::StallTerm { .. } => self.feat.stall_model != StallModel::TerminateOnly,
+    fn op_legal(&self, op: Op) -> bool {
+        match op {
+            Op::CfgiVmsPidm => self.feat.mpam,
+            Op::StallTerm => self.feat.stall_model != StallModel::TerminateOnly,
             _ => true,
         }
     }
 
     /// The effect of one consumed command.
-    fn execute(&mut self, hw: &Hw, cmd: &Command) {
+    fn execute(&mut self, hw: &Hw, op: Op) {
         let s = &mut self.cmdq.stats;
-        match *cmd {
-            Command::CfgiSte { sid, .. } => {
+        match op {
+            Op::CfgiSte { sid } => {
                 s.cfgi += 1;
-                self.strtab_invalidate(hw, Some((sid, 0)));
+                self.strtab_invalidate(hw, Some((StreamId(sid), 0)));
             }
-            Command::CfgiSteRange { sid, range } => {
+            Op::CfgiSteRange { sid, range } => {
                 s.cfgi += 1;
-                let span = if range >= 31 { 32 } else { range + 1 };
-                self.strtab_invalidate(hw, Some((sid, span)));
+                if range >= 31 {
+                    self.strtab_invalidate(hw, None);
+                } else {
+                    self.strtab_invalidate(hw, Some((StreamId(sid), range + 1)));
+                }
             }
-            Command::CfgiAll => {
-                s.cfgi += 1;
-                self.strtab_invalidate(hw, None);
-            }
-            Command::CfgiCd { .. } | Command::CfgiCdAll { .. } | Command::CfgiVmsPidm { .. } => {
-                s.cfgi += 1;
-            }
-            Command::TlbiNhAll { .. }
-            | Command::TlbiNhAsid { .. }
-            | Command::TlbiNhVa { .. }
-            | Command::TlbiNhVaa { .. }
-            | Command::TlbiEl3All
-            | Command::TlbiEl3Va { .. }
-            | Command::TlbiEl2All
-            | Command::TlbiEl2Asid { .. }
-            | Command::TlbiEl2Va { .. }
-            | Command::TlbiEl2Vaa { .. }
-            | Command::TlbiS12Vmall { .. }
-            | Command::TlbiS2Ipa { .. }
-            | Command::TlbiNsnhAll
-            | Command::TlbiSel2All => s.tlbi += 1,
-            Command::AtcInv { .. } => s.atc_inv += 1,
-            Command::PrefetchConfig { .. } | Command::PrefetchAddr { .. } => s.prefetch += 1,
-            Command::Sync {
+            Op::CfgiCd | Op::CfgiVmsPidm => s.cfgi += 1,
+            Op::Tlbi => s.tlbi += 1,
+            Op::AtcInv => s.atc_inv += 1,
+            Op::Prefetch => s.prefetch += 1,
+            Op::Sync {
                 cs,
                 msi_data,
                 msi_addr,
-                ..
             } => {
                 s.syncs += 1;
+                // Transactions before the sync are complete: its completion signal covers them.
+                hw.dma.observe_records(DEVICE_WRITES);
                 match cs {
-                    SyncCs::Irq => {
-                        if self.feat.msi && msi_addr.0 != 0 {
-                            self.msi_write(hw, msi_addr, msi_data, control::GERROR_MSI_CMDQ_ABT);
+                    CS_SIG_IRQ => {
+                        if self.feat.msi && msi_addr != 0 {
+                            self.msi_write(
+                                hw,
+                                PhysAddr(msi_addr),
+                                msi_data,
+                                bits::GERROR_MSI_CMDQ_ABT,
+                            );
                         } else {
                             self.irqs.cmd_sync += 1;
                         }
                     }
-                    SyncCs::Sev => {
-                        if self.feat.sev {
-                            self.irqs.sev += 1;
-                        }
-                    }
-                    SyncCs::None => {}
+                    CS_SIG_SEV if self.feat.sev => self.irqs.sev += 1,
+                    _ => {}
                 }
             }
-            Command::PriResp { .. } | Command::Resume { .. } | Command::StallTerm { .. } => {}
+            Op::Response | Op::StallTerm => {}
         }
     }
 }

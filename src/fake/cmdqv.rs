@@ -7,7 +7,7 @@
 //! CMDQ_ALLOC mapping, PROD → commands consumed, GERRORN → queue restarted); registers the model
 //! changes are written into memory at once, in both the global and the VINTF-logical view.
 //!
-//! Behaviour follows `tegra241-cmdqv.md`; where the sources are silent the model picks the strict
+//! Behaviour follows Linux's drivers/iommu/arm/arm-smmu-v3/tegra241-cmdqv.c; where it is silent the model picks the strict
 //! choice and says so:
 //! * CMDQ_ALLOC: a VINTF's logical queues must be mapped in ascending and unmapped in descending
 //!   order (§7.3, "hardware requires"); a violating write is recorded as a [`ModelError`] and has
@@ -570,6 +570,24 @@ impl FakeCmdqv {
         }
     }
 
+    /// Raises the VCMDQ_GERROR bits `bits` (of `[2:0]`) of global queue `q` that are not active,
+    /// flags the queue in CMDQ_ERR_MAP, its VINTF's LVCMDQ_ERR_MAP and VINTF_ERR_MAP, and pulses
+    /// the error interrupt (unless masked), as for an error other than a command error; the
+    /// queue's CONS.ERR is left as it is.
+    pub fn raise_queue_error(&self, q: usize, bits: u32) {
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        let Some(m) = s.q.get_mut(q) else { return };
+        let new = bits & 0x7 & !(m.gerror ^ m.gerrorn);
+        if new == 0 {
+            return;
+        }
+        m.gerror ^= new;
+        let mapped = m.mapped();
+        self.flag_error(s, q, mapped);
+        self.publish_q(s, q);
+    }
+
     /// Makes an enable handshake never complete (`never = true`) or complete at once again.
     pub fn set_never_ack(&self, target: AckTarget, never: bool) {
         let mut s = self.lock();
@@ -884,9 +902,10 @@ impl FakeCmdqv {
                 }
             }
             off::VCMDQ_GERRORN => {
-                let was = m.error_active();
+                // The queue stays flagged while any of its GERROR bits is active.
+                let was = (m.gerror ^ m.gerrorn) & 0x7 != 0;
                 m.gerrorn = v & 0x7;
-                if was && !m.error_active() {
+                if was && (m.gerror ^ m.gerrorn) & 0x7 == 0 {
                     self.clear_error_maps(s, q);
                 }
             }
@@ -996,7 +1015,15 @@ impl FakeCmdqv {
             }
         }
         if err.is_some() {
-            s.cmdq_err_map |= 1u128 << q;
+            self.flag_error(s, q, Some((v, l)));
+        }
+    }
+
+    /// Flags global queue `q` (logical queue `l` of VINTF `v` when mapped) in CMDQ_ERR_MAP,
+    /// LVCMDQ_ERR_MAP and VINTF_ERR_MAP, and pulses the error interrupt unless masked.
+    fn flag_error(&self, s: &mut State, q: usize, mapped: Option<(usize, usize)>) {
+        s.cmdq_err_map |= 1u128 << q;
+        if let Some((v, l)) = mapped {
             if let Some(vm) = s.vintf.get_mut(v) {
                 vm.err_map |= 1u128 << l;
             }
@@ -1004,9 +1031,9 @@ impl FakeCmdqv {
             if s.int_mask & (1u64 << v) == 0 {
                 s.irqs += 1;
             }
-            self.publish_config(s);
-            self.publish_vintf_status(s);
         }
+        self.publish_config(s);
+        self.publish_vintf_status(s);
     }
 
     fn publish_config(&self, s: &State) {

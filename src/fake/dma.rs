@@ -6,6 +6,19 @@
 //! through [`FakeDma::read`] / [`FakeDma::write`], which translate a physical address to host
 //! memory with bounds checks. A physical address outside the arena is an external abort for the
 //! model (F_STE_FETCH, CERROR_ABT, EVENTQ_ABT_ERR, ... as IHI 0070 says for each structure).
+//!
+//! # Strict mode: what the SMMU sees is what the barriers published
+//!
+//! An arena owned by a [`FakeSmmu`](super::FakeSmmu) is strict by default. The driver's CPU
+//! reads and stores the host memory directly; the SMMU side (every accessor of this type) sees a
+//! second copy that follows the CPU's stores only when the driver executes a barrier that orders
+//! them (`dma_wmb`, `dma_mb`; IHI 0070 §3.5: commands, STEs and tables must be visible before
+//! the MMIO write or command that makes the SMMU read them), or when the driver reports a single
+//! 64-bit store to a live stream-table entry (which the SMMU may observe at once). In the other
+//! direction, queue records the SMMU writes ([`FakeDma::write_record`]) reach the CPU's memory
+//! only after the CPU read the queue's PROD register and then executed a barrier that orders
+//! loads (`dma_rmb`, `dma_mb`), as the CPU may otherwise satisfy the record reads early. MSI
+//! writes and test steering writes reach both copies at once.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::ptr::NonNull;
@@ -22,8 +35,29 @@ pub struct FakeDma {
     pa_base: u64,
     next: Mutex<usize>,
     /// Held for every copy in or out of the arena, so that two threads using the safe accessors
-    /// on the same bytes (two models, or a model and a test) never race.
-    bus: Mutex<()>,
+    /// on the same bytes (two models, or a model and a test) never race; holds the SMMU's view
+    /// in strict mode.
+    bus: Mutex<Option<View>>,
+}
+
+/// The SMMU's side of a strict arena (see the module documentation).
+struct View {
+    /// What the SMMU sees, one little-endian word per 8 bytes of the arena.
+    smmu: Vec<u64>,
+    /// The CPU's memory as of the last publication, to find what it stored since.
+    cpu: Vec<u64>,
+    /// Records written by the SMMU that the CPU cannot see yet, oldest first.
+    pending: Vec<PendingRecord>,
+}
+
+struct PendingRecord {
+    /// Arena offset in words.
+    at: usize,
+    words: Vec<u64>,
+    /// Which queue it belongs to (a tag of the caller's).
+    queue: u8,
+    /// The CPU read that queue's PROD after the record was written.
+    observed: bool,
 }
 
 // SAFETY: the arena is owned by `FakeDma` (allocated in `new`, freed in `drop`) and holds plain
@@ -71,12 +105,165 @@ impl FakeDma {
             layout,
             pa_base,
             next: Mutex::new(0),
-            bus: Mutex::new(()),
+            bus: Mutex::new(None),
         }
     }
 
-    fn bus(&self) -> std::sync::MutexGuard<'_, ()> {
+    fn bus(&self) -> std::sync::MutexGuard<'_, Option<View>> {
         self.bus.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The word of the CPU's memory at word offset `w` (< size / 8).
+    fn live(&self, w: usize) -> u64 {
+        // SAFETY: `w * 8 + 8 <= size` (callers stay below the arena's word count), the arena
+        // is 8-byte aligned; volatile because the driver may be storing to it.
+        unsafe { self.base.cast::<u64>().add(w).read_volatile() }
+    }
+
+    fn set_live(&self, w: usize, v: u64) {
+        // SAFETY: as in `live`.
+        unsafe { self.base.cast::<u64>().add(w).write_volatile(v) };
+    }
+
+    /// Turns strict mode on or off (see the module documentation). Turning it on makes the
+    /// SMMU's view equal to the memory as it is now.
+    pub fn set_strict(&self, on: bool) {
+        let mut bus = self.bus();
+        if !on {
+            // Hand over whatever the CPU has not seen yet.
+            if let Some(v) = bus.take() {
+                for r in v.pending {
+                    for (i, w) in r.words.iter().enumerate() {
+                        self.set_live(r.at + i, *w);
+                    }
+                }
+            }
+            return;
+        }
+        if bus.is_none() {
+            let words = self.layout.size() / 8;
+            let snap: Vec<u64> = (0..words).map(|w| self.live(w)).collect();
+            *bus = Some(View {
+                smmu: snap.clone(),
+                cpu: snap,
+                pending: Vec::new(),
+            });
+        }
+    }
+
+    /// Whether the arena is strict.
+    pub fn is_strict(&self) -> bool {
+        self.bus().is_some()
+    }
+
+    /// A barrier ordering the CPU's earlier stores: the SMMU now sees every store made so far.
+    pub(crate) fn publish(&self) {
+        let used = self.used().div_ceil(8).min(self.layout.size() / 8);
+        let mut bus = self.bus();
+        let Some(v) = bus.as_mut() else { return };
+        for w in 0..used {
+            let l = self.live(w);
+            if l != v.cpu[w] {
+                v.cpu[w] = l;
+                v.smmu[w] = l;
+            }
+        }
+    }
+
+    /// One 64-bit store of the CPU at `pa` reaches the SMMU (single-copy atomic).
+    pub(crate) fn publish_word(&self, pa: PhysAddr) {
+        let Some(off) = self.offset_of(pa, 8) else {
+            return;
+        };
+        let w = off / 8;
+        let mut bus = self.bus();
+        if let Some(v) = bus.as_mut() {
+            let l = self.live(w);
+            v.cpu[w] = l;
+            v.smmu[w] = l;
+        }
+    }
+
+    /// Whether the SMMU sees the CPU's current bytes for `len` bytes at `pa` (always in
+    /// non-strict mode; `false` outside the arena).
+    pub fn published(&self, pa: PhysAddr, len: usize) -> bool {
+        let Some(off) = self.offset_of(pa, len) else {
+            return false;
+        };
+        let bus = self.bus();
+        let Some(v) = bus.as_ref() else { return true };
+        (off / 8..(off + len).div_ceil(8)).all(|w| v.smmu[w] == self.live(w))
+    }
+
+    /// Writes a queue record the SMMU produced: the SMMU side sees it at once, the CPU only
+    /// after [`FakeDma::observe_records`] and [`FakeDma::hand_over_records`]. `None` outside
+    /// the arena or for an unaligned `pa`.
+    pub(crate) fn write_record(&self, pa: PhysAddr, words: &[u64], queue: u8) -> Option<()> {
+        if !pa.0.is_multiple_of(8) {
+            return None;
+        }
+        let off = self.offset_of(pa, words.len() * 8)?;
+        let mut bus = self.bus();
+        let Some(v) = bus.as_mut() else {
+            drop(bus);
+            return self.write_dwords(pa, words);
+        };
+        let at = off / 8;
+        v.smmu[at..at + words.len()].copy_from_slice(words);
+        v.pending.push(PendingRecord {
+            at,
+            words: words.to_vec(),
+            queue,
+            observed: false,
+        });
+        Some(())
+    }
+
+    /// The CPU read the PROD register of queue `queue`: the records written so far are covered.
+    pub(crate) fn observe_records(&self, queue: u8) {
+        if let Some(v) = self.bus().as_mut() {
+            for r in v.pending.iter_mut().filter(|r| r.queue == queue) {
+                r.observed = true;
+            }
+        }
+    }
+
+    /// A barrier ordering the CPU's earlier loads: records covered by a PROD read reach the
+    /// CPU's memory. Returns the queues (tags) that got records.
+    pub(crate) fn hand_over_records(&self) -> Vec<u8> {
+        let mut bus = self.bus();
+        let Some(v) = bus.as_mut() else {
+            return Vec::new();
+        };
+        let mut queues = Vec::new();
+        let mut keep = Vec::new();
+        for r in std::mem::take(&mut v.pending) {
+            if !r.observed {
+                keep.push(r);
+                continue;
+            }
+            for (i, w) in r.words.iter().enumerate() {
+                self.set_live(r.at + i, *w);
+                v.cpu[r.at + i] = *w;
+            }
+            if !queues.contains(&r.queue) {
+                queues.push(r.queue);
+            }
+        }
+        v.pending = keep;
+        queues
+    }
+
+    /// Copies `buf.len()` bytes of the CPU's memory at `pa` (what the driver's own loads see,
+    /// not what the SMMU sees); `None` outside the arena.
+    pub fn read_cpu(&self, pa: PhysAddr, buf: &mut [u8]) -> Option<()> {
+        let src = self.host_ptr(pa, buf.len())?;
+        let _bus = self.bus();
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `src..src+len` is inside the arena (checked by `host_ptr`), `i < len`.
+            *b = unsafe { src.add(i).read_volatile() };
+        }
+        Some(())
     }
 
     /// The physical address of the first byte of the arena.
@@ -121,10 +308,25 @@ impl FakeDma {
         (off < self.layout.size()).then(|| PhysAddr(self.pa_base + off as u64))
     }
 
-    /// Copies `buf.len()` bytes at `pa` into `buf`; `None` (an external abort) outside the arena.
+    /// The physical address of host address `addr` in the arena, or `None` elsewhere.
+    pub fn pa_of_addr(&self, addr: usize) -> Option<PhysAddr> {
+        let off = addr.checked_sub(self.base.as_ptr().addr())?;
+        (off < self.layout.size()).then(|| PhysAddr(self.pa_base + off as u64))
+    }
+
+    /// Copies `buf.len()` bytes at `pa`, as the SMMU sees them, into `buf`; `None` (an external
+    /// abort) outside the arena.
     pub fn read(&self, pa: PhysAddr, buf: &mut [u8]) -> Option<()> {
         let src = self.host_ptr(pa, buf.len())?;
-        let _bus = self.bus();
+        let off = self.offset_of(pa, buf.len())?;
+        let bus = self.bus();
+        if let Some(v) = bus.as_ref() {
+            for (i, b) in buf.iter_mut().enumerate() {
+                let at = off + i;
+                *b = (v.smmu[at / 8] >> (8 * (at % 8))) as u8;
+            }
+            return Some(());
+        }
         // Volatile, byte by byte: the driver may be writing the same memory.
         for (i, b) in buf.iter_mut().enumerate() {
             // SAFETY: `src..src+len` is inside the arena (checked by `host_ptr`), `i < len`.
@@ -133,13 +335,25 @@ impl FakeDma {
         Some(())
     }
 
-    /// Copies `buf` to `pa`; `None` (an external abort) outside the arena.
+    /// Copies `buf` to `pa`, seen by the SMMU and the CPU at once (an MSI, or a test acting
+    /// on memory directly); `None` (an external abort) outside the arena.
     pub fn write(&self, pa: PhysAddr, buf: &[u8]) -> Option<()> {
         let dst = self.host_ptr(pa, buf.len())?;
-        let _bus = self.bus();
+        let off = self.offset_of(pa, buf.len())?;
+        let mut bus = self.bus();
         for (i, b) in buf.iter().enumerate() {
             // SAFETY: `dst..dst+len` is inside the arena (checked by `host_ptr`).
             unsafe { dst.add(i).write_volatile(*b) };
+        }
+        if let Some(v) = bus.as_mut() {
+            for (i, &byte) in buf.iter().enumerate() {
+                let at = off + i;
+                let shift = 8 * (at % 8);
+                let mask = 0xffu64 << shift;
+                let b = u64::from(byte) << shift;
+                v.smmu[at / 8] = (v.smmu[at / 8] & !mask) | b;
+                v.cpu[at / 8] = (v.cpu[at / 8] & !mask) | b;
+            }
         }
         Some(())
     }
@@ -153,7 +367,11 @@ impl FakeDma {
             return Some(u64::from_le_bytes(b));
         }
         let p = self.host_ptr(pa, 8)?.cast::<u64>();
-        let _bus = self.bus();
+        let off = self.offset_of(pa, 8)?;
+        let bus = self.bus();
+        if let Some(v) = bus.as_ref() {
+            return Some(v.smmu[off / 8]);
+        }
         // SAFETY: in bounds (checked), 8-byte aligned (arena base is aligned, `pa` is aligned).
         Some(u64::from_le(unsafe { p.read_volatile() }))
     }
@@ -164,9 +382,14 @@ impl FakeDma {
             return self.write(pa, &v.to_le_bytes());
         }
         let p = self.host_ptr(pa, 8)?.cast::<u64>();
-        let _bus = self.bus();
+        let off = self.offset_of(pa, 8)?;
+        let mut bus = self.bus();
         // SAFETY: in bounds (checked), 8-byte aligned (arena base is aligned, `pa` is aligned).
         unsafe { p.write_volatile(v.to_le()) };
+        if let Some(view) = bus.as_mut() {
+            view.smmu[off / 8] = v;
+            view.cpu[off / 8] = v;
+        }
         Some(())
     }
 

@@ -32,9 +32,11 @@
 //! - Event and PRI queues with three overflow styles, edge interrupts, MSIs.
 //! - MMIO counters per register, STE snapshots for write-ordering checks.
 
+mod bits;
 mod cmdq;
 mod control;
 mod dma;
+pub mod observe;
 mod platform;
 mod queues;
 mod regs;
@@ -180,6 +182,8 @@ pub struct FakeSmmu {
     outside: std::sync::atomic::AtomicU64,
     /// Set once [`FakeSmmu::driver`] has lent the register pages to a driver.
     driver_taken: std::sync::atomic::AtomicBool,
+    /// This model, for the thread-local list of models a CPU's barriers reach.
+    me: std::sync::Weak<FakeSmmu>,
 }
 
 // SAFETY: the register pages and the DMA arena are owned by the model for its whole life (freed
@@ -207,7 +211,8 @@ impl FakeSmmu {
             dma,
         };
         let ctl = Control::reset(&hw, idregs);
-        Arc::new(Self {
+        hw.dma.set_strict(true);
+        Arc::new_cyclic(|me| Self {
             hw,
             clock_us: AtomicU64::new(0),
             relax_step_us: AtomicU64::new(1),
@@ -224,6 +229,7 @@ impl FakeSmmu {
             devices: std::sync::RwLock::new(Vec::new()),
             outside: std::sync::atomic::AtomicU64::new(0),
             driver_taken: std::sync::atomic::AtomicBool::new(false),
+            me: me.clone(),
         })
     }
 
@@ -246,7 +252,7 @@ impl FakeSmmu {
         self.hw.regs.page1().cast()
     }
 
-    /// Presents the Cavium CN99xx layout (Linux `PAGE0_REGS_ONLY`, smmuv3 §1.1): the page-1
+    /// Presents the Cavium CN99xx layout (Linux `ARM_SMMU_OPT_PAGE0_REGS_ONLY`): the page-1
     /// registers EVENTQ_PROD/CONS and PRIQ_PROD/CONS are found at their page-0 offsets
     /// (0xA8/0xAC/0xC8/0xCC) and page 1 does not exist: accesses there reach no register and are
     /// counted in [`MmioCounts::outside`]. Set it before the driver enables the queues.
@@ -345,7 +351,9 @@ impl FakeSmmu {
     }
 
     /// Runs the model for one MMIO access at host address `addr` (what the platform hook does).
+    /// The calling thread's barriers reach this model from now on ([`observe`]).
     pub fn mmio(&self, addr: usize, write: bool) {
+        observe::register(&self.me);
         let Some((page, offset)) = self.hw.regs.decode(addr) else {
             // Other devices run without the SMMU model's lock, so that several CPUs driving
             // their own queues of another device do not serialise on this model.
@@ -362,6 +370,30 @@ impl FakeSmmu {
         m.snapshot_watched(&self.hw);
         m.counts.record(page, offset, write);
         m.on_access(&self.hw, page, offset, write);
+    }
+
+    /// A barrier of the driver on a thread that drove this model (see [`observe`]).
+    pub(crate) fn on_barrier(&self, kind: observe::Barrier) {
+        let mut m = self.lock();
+        m.on_barrier(&self.hw, kind);
+    }
+
+    /// A 64-bit store of the driver to a live stream-table entry at host address `addr`.
+    pub(crate) fn on_table_store(&self, addr: usize) {
+        let Some(pa) = self.hw.dma.pa_of_addr(addr) else {
+            return;
+        };
+        self.hw.dma.publish_word(pa);
+        let mut m = self.lock();
+        m.check_table_store(&self.hw, pa);
+        m.snapshot_watched(&self.hw);
+    }
+
+    /// Whether the SMMU sees DMA memory only as the driver's barriers publish it (default on;
+    /// see [`FakeDma`]'s strict mode). Turn it off only for a test that writes memory behind the
+    /// driver's back on purpose.
+    pub fn set_strict(&self, on: bool) {
+        self.hw.dma.set_strict(on);
     }
 
     /// One step of background work, run by every `relax`: lets anything the model deferred
@@ -528,6 +560,14 @@ impl FakeSmmu {
         self.lock().strtab.rejected.clone()
     }
 
+    /// A device's DMA write of `words` at `pa` that the SMMU let through and that is still in
+    /// flight: the CPU's memory shows it only once a CMD_SYNC completed (IHI 0070 §4.7.3: a
+    /// completed CMD_SYNC means earlier transactions are visible) and the CPU executed a load
+    /// barrier after observing that completion (in a strict arena; at once otherwise).
+    pub fn device_write(&self, pa: crate::ids::PhysAddr, words: &[u64]) -> Option<()> {
+        self.hw.dma.write_record(pa, words, cmdq::DEVICE_WRITES)
+    }
+
     // ---- event and PRI queues ----
 
     /// Produces `entry` into the event queue, as if the SMMU generated it.
@@ -583,22 +623,44 @@ impl Model {
         }
     }
 
+    /// A barrier of the driver: publishes its stores to the SMMU's view of memory, hands it the
+    /// queue records its PROD reads covered, and notes which queues it may now be reading.
+    fn on_barrier(&mut self, hw: &Hw, kind: observe::Barrier) {
+        if kind.orders_loads() {
+            // Every earlier read of queue slots is complete.
+            self.evtq.cpu_reading = false;
+            self.priq.cpu_reading = false;
+        }
+        if kind.orders_stores() {
+            hw.dma.publish();
+        }
+        if kind.orders_loads() {
+            for q in hw.dma.hand_over_records() {
+                match q {
+                    0 => self.evtq.cpu_reading = true,
+                    1 => self.priq.cpu_reading = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// Raises GERROR bits (see [`FakeSmmu::raise_gerror`]).
     pub(crate) fn raise_gerror(&mut self, hw: &Hw, bits: u32) {
         let active = self.ctl.gerror ^ self.ctl.gerrorn;
-        let new = bits & !active & control::GERROR_MASK;
+        let new = bits & !active & bits::GERROR_MASK;
         if new == 0 {
             return;
         }
         self.ctl.gerror ^= new;
         hw.regs.w32(regs::off::GERROR, self.ctl.gerror);
-        if self.ctl.irq_ctrl & control::IRQ_GERROR != 0 {
+        if self.ctl.irq_ctrl & bits::IRQ_GERROR != 0 {
             self.irqs.gerror += 1;
             self.signal_msi(
                 hw,
                 regs::off::GERROR_IRQ_CFG0,
                 regs::off::GERROR_IRQ_CFG1,
-                control::GERROR_MSI_GERROR_ABT,
+                bits::GERROR_MSI_GERROR_ABT,
             );
         }
     }
@@ -606,7 +668,7 @@ impl Model {
     /// Toggles GERROR bits without signalling (a failed GERROR MSI reports itself this way).
     pub(crate) fn raise_gerror_quiet(&mut self, hw: &Hw, bits: u32) {
         let active = self.ctl.gerror ^ self.ctl.gerrorn;
-        self.ctl.gerror ^= bits & !active & control::GERROR_MASK;
+        self.ctl.gerror ^= bits & !active & bits::GERROR_MASK;
         hw.regs.w32(regs::off::GERROR, self.ctl.gerror);
     }
 }

@@ -47,6 +47,9 @@ impl FakePlatform {
 
 impl Platform for FakePlatform {
     fn now_us(&self) -> u64 {
+        // Every bounded wait starts by reading the clock, before the barrier that precedes its
+        // MMIO write: the model must see this thread's barriers from here on.
+        super::observe::register(&Arc::downgrade(&self.smmu));
         self.smmu.now_us()
     }
 

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use tock_registers::LocalRegisterCopy;
 
-use super::control::{self, GERROR_EVENTQ_ABT, GERROR_PRIQ_ABT};
+use super::bits::{self, GERROR_EVENTQ_ABT, GERROR_PRIQ_ABT};
 use super::regs::{RegPage, off};
 use super::{Hw, Model};
 use crate::ids::PhysAddr;
@@ -25,7 +25,7 @@ pub enum OverflowStyle {
     #[default]
     Hardware,
     /// QEMU: the record is dropped, GERROR.EVENTQ_ABT_ERR (PRIQ_ABT_ERR) is raised if not
-    /// already active, OVFLG is never touched (qemu-virt §9).
+    /// already active, OVFLG is never touched (QEMU's `smmuv3_write_eventq`, hw/arm/smmuv3.c).
     Qemu,
     /// Nothing is lost: the record waits inside the model and is written when CONS frees a slot
     /// (a back-pressuring SMMU; useful to test drains without losses).
@@ -57,6 +57,13 @@ pub(crate) enum Which {
 }
 
 impl Which {
+    /// The tag of this queue's records in the DMA arena's pending list.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Which::Evtq => 0,
+            Which::Priq => 1,
+        }
+    }
     fn dwords(self) -> usize {
         match self {
             Which::Evtq => 4,
@@ -95,14 +102,14 @@ impl Which {
     }
     pub(crate) fn cr0_bit(self) -> u32 {
         match self {
-            Which::Evtq => control::CR0_EVENTQEN,
-            Which::Priq => control::CR0_PRIQEN,
+            Which::Evtq => bits::CR0_EVENTQEN,
+            Which::Priq => bits::CR0_PRIQEN,
         }
     }
     fn irq_bit(self) -> u32 {
         match self {
-            Which::Evtq => control::IRQ_EVENTQ,
-            Which::Priq => control::IRQ_PRIQ,
+            Which::Evtq => bits::IRQ_EVENTQ,
+            Which::Priq => bits::IRQ_PRIQ,
         }
     }
     fn abt_bit(self) -> u32 {
@@ -113,8 +120,8 @@ impl Which {
     }
     fn msi_abt_bit(self) -> u32 {
         match self {
-            Which::Evtq => control::GERROR_MSI_EVENTQ_ABT,
-            Which::Priq => control::GERROR_MSI_PRIQ_ABT,
+            Which::Evtq => bits::GERROR_MSI_EVENTQ_ABT,
+            Which::Priq => bits::GERROR_MSI_PRIQ_ABT,
         }
     }
 }
@@ -139,6 +146,10 @@ pub(crate) struct OutQueue {
     pub(crate) style: OverflowStyle,
     held: VecDeque<Vec<u64>>,
     pub(crate) stats: QueueStats,
+    /// Records were handed to the CPU (a barrier after a PROD read) and no barrier ordering
+    /// loads has followed: the CPU may still be reading slots, so a CONS write freeing them
+    /// would let the SMMU overwrite a record being read.
+    pub(crate) cpu_reading: bool,
 }
 
 impl OutQueue {
@@ -152,6 +163,7 @@ impl OutQueue {
             style: OverflowStyle::default(),
             held: VecDeque::new(),
             stats: QueueStats::default(),
+            cpu_reading: false,
         }
     }
 
@@ -210,7 +222,24 @@ impl Model {
         }
     }
 
-    /// Software wrote CONS (page 1): slots are free again; held records go in.
+    /// Software wrote CONS (the register itself): the reads of the records it frees must be
+    /// complete (IHI 0070 §3.5: the SMMU may write a freed slot at once).
+    pub(crate) fn queue_cons_register_written(&mut self, hw: &Hw, w: Which) {
+        assert!(
+            !self.queue(w).cpu_reading,
+            "{w:?} CONS written while the CPU may still be reading the records it frees: no \
+             barrier ordering the record reads before the CONS write"
+        );
+        self.queue_cons_written(hw, w);
+    }
+
+    /// The CPU read the queue's PROD register: the records written so far are covered.
+    pub(crate) fn queue_prod_read(&mut self, hw: &Hw, w: Which) {
+        hw.dma.observe_records(w.tag());
+    }
+
+    /// Software wrote CONS (page 1), or a step of the model: slots are free again; held
+    /// records go in.
     pub(crate) fn queue_cons_written(&mut self, hw: &Hw, w: Which) {
         if self.queue(w).enabled {
             self.queue_flush_held(hw, w);
@@ -271,7 +300,7 @@ impl Model {
         let q = self.queue(w);
         let cons = q.cons(hw);
         let addr = q.base + (q.prod.index() as u64) * (8 * w.dwords() as u64);
-        if hw.dma.write_dwords(PhysAddr(addr), rec).is_none() {
+        if hw.dma.write_record(PhysAddr(addr), rec, w.tag()).is_none() {
             q.stats.dropped_abort += 1;
             self.raise_gerror(hw, w.abt_bit());
             return;
@@ -308,7 +337,7 @@ impl Model {
     pub(crate) fn msi_write(&mut self, hw: &Hw, addr: PhysAddr, data: u32, abt_bit: u32) {
         if hw.dma.write_u32(addr, data).is_some() {
             self.irqs.msi_writes += 1;
-        } else if abt_bit != control::GERROR_MSI_GERROR_ABT {
+        } else if abt_bit != bits::GERROR_MSI_GERROR_ABT {
             self.raise_gerror(hw, abt_bit);
         } else {
             // A failed GERROR MSI only toggles its own bit (no further MSI).

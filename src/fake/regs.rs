@@ -31,7 +31,7 @@ pub(crate) enum Width {
     W64,
 }
 
-/// `(offset, name, width)` for every named page-0 register (IHI 0070 §6.2.1, smmuv3 §1.2).
+/// `(offset, name, width)` for every named page-0 register (IHI 0070 §6.2.1).
 const PAGE0_REGS: &[(usize, &str, Width)] = &[
     (off::IDR0, "IDR0", Width::W32),
     (off::IDR1, "IDR1", Width::W32),

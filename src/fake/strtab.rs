@@ -2,7 +2,7 @@
 //! (IHI 0070 §3.3, §5.1, §5.2, §7).
 //!
 //! As QEMU does, decoded STEs are cached per StreamID until a CFGI_STE / CFGI_STE_RANGE /
-//! CFGI_ALL drops them (qemu-virt §6): a driver that forgets a CFGI keeps the old configuration,
+//! CFGI_ALL drops them (QEMU's configuration cache in hw/arm/smmuv3.c): a driver that forgets a CFGI keeps the old configuration,
 //! which [`FakeSmmu::ste_cache_stale`](super::FakeSmmu::ste_cache_stale) makes visible.
 
 use std::collections::HashMap;
@@ -10,18 +10,15 @@ use std::ops::Range;
 
 use tock_registers::LocalRegisterCopy;
 
+use super::bits::GBPA_ABORT;
 use super::cmdq::cfgi_range;
-use super::control::GBPA_ABORT;
 use super::queues::Which;
 use super::regs::off;
 use super::{Hw, Model};
-use crate::cd::{Cd, L1Cd};
 use crate::event::{EventId, EventRecord};
 use crate::ids::{Iova, PhysAddr, StreamId, SubstreamId};
 use crate::regs::{CR2, STRTAB_BASE, STRTAB_BASE_CFG};
-use crate::ste::{
-    L1Std, S1Dss, S1Fmt, S1StreamConfig, Ste, SteConfig, SteError, StreamTableLayout,
-};
+use crate::ste::{Ste, SteError, StreamTableLayout};
 
 /// CR2.RECINVSID.
 const CR2_RECINVSID: u32 = CR2::RECINVSID::SET.value;
@@ -100,7 +97,8 @@ pub struct SteSnapshot {
     pub at_access: u64,
 }
 
-/// An STE the model fetched that has V = 1 but that [`Ste::config`] rejects.
+/// An STE the model fetched that has V = 1 but that the model's own decoding of IHI 0070 §5.2
+/// finds ILLEGAL (C_BAD_STE); `error` names the reason with the driver's error names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RejectedSte {
     /// Its StreamID.
@@ -122,22 +120,107 @@ enum Walk {
     FetchAbort(PhysAddr),
 }
 
-/// Result of fetching a CD.
+/// Result of fetching a CD: its V and R bits (IHI 0070 §5.4, CD word 0 bits 31 and 45).
 enum CdWalk {
-    Found(Cd),
+    Found {
+        valid: bool,
+        record: bool,
+    },
     /// The L1 CD descriptor is invalid.
     BadL1,
     FetchAbort(PhysAddr),
 }
 
+/// The STE fields the model acts on, decoded here with IHI 0070 §5.2's bit positions rather
+/// than with the driver's `Ste::config`: word 0 V `[0]`, Config `[3:1]`, S1Fmt `[5:4]`,
+/// S1ContextPtr `[51:6]`, S1CDMax `[63:59]`; word 1 S1DSS `[1:0]`; word 2 S2T0SZ `[37:32]`,
+/// S2TG `[47:46]`, S2AA64 `[51]`, S2R `[58]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SteKind {
+    Abort,
+    Bypass,
+    Translate {
+        s1: Option<S1Fields>,
+        s2: Option<S2Fields>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct S1Fields {
+    /// 0 linear, 1 2-level with 4 KiB leaves, 2 with 64 KiB leaves.
+    fmt: u8,
+    ctx_ptr: u64,
+    cd_max: u8,
+    /// 0 terminate, 1 bypass, 2 SSID0.
+    dss: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct S2Fields {
+    t0sz: u8,
+    s2r: bool,
+}
+
+/// Decodes a V = 1 STE for the model; `Err` names what makes it C_BAD_STE (the reasons use the
+/// driver's error names only as labels).
+fn decode_ste(ste: &Ste) -> Result<SteKind, SteError> {
+    let [w0, w1, w2, ..] = ste.0;
+    if w0 & 1 == 0 {
+        return Err(SteError::NotValid);
+    }
+    let config = ((w0 >> 1) & 0b111) as u8;
+    let s1 = if config & 0b101 == 0b101 {
+        let fields = S1Fields {
+            fmt: ((w0 >> 4) & 0b11) as u8,
+            ctx_ptr: w0 & 0x000F_FFFF_FFFF_FFC0,
+            cd_max: (w0 >> 59) as u8,
+            dss: (w1 & 0b11) as u8,
+        };
+        if fields.fmt == 3 {
+            return Err(SteError::ReservedS1Fmt);
+        }
+        // SubstreamIDs are at most 20 bits (IHI 0070 §3.3.3).
+        if fields.cd_max > 20 {
+            return Err(SteError::S1CdMaxTooLarge(fields.cd_max));
+        }
+        if fields.cd_max != 0 && fields.dss == 3 {
+            return Err(SteError::ReservedS1Dss);
+        }
+        Some(fields)
+    } else {
+        None
+    };
+    let s2 = if config & 0b110 == 0b110 {
+        if w2 & (1 << 51) == 0 {
+            return Err(SteError::S2NotAarch64);
+        }
+        if (w2 >> 46) & 0b11 == 0b11 {
+            return Err(SteError::ReservedS2Tg);
+        }
+        Some(S2Fields {
+            t0sz: ((w2 >> 32) & 0x3f) as u8,
+            s2r: w2 & (1 << 58) != 0,
+        })
+    } else {
+        None
+    };
+    match config {
+        0b000 => Ok(SteKind::Abort),
+        0b100 => Ok(SteKind::Bypass),
+        0b101..=0b111 => Ok(SteKind::Translate { s1, s2 }),
+        c => Err(SteError::ReservedConfig(c)),
+    }
+}
+
 /// Fetches the CD of SubstreamID `ssid` from the CD table of `s1` (IHI 0070 §3.4.2, §5.4). For a
-/// nested stream the context pointer is an IPA; the model's stage 2 is the identity.
-fn fetch_cd(hw: &Hw, s1: &S1StreamConfig, ssid: u32) -> CdWalk {
-    let ptr = s1.context_ptr.0 & !63;
+/// nested stream the context pointer is an IPA; the model's stage 2 is the identity. An L1 CD
+/// descriptor is V `[0]`, L2Ptr `[51:12]` (IHI 0070 §5.3).
+fn fetch_cd(hw: &Hw, s1: &S1Fields, ssid: u32) -> CdWalk {
+    let ptr = s1.ctx_ptr;
     let leaf_bits = match s1.fmt {
-        S1Fmt::Linear => None,
-        S1Fmt::TwoLevel4K => Some(6),
-        S1Fmt::TwoLevel64K => Some(10),
+        0 => None,
+        1 => Some(6),
+        _ => Some(10),
     };
     let cd_addr = match leaf_bits {
         None => PhysAddr(ptr + 64 * u64::from(ssid)),
@@ -146,15 +229,17 @@ fn fetch_cd(hw: &Hw, s1: &S1StreamConfig, ssid: u32) -> CdWalk {
             let Some(raw) = hw.dma.read_u64(l1_addr) else {
                 return CdWalk::FetchAbort(l1_addr);
             };
-            let l1 = L1Cd(raw);
-            if !l1.valid() {
+            if raw & 1 == 0 {
                 return CdWalk::BadL1;
             }
-            PhysAddr(l1.l2ptr().0 + 64 * u64::from(ssid & ((1 << bits) - 1)))
+            PhysAddr((raw & 0x000F_FFFF_FFFF_F000) + 64 * u64::from(ssid & ((1 << bits) - 1)))
         }
     };
-    match hw.dma.read_dwords::<8>(cd_addr) {
-        Some(d) => CdWalk::Found(Cd(d)),
+    match hw.dma.read_u64(cd_addr) {
+        Some(w0) => CdWalk::Found {
+            valid: w0 & (1 << 31) != 0,
+            record: w0 & (1 << 45) != 0,
+        },
         None => CdWalk::FetchAbort(cd_addr),
     }
 }
@@ -214,17 +299,19 @@ impl Model {
                 let Some(raw) = hw.dma.read_u64(l1_addr) else {
                     return Walk::FetchAbort(l1_addr);
                 };
-                let l1 = L1Std(raw);
-                if !l1.is_valid() {
+                // IHI 0070 §5.1 L1STD: Span [4:0] (2^(Span-1) STEs; 0 invalid, above 11
+                // reserved, as SPLIT is at most 10), L2Ptr [51:6].
+                let span = (raw & 0x1f) as u32;
+                if span == 0 || span > 11 {
                     // QEMU records C_BAD_STREAMID for SPAN = 0 whatever RECINVSID says.
                     return Walk::BadStreamId { record: true };
                 }
                 let l2_index = sid.0 & ((1u32 << split) - 1);
-                if l2_index >= l1.l2_entries() {
+                if l2_index >= 1 << (span - 1) {
                     return Walk::BadStreamId { record: recinvsid };
                 }
-                let l2_bytes = 64u64 << (l1.span() - 1);
-                let l2 = l1.l2ptr().0 & !(l2_bytes - 1);
+                let l2_bytes = 64u64 << (span - 1);
+                let l2 = raw & 0x000F_FFFF_FFFF_FFC0 & !(l2_bytes - 1);
                 PhysAddr(l2 + 64 * u64::from(l2_index))
             }
         };
@@ -253,8 +340,8 @@ impl Model {
     }
 
     fn check_fetched(&mut self, sid: StreamId, ste: Ste) {
-        if ste.valid()
-            && let Err(error) = ste.config()
+        if ste.0[0] & 1 != 0
+            && let Err(error) = decode_ste(&ste)
         {
             let r = RejectedSte { sid, ste, error };
             if self.strtab.rejected.last() != Some(&r) {
@@ -309,16 +396,18 @@ impl Model {
             Walk::BadStreamId { record: false } => return DmaOutcome::Aborted,
             Walk::FetchAbort(addr) => return self.record(hw, EventRecord::ste_fetch(sid, addr)),
         };
-        let (s1, s2) = match ste.config() {
+        let (s1, s2) = match decode_ste(&ste) {
             Err(_) => return self.record(hw, EventRecord::bad_ste(sid)),
-            Ok(SteConfig::Abort) => return DmaOutcome::Aborted,
-            Ok(SteConfig::Bypass) => return bypass,
-            Ok(SteConfig::Stage1(s1)) if self.feat.stage1 => (Some(s1), None),
-            Ok(SteConfig::Stage2(s2)) if self.feat.stage2 => (None, Some(s2)),
-            Ok(SteConfig::Nested { s1, s2 }) if self.feat.stage1 && self.feat.stage2 => {
-                (Some(s1), Some(s2))
+            Ok(SteKind::Abort) => return DmaOutcome::Aborted,
+            Ok(SteKind::Bypass) => return bypass,
+            Ok(SteKind::Translate { s1, s2 }) => {
+                let s1_ok = s1.is_none() || self.feat.stage1;
+                let s2_ok = s2.is_none() || self.feat.stage2;
+                if !(s1_ok && s2_ok) {
+                    return self.record(hw, EventRecord::bad_ste(sid));
+                }
+                (s1, s2)
             }
-            Ok(_) => return self.record(hw, EventRecord::bad_ste(sid)),
         };
         let s2r = s2.map(|s2| s2.s2r);
         // Stage 1: SubstreamID checks and S1DSS (IHI 0070 §5.2).
@@ -327,17 +416,17 @@ impl Model {
                 return self.record(hw, EventRecord::bad_substreamid(sid, ssid));
             }
             (None, None) => false,
-            (Some(S1StreamConfig { cd_max, .. }), Some(s)) => {
+            (Some(S1Fields { cd_max, .. }), Some(s)) => {
                 if cd_max == 0 || u64::from(s.0) >= 1u64 << cd_max {
                     return self.record(hw, EventRecord::bad_substreamid(sid, ssid));
                 }
                 true
             }
-            (Some(S1StreamConfig { cd_max, dss, .. }), None) => match dss {
+            (Some(S1Fields { cd_max, dss, .. }), None) => match dss {
                 _ if cd_max == 0 => true,
-                S1Dss::Terminate => return self.record(hw, EventRecord::stream_disabled(sid)),
-                S1Dss::Bypass => false,
-                S1Dss::Ssid0 => true,
+                0 => return self.record(hw, EventRecord::stream_disabled(sid)),
+                1 => false,
+                _ => true,
             },
         };
         if !s1_active && s2r.is_none() {
@@ -348,10 +437,13 @@ impl Model {
         if let (true, Some(s1)) = (s1_active, s1) {
             let s = ssid.map_or(0, |s| s.0);
             match fetch_cd(hw, &s1, s) {
-                CdWalk::Found(cd) => match cd.config() {
-                    Ok(c) => cd_r = c.r,
-                    Err(_) => return self.record(hw, EventRecord::bad_cd(sid, ssid)),
-                },
+                CdWalk::Found {
+                    valid: true,
+                    record,
+                } => cd_r = record,
+                CdWalk::Found { valid: false, .. } => {
+                    return self.record(hw, EventRecord::bad_cd(sid, ssid));
+                }
                 CdWalk::BadL1 => return self.record(hw, EventRecord::bad_cd(sid, ssid)),
                 CdWalk::FetchAbort(a) => {
                     return self.record(hw, EventRecord::cd_fetch(sid, ssid, a));
@@ -359,7 +451,7 @@ impl Model {
             }
         }
         // An input address beyond the stage-2 input range (S2T0SZ) is a stage-2 translation
-        // fault, as QEMU reports it (qemu-virt §7); with stage 1 in front the model's identity
+        // fault, as QEMU's hw/arm/smmuv3.c reports it; with stage 1 in front the model's identity
         // stage 1 makes the IPA equal to the IOVA.
         let beyond_s2 = s2.is_some_and(|s2| {
             let bits = 64u32.saturating_sub(u32::from(s2.t0sz));
@@ -425,6 +517,67 @@ impl Model {
 
     pub(crate) fn ste_snapshots(&self, sid: StreamId) -> Vec<SteSnapshot> {
         self.strtab.watch.get(&sid.0).cloned().unwrap_or_default()
+    }
+
+    /// After a 64-bit store of the driver to a live L1 descriptor or STE at `pa` (already
+    /// visible to the SMMU): what the entry now makes reachable must have been published
+    /// before it (IHI 0070 §3.21.3: a valid entry may be fetched at any time). A level-2 table
+    /// behind an L1 descriptor, or the CD table behind a valid stage-1 STE, that the SMMU would
+    /// see differently from what the CPU wrote means a barrier was missing.
+    ///
+    /// # Panics
+    /// On such an entry: the driver under test broke the ordering rule.
+    pub(crate) fn check_table_store(&mut self, hw: &Hw, pa: PhysAddr) {
+        // IHI 0070 §5.1 (L1STD) and §5.2 (STE word 0), decoded here rather than with the
+        // driver's types: Span [4:0], L2Ptr [51:6]; V [0], Config [3:1], S1Fmt [5:4],
+        // S1ContextPtr [51:6], S1CDMAX [63:59].
+        const ADDR_51_6: u64 = 0x000F_FFFF_FFFF_FFC0;
+        let layout = layout_of(hw.regs.r32(off::STRTAB_BASE_CFG), self.feat.sid_bits);
+        let base = base_of(hw.regs.r64(off::STRTAB_BASE), layout);
+        if let StreamTableLayout::TwoLevel { .. } = layout {
+            let l1_bytes = 8 * u64::from(layout.l1_entries());
+            if (base..base + l1_bytes).contains(&pa.0) {
+                let Some(d) = hw.dma.read_u64(pa) else { return };
+                let span = d & 0x1f;
+                if span == 0 || span > 12 {
+                    return;
+                }
+                let l2 = PhysAddr(d & ADDR_51_6);
+                let bytes = 64usize << (span - 1);
+                assert!(
+                    !hw.dma.contains(l2, bytes) || hw.dma.published(l2, bytes),
+                    "L1 descriptor at {:#x} made the level-2 table at {:#x} reachable before \
+                     its contents were published (missing barrier)",
+                    pa.0,
+                    l2.0
+                );
+                return;
+            }
+        }
+        let Some(q0) = hw.dma.read_u64(PhysAddr(pa.0 & !63)) else {
+            return;
+        };
+        let config = (q0 >> 1) & 0b111;
+        if q0 & 1 == 0 || config & 0b101 != 0b101 {
+            return;
+        }
+        let ptr = PhysAddr(q0 & ADDR_51_6);
+        let cd_max = (q0 >> 59) as u32;
+        let bytes = match (q0 >> 4) & 0b11 {
+            // Linear: 2^S1CDMAX CDs of 64 bytes.
+            0 => 64u64 << cd_max,
+            // 2-level: L1 descriptors of 8 bytes, 2^(S1CDMAX - SPLIT) of them (SPLIT 6 or 10).
+            1 => 8u64 << cd_max.saturating_sub(6),
+            _ => 8u64 << cd_max.saturating_sub(10),
+        }
+        .min(4096) as usize;
+        assert!(
+            !hw.dma.contains(ptr, bytes) || hw.dma.published(ptr, bytes),
+            "STE at {:#x} was made to use the CD table at {:#x} before that table was published \
+             (missing barrier)",
+            pa.0 & !63,
+            ptr.0
+        );
     }
 
     /// Takes a snapshot of every watched STE that changed since its last snapshot.

@@ -136,9 +136,6 @@ struct State {
     prod: QueueIndex,
     /// Last CONS seen (index + wrap, ERR dropped).
     cons: QueueIndex,
-    /// Raw CONS of the error last recovered, until an ACK is seen to take effect: the same
-    /// value read again means the acknowledgement is still on its way, not a new error.
-    last_err: Option<u32>,
 }
 
 /// One command queue: memory, producer state and counters.
@@ -173,6 +170,39 @@ fn is_cfgi_tlbi(cmd: &Command) -> bool {
     )
 }
 
+/// Counts CONS reads that showed no progress, to look for an error with CONS.ERR = 0 on the
+/// first such read and every 16th after it (each look costs 2 MMIO reads).
+#[derive(Default)]
+struct Stuck {
+    last: Option<u32>,
+    polls: u32,
+}
+
+impl Stuck {
+    /// Records a CONS read; whether this one should look for a silent error.
+    fn poll(&mut self, cons: u32) -> bool {
+        if self.last == Some(cons) {
+            self.polls = self.polls.wrapping_add(1);
+        } else {
+            self.last = Some(cons);
+            self.polls = 0;
+        }
+        self.polls % 16 == 1
+    }
+}
+
+/// What a batch returns for the first error met while it ran: a refused command (replaced by a
+/// CMD_SYNC, the rest of the queue ran) is an error; CERROR_ABT and CERROR_ATC_INV_SYNC were
+/// retried by the SMMU and are not.
+fn batch_result(err: Option<CmdqError>) -> Result<(), Error> {
+    match err {
+        Some(e @ (CmdqError::Illegal(_) | CmdqError::IllegalAccess(_) | CmdqError::Unknown(_))) => {
+            Err(Error::Cmdq(e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A CMD_SYNC with CS = SIG_NONE and no MSI: what replaces an illegal command (IHI 0070 §4.8).
 const RECOVERY_SYNC: Command = Command::sync();
 
@@ -183,7 +213,14 @@ impl Cmdq {
     /// # Errors
     /// [`Error::InvalidArgument`] when `log2_entries` exceeds 19 or `buf` is too small or
     /// misaligned.
-    pub fn new(buf: DmaBuf, log2_entries: u8, opts: CmdqOptions) -> Result<Self, Error> {
+    ///
+    /// # Safety
+    /// `buf.vaddr` points to `buf.size` bytes of memory that are valid for reads and writes for
+    /// as long as the engine lives, that the CPU reaches only through this engine meanwhile (the
+    /// queue's SMMU or VCMDQ reads it, and writes only CMD_SYNC MSIs into it), and `buf.paddr`
+    /// is where that SMMU sees the same bytes: what [`DmaMemory`](crate::platform::DmaMemory)
+    /// promises for a buffer it handed out and nobody else was given.
+    pub unsafe fn new(buf: DmaBuf, log2_entries: u8, opts: CmdqOptions) -> Result<Self, Error> {
         let geo = QueueGeometry::cmdq(log2_entries).ok_or(Error::InvalidArgument)?;
         if log2_entries > MAX_LOG2
             || buf.size < geo.bytes()
@@ -199,7 +236,6 @@ impl Cmdq {
             state: spin::Mutex::new(State {
                 prod: geo.zero_index(),
                 cons: geo.zero_index(),
-                last_err: None,
             }),
             counters: AtomicCounters::default(),
         })
@@ -233,7 +269,6 @@ impl Cmdq {
         let mut st = self.state.lock();
         st.prod = self.geo.zero_index();
         st.cons = self.geo.zero_index();
-        st.last_err = None;
     }
 
     /// Cumulative counters.
@@ -281,6 +316,44 @@ impl Cmdq {
         first
     }
 
+    /// Writes `cmds` and publishes them with one PROD write (per piece that fits), without a
+    /// CMD_SYNC and without waiting for them: for hints such as PREFETCH_CONFIG, which Linux
+    /// issues the same way. The next [`Cmdq::submit`]'s CMD_SYNC covers them (and reports an
+    /// error one of them caused).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] ([`WaitFor::CmdqSpace`]) when the queue stays full; [`Error::Cmdq`]
+    /// for an illegal command of an earlier batch found while waiting for space.
+    pub fn post<B: CmdqBackend + ?Sized, P: Platform + ?Sized>(
+        &self,
+        hw: &B,
+        plat: &P,
+        cmds: &[Command],
+    ) -> Result<(), Error> {
+        let mut st = self.state.lock();
+        let deadline = self.deadline(plat);
+        let mut err = None;
+        let mut rest = cmds.iter();
+        let mut next = rest.next();
+        while next.is_some() {
+            let free = self.wait_space(&mut st, hw, plat, 1, deadline, &mut err)?;
+            let mut written = 0u32;
+            while written < free {
+                let Some(cmd) = next else { break };
+                self.write_slot(plat, st.prod.add(written), cmd.encode());
+                written += 1;
+                next = rest.next();
+            }
+            // The slots are visible before the PROD write that lets the SMMU read them.
+            barrier::dma_wmb();
+            st.prod = st.prod.add(written);
+            hw.write_prod(st.prod.to_reg());
+            bump(&self.counters.prod_writes, 1);
+            bump(&self.counters.commands, u64::from(written));
+        }
+        batch_result(err)
+    }
+
     /// Runs the CONS.ERR recovery from the IRQ path, if no submitter holds the queue (a
     /// submitter that holds it recovers by itself while it waits). Never waits.
     ///
@@ -293,9 +366,13 @@ impl Cmdq {
     ) -> Option<Option<CmdqError>> {
         let mut st = self.state.try_lock()?;
         let cons = hw.read_cons();
-        let err = self.check_error(&mut st, hw, plat, cons);
+        let err = self.check_error(&mut st, hw, plat, cons, false);
         if err.is_some() {
             bump(&self.counters.recovered_by_irq, 1);
+        } else {
+            // Flagged but nothing to recover (CONS.ERR = 0, or already recovered): acknowledge
+            // anyway, as Linux writes GERRORN = GERROR for every flagged queue.
+            hw.ack_error();
         }
         Some(err)
     }
@@ -420,12 +497,7 @@ impl Cmdq {
             }
         };
         self.wait_sync(st, hw, plat, sync_pos, deadline, &mut err)?;
-        match err {
-            Some(
-                e @ (CmdqError::Illegal(_) | CmdqError::IllegalAccess(_) | CmdqError::Unknown(_)),
-            ) => Err(Error::Cmdq(e)),
-            _ => Ok(()),
-        }
+        batch_result(err)
     }
 
     /// Waits until at least `need` slots are free; returns the free count.
@@ -438,13 +510,14 @@ impl Cmdq {
         deadline: u64,
         err: &mut Option<CmdqError>,
     ) -> Result<u32, Error> {
+        let mut stuck = Stuck::default();
         loop {
             let free = QueueIndex::free(st.prod, st.cons);
             if free >= need {
                 return Ok(free);
             }
             let cons = hw.read_cons();
-            if let Some(e) = self.check_error(st, hw, plat, cons) {
+            if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
                 err.get_or_insert(e);
             }
             st.cons = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
@@ -470,6 +543,7 @@ impl Cmdq {
         err: &mut Option<CmdqError>,
     ) -> Result<(), Error> {
         let mut polls = 0u32;
+        let mut stuck = Stuck::default();
         loop {
             if self.opts.completion == Completion::Msi {
                 if self.read_slot_word0(plat, at) == 0 {
@@ -482,7 +556,7 @@ impl Cmdq {
             }
             if self.opts.completion != Completion::Msi || polls > MSI_POLLS_BEFORE_CONS {
                 let cons = hw.read_cons();
-                if let Some(e) = self.check_error(st, hw, plat, cons) {
+                if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
                     err.get_or_insert(e);
                 }
                 let c = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
@@ -504,28 +578,40 @@ impl Cmdq {
         }
     }
 
-    /// If `cons` carries an active error, recovers as IHI 0070 §4.8 / Linux do and returns it.
+    /// If `cons` carries an active error, recovers as IHI 0070 §4.8 / Linux's
+    /// `__arm_smmu_cmdq_skip_err` do and returns it: every active CERROR_ILL (or unknown code)
+    /// has the entry at CONS replaced by a CMD_SYNC, whatever was recovered before (a second
+    /// illegal command may stop at the same index after the queue wrapped twice), and the error
+    /// is acknowledged through [`CmdqBackend::ack_error`].
+    ///
+    /// `stuck` says the queue made no progress since the previous CONS read: only then is an
+    /// error with CONS.ERR = 0 looked for (2 more MMIO reads), and acknowledged if active, as
+    /// Linux acknowledges GERRORN whatever CONS.ERR reads.
     fn check_error<B: CmdqBackend + ?Sized, P: Platform + ?Sized>(
         &self,
         st: &mut State,
         hw: &B,
         plat: &P,
         cons: u32,
+        stuck: bool,
     ) -> Option<CmdqError> {
         // ERR is 7 bits wide, so the narrowing keeps every value.
         let code = CMDQ_CONS::ERR.read(cons) as u8;
-        if code == 0 || !hw.error_active() {
+        if code == 0 {
+            if stuck && hw.error_active() {
+                log_warn!(
+                    "cmdq error active with CONS.ERR = 0 at cons {=u32:#x}",
+                    cons
+                );
+                hw.ack_error();
+            }
+            return None;
+        }
+        if !hw.error_active() {
             // Some implementations (QEMU) leave ERR set after recovery: only an active
             // GERROR.CMDQ_ERR makes it meaningful.
-            st.last_err = None;
             return None;
         }
-        if st.last_err == Some(cons) {
-            // Already recovered; the acknowledgement has not taken effect yet.
-            hw.ack_error();
-            return None;
-        }
-        st.last_err = Some(cons);
         let at = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
         st.cons = at;
         let err = match CMDQ_CONS::ERR.read_as_enum(cons) {

@@ -22,13 +22,16 @@ pub enum StrtabFormat {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum SyncMode {
     /// [`SyncMode::Msi`] when IDR0.MSI and the SMMU is coherent, else [`SyncMode::Sev`] when
-    /// IDR0.SEV, else [`SyncMode::Poll`] (Linux's choice).
+    /// IDR0.SEV and [`Config::event_stream`] is set, else [`SyncMode::Poll`] (Linux's choice,
+    /// whose arm64 kernels always run the generic-timer event stream).
     #[default]
     Auto,
     /// CS = SIG_NONE; poll SMMU_CMDQ_CONS.
     Poll,
     /// CS = SIG_SEV; `WFE` (through [`Platform::wait_for_event`](crate::Platform::wait_for_event))
-    /// between reads of SMMU_CMDQ_CONS. Needs IDR0.SEV.
+    /// between reads of SMMU_CMDQ_CONS. Needs IDR0.SEV and [`Config::event_stream`]: a
+    /// CMD_SYNC that never completes sends no SEV, so only a periodic wake-up lets the timeout
+    /// be checked.
     Sev,
     /// CS = SIG_IRQ with MSIAddr = the CMD_SYNC's own slot and MSIData = 0: completion is the
     /// slot's first word turning to zero, polled in memory with no MMIO read. Needs IDR0.MSI and
@@ -124,6 +127,11 @@ pub struct Config {
     pub irq: IrqConfig,
     /// SMMU_CR2.E2H: the hypervisor runs with VHE (needs IDR0.HYP; ignored otherwise).
     pub e2h: bool,
+    /// The platform guarantees that [`Platform::wait_for_event`](crate::Platform::wait_for_event)
+    /// returns within a bounded time even when no SEV comes: the generic-timer event stream
+    /// is on (Arm ARM D11.2.3, CNTHCTL_EL2.EVNTEN), or the platform bounds its `WFE` another
+    /// way. Without it [`SyncMode::Sev`] is refused and [`SyncMode::Auto`] does not pick it.
+    pub event_stream: bool,
 }
 
 impl Config {
@@ -140,6 +148,7 @@ impl Config {
         quirks: Quirks::empty(),
         irq: IrqConfig::Wired,
         e2h: false,
+        event_stream: false,
     };
 
     /// Default command queue log2 (256 entries, 4 KiB).

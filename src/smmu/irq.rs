@@ -70,7 +70,9 @@ pub struct DrainStats {
     pub extra_passes: u32,
     /// MMIO accesses made.
     pub mmio: u32,
-    /// Another CPU was draining this queue: nothing was done.
+    /// Another CPU was draining this queue: nothing was done here, and that CPU runs one more
+    /// pass after it lets go (so a record that landed after its last PROD read is not left
+    /// behind).
     pub busy: bool,
     /// The drain stopped after its pass bound with records possibly left: call again.
     pub incomplete: bool,
@@ -149,6 +151,9 @@ pub struct Counters {
     pub drains_incomplete: u64,
     /// GERROR bits.
     pub gerror: GerrorCounts,
+    /// GERROR bits found active by [`Smmu::reset`] (left by a previous owner, or raised while
+    /// the driver was not ready) and acknowledged there; also counted in `gerror`.
+    pub gerror_stale: u64,
     /// Command queue.
     pub cmdq: super::CmdqCounters,
 }
@@ -162,6 +167,7 @@ pub(super) struct IrqCounters {
     drains_busy: AtomicU64,
     drains_incomplete: AtomicU64,
     gerror: [AtomicU64; 11],
+    gerror_stale: AtomicU64,
     /// QEMU-style loss (GERROR.EVENTQ_ABT_ERR) not yet told to an event sink.
     evtq_lost: AtomicBool,
     /// GERROR.PRIQ_ABT_ERR not yet told to a PRI sink.
@@ -172,6 +178,22 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+impl IrqCounters {
+    /// Counts each active bit of `active` (and as stale, when found by a reset).
+    pub(super) fn count_gerror(&self, active: u32, stale: bool) {
+        for bit in 0..11u32 {
+            if active & (1 << bit) != 0
+                && let Some(c) = self.gerror.get(bit as usize)
+            {
+                bump(c, 1);
+                if stale {
+                    bump(&self.gerror_stale, 1);
+                }
+            }
+        }
+    }
+}
+
 /// An SMMU-to-CPU queue (event or PRI): memory, geometry, the software CONS and a drain flag.
 pub(super) struct InQueue {
     buf: DmaBuf,
@@ -179,10 +201,18 @@ pub(super) struct InQueue {
     /// CONS as last written (index, wrap, OVACKFLG); only the drain holding `busy` writes it.
     cons: AtomicU32,
     busy: AtomicBool,
+    /// Set by every drain before it tries `busy`: the holder re-checks it after letting go and
+    /// runs again when a refused drain came meanwhile.
+    again: AtomicBool,
 }
 
 impl InQueue {
-    pub(super) fn new(buf: DmaBuf, log2: u8, entry_bytes: usize) -> Result<Self, Error> {
+    /// A queue over `buf` of `2^log2` records of `entry_bytes`.
+    ///
+    /// # Safety
+    /// As [`Cmdq::new`](super::cmdq::Cmdq::new): `buf` is lent memory valid for reads for as
+    /// long as the queue lives, written only by the SMMU, seen by it at `buf.paddr`.
+    pub(super) unsafe fn new(buf: DmaBuf, log2: u8, entry_bytes: usize) -> Result<Self, Error> {
         let geo = QueueGeometry::new(log2, entry_bytes).ok_or(Error::InvalidArgument)?;
         if buf.size < geo.bytes() || !buf.paddr.is_aligned(geo.align() as u64) {
             return Err(Error::InvalidArgument);
@@ -192,6 +222,7 @@ impl InQueue {
             geo,
             cons: AtomicU32::new(0),
             busy: AtomicBool::new(false),
+            again: AtomicBool::new(false),
         })
     }
 
@@ -265,7 +296,9 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     /// another pass (at most 4 in all) and says so in [`DrainStats`].
     ///
     /// IRQ-safe: no allocation, no panic, no unbounded wait, no lock; a second CPU draining at
-    /// the same time gets [`DrainStats::busy`].
+    /// the same time gets [`DrainStats::busy`], and the first one then drains once more after
+    /// letting go (within the same pass bound), since the queue interrupt fires only when the
+    /// queue goes from empty to non-empty (IHI 0070 §3.18.2).
     pub fn drain_evtq(&self, sink: &mut impl EventSink) -> DrainStats {
         let lost = &self.counters.evtq_lost;
         self.drain::<4, _>(
@@ -313,60 +346,82 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             st.not_ready = true;
             return Pending { st, overflows: 0 };
         }
-        if q.busy.swap(true, Ordering::Acquire) {
+        // Announce the work before trying the flag: a holder that lets go after this store
+        // sees it (SeqCst orders the two flags) and drains again.
+        q.again.store(true, Ordering::SeqCst);
+        if q.busy.swap(true, Ordering::SeqCst) {
             st.busy = true;
             bump(&self.counters.drains_busy, 1);
             return Pending { st, overflows: 0 };
         }
         let regs = InRegs { smmu: self, pri };
         let log2 = q.geo.log2_entries();
-        let mut cons = QueueIndex::from_reg(log2, q.cons.load(Ordering::Relaxed));
         let mut ovf_seen = 0u32;
-        if lost.swap(false, Ordering::AcqRel) {
-            ovf_seen += 1;
-        }
-        let mut prod = QueueIndex::from_reg(log2, regs.prod());
-        st.mmio += 1;
-        // PROD observed before any slot it covers is read.
-        barrier::dma_rmb();
         let mut pass = 0;
-        loop {
-            let n = QueueIndex::used(prod, cons);
-            for _ in 0..n {
-                let rec = q.read::<W, P>(&self.platform, self.coherent, cons);
-                each(&rec);
-                cons = cons.next();
-            }
-            st.records += n;
-            let ovf = prod.ovf() != cons.ovf();
-            if ovf {
-                // Records were lost while the queue was full: acknowledge with OVACKFLG = OVFLG.
+        'rounds: loop {
+            q.again.store(false, Ordering::SeqCst);
+            let mut cons = QueueIndex::from_reg(log2, q.cons.load(Ordering::Relaxed));
+            if lost.swap(false, Ordering::AcqRel) {
                 ovf_seen += 1;
-                cons = cons.with_ovf(prod.ovf());
             }
-            if n == 0 && !ovf {
-                break;
-            }
-            // Every slot read completes before the SMMU may reuse it.
-            barrier::dma_mb();
-            regs.set_cons(cons.to_reg());
+            let mut prod = QueueIndex::from_reg(log2, regs.prod());
             st.mmio += 1;
-            prod = QueueIndex::from_reg(log2, regs.prod());
-            st.mmio += 1;
+            // PROD observed before any slot it covers is read.
             barrier::dma_rmb();
-            if QueueIndex::is_empty(prod, cons) && prod.ovf() == cons.ovf() {
-                break;
+            loop {
+                let n = QueueIndex::used(prod, cons);
+                for _ in 0..n {
+                    let rec = q.read::<W, P>(&self.platform, self.coherent, cons);
+                    each(&rec);
+                    cons = cons.next();
+                }
+                st.records += n;
+                let ovf = prod.ovf() != cons.ovf();
+                if ovf {
+                    // Records were lost while the queue was full: acknowledge with OVACKFLG = OVFLG.
+                    ovf_seen += 1;
+                    cons = cons.with_ovf(prod.ovf());
+                }
+                if n == 0 && !ovf {
+                    break;
+                }
+                // Every slot read completes before the SMMU may reuse it.
+                barrier::dma_mb();
+                regs.set_cons(cons.to_reg());
+                st.mmio += 1;
+                prod = QueueIndex::from_reg(log2, regs.prod());
+                st.mmio += 1;
+                barrier::dma_rmb();
+                if QueueIndex::is_empty(prod, cons) && prod.ovf() == cons.ovf() {
+                    break;
+                }
+                pass += 1;
+                if pass >= MAX_PASSES {
+                    st.incomplete = true;
+                    bump(&self.counters.drains_incomplete, 1);
+                    break;
+                }
+                st.extra_passes += 1;
+            }
+            q.cons.store(cons.to_reg(), Ordering::Relaxed);
+            q.busy.store(false, Ordering::SeqCst);
+            // A drain refused while we held the flag left `again` set: its record may have landed
+            // after our last PROD read. Run another round unless the pass bound is spent or
+            // another CPU holds the flag now (it will see `again` itself).
+            if !q.again.load(Ordering::SeqCst) || st.incomplete {
+                break 'rounds;
             }
             pass += 1;
             if pass >= MAX_PASSES {
                 st.incomplete = true;
                 bump(&self.counters.drains_incomplete, 1);
-                break;
+                break 'rounds;
+            }
+            if q.busy.swap(true, Ordering::SeqCst) {
+                break 'rounds;
             }
             st.extra_passes += 1;
         }
-        q.cons.store(cons.to_reg(), Ordering::Relaxed);
-        q.busy.store(false, Ordering::Release);
         bump(records, u64::from(st.records));
         bump(overflows, u64::from(ovf_seen));
         st.overflows = ovf_seen;
@@ -376,7 +431,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
     }
 
-    /// Handles every active global error (IHI 0070 §6.3.19, spec notes §9.4) and acknowledges it
+    /// Handles every active global error (IHI 0070 §6.3.19, Linux's `arm_smmu_gerror_handler`) and acknowledges it
     /// through GERRORN, each bit counted:
     /// - CMDQ_ERR: the command queue recovery of [`Cmdq`](super::cmdq::Cmdq), run here only when
     ///   no submitter holds the queue (a waiting submitter recovers by itself; never blocks);
@@ -399,23 +454,20 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         if active == 0 {
             return st;
         }
-        for bit in 0..11u32 {
-            if active & (1 << bit) != 0
-                && let Some(c) = self.counters.gerror.get(bit as usize)
-            {
-                bump(c, 1);
-            }
-        }
-        let mut ack = active & !GERROR::CMDQ_ERR::SET.value;
+        self.counters.count_gerror(active, false);
+        let ack = active & !GERROR::CMDQ_ERR::SET.value;
+        let mut cmdq_acked = 0;
         if active & GERROR::CMDQ_ERR::SET.value != 0 {
             match self
                 .cmdq
                 .recover_from_irq(&MainCmdq { smmu: self }, &self.platform)
             {
                 None => st.cmdq_deferred = true,
-                Some(Some(e)) => st.cmdq_recovered = Some(e),
-                // Active without an ERR code, or already handled: acknowledge.
-                Some(None) => ack |= GERROR::CMDQ_ERR::SET.value,
+                // The recovery acknowledged CMDQ_ERR, with or without an ERR code to act on.
+                Some(e) => {
+                    st.cmdq_recovered = e;
+                    cmdq_acked = GERROR::CMDQ_ERR::SET.value;
+                }
             }
         }
         if active & GERROR::EVENTQ_ABT_ERR::SET.value != 0 {
@@ -427,7 +479,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             st.drain_priq = true;
         }
         self.ack_gerror(ack);
-        st.acked = ack;
+        st.acked = ack | cmdq_acked;
         if active & GERROR::SFM_ERR::SET.value != 0 {
             log_error!("smmu: service failure mode");
             // An SMMU in service failure mode may never acknowledge anything, so the IRQ path
@@ -450,6 +502,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             pri_overflows: l(&c.pri_overflows),
             drains_busy: l(&c.drains_busy),
             drains_incomplete: l(&c.drains_incomplete),
+            gerror_stale: l(&c.gerror_stale),
             gerror: GerrorCounts {
                 cmdq_err: g(0),
                 eventq_abt_err: g(2),

@@ -28,10 +28,6 @@ pub(crate) mod barrier;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_harden;
-#[cfg(test)]
-mod tests_model;
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -232,19 +228,21 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
 
         let strtab = StreamTable::new(&dma, &platform, &plan, coherent)?;
         let alloc = |r: Region| dma.alloc(r.bytes, r.align).ok_or(Error::NoMemory);
-        let cmdq = Cmdq::new(
-            alloc(plan.cmdq)?,
-            plan.cmdq_log2,
-            CmdqOptions {
-                completion,
-                timeout_us: config.timeout_us,
-                coherent,
-                repeat_cfgi_tlbi: config.quirks.contains(Quirks::REPEAT_CFGI_TLBI),
-            },
-        )?;
-        let evtq = InQueue::new(alloc(plan.evtq)?, plan.evtq_log2, 32)?;
+        let opts = CmdqOptions {
+            completion,
+            timeout_us: config.timeout_us,
+            coherent,
+            repeat_cfgi_tlbi: config.quirks.contains(Quirks::REPEAT_CFGI_TLBI),
+        };
+        // SAFETY: each queue buffer was just handed out by `dma`, whose `DmaMemory` contract
+        // makes it valid, unaliased and seen by the SMMU at its `paddr` for as long as `dma`
+        // lives, which is as long as the driver; only its engine uses it.
+        let cmdq = unsafe { Cmdq::new(alloc(plan.cmdq)?, plan.cmdq_log2, opts) }?;
+        // SAFETY: as above.
+        let evtq = unsafe { InQueue::new(alloc(plan.evtq)?, plan.evtq_log2, 32) }?;
         let priq = match plan.priq {
-            Some(r) => Some(InQueue::new(alloc(r)?, plan.priq_log2, 16)?),
+            // SAFETY: as above.
+            Some(r) => Some(unsafe { InQueue::new(alloc(r)?, plan.priq_log2, 16) }?),
             None => None,
         };
         log_info!(
@@ -301,7 +299,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         config: &Config,
         coherent: bool,
     ) -> Result<Completion, Error> {
-        let sev = features.sev && !config.quirks.contains(Quirks::SKIP_SEV);
+        // WFE without a guaranteed wake-up could keep the CPU past every timeout.
+        let sev = features.sev && !config.quirks.contains(Quirks::SKIP_SEV) && config.event_stream;
         match config.sync {
             SyncMode::Auto if features.msi && coherent => Ok(Completion::Msi),
             SyncMode::Auto if sev => Ok(Completion::Sev),
@@ -518,7 +517,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     }
 
     /// Programs and enables the SMMU, following Linux's `device_reset` order (IHI 0070 §6.3.9,
-    /// spec notes §10): GBPA abort (if the SMMU was enabled), CR0 = 0, CR1, CR2, stream table
+    /// Linux's `arm_smmu_device_reset`): GBPA abort (if the SMMU was enabled), CR0 = 0, CR1, CR2, stream table
     /// base, command queue, CFGI_ALL + TLBI_EL2_ALL (with IDR0.HYP) + TLBI_NSNH_ALL + CMD_SYNC,
     /// event queue, PRI queue (IDR0.PRI), ATSCHK (IDR0.ATS), interrupts (wired or MSI), SMMUEN.
     /// Every CR0/IRQ_CTRL write waits for its ACK.
@@ -540,6 +539,11 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
         // 2. Everything off.
         self.write_cr0(0)?;
+        // Global errors left active by a previous owner (firmware, an earlier kernel) or raised
+        // while the driver was not ready: acknowledged (and counted) before anything runs. An
+        // active CMDQ_ERR would stop this reset's own CFGI_ALL, and an active bit hides every
+        // later error of its class (IHI 0070 §6.3.19: a bit is raised only when inactive).
+        self.ack_stale_gerror();
         // 3, 4. Memory attributes, private TLB maintenance, invalid-SID events.
         self.wr(
             &p0.CR1,
@@ -612,7 +616,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         Ok(())
     }
 
-    /// IRQ_CTRL off, MSI addresses cleared or programmed, IRQ_CTRL on (spec notes §9.2).
+    /// IRQ_CTRL off, MSI addresses cleared or programmed, IRQ_CTRL on (IHI 0070 §6.3.16-§6.3.18, Linux's `arm_smmu_setup_irqs`).
     fn setup_irqs(&self) -> Result<(), Error> {
         let p0 = self.p0();
         self.write_irq_ctrl(0)?;
@@ -701,6 +705,16 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             .submit(&MainCmdq { smmu: self }, &self.platform, cmds)
     }
 
+    /// Issues `cmds` on the SMMU's command queue without a CMD_SYNC and without waiting (see
+    /// [`Cmdq::post`](cmdq::Cmdq::post)).
+    pub(crate) fn post(&self, cmds: &[Command]) -> Result<(), Error> {
+        if !self.cmdq_live.load(Ordering::Acquire) {
+            return Err(Error::Disabled);
+        }
+        self.cmdq
+            .post(&MainCmdq { smmu: self }, &self.platform, cmds)
+    }
+
     /// Acknowledges GERROR bits `mask` by making the same bits of GERRORN equal to GERROR,
     /// leaving every other bit as it is (IHI 0070 §6.3.20). Never waits: when another CPU is
     /// writing GERRORN, the bits are left to it (it rereads the pending set before it lets go).
@@ -732,6 +746,18 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
                 return;
             }
         }
+    }
+
+    /// Acknowledges every active GERROR bit while the IRQ path is off (during [`Smmu::reset`]),
+    /// counting each in [`Counters::gerror`] and [`Counters::gerror_stale`].
+    fn ack_stale_gerror(&self) {
+        let (g, active) = self.gerror_active();
+        if active == 0 {
+            return;
+        }
+        log_warn!("smmu: stale global errors {=u32:#x} acknowledged", active);
+        self.counters.count_gerror(active, true);
+        self.wr(&self.p0().GERRORN, g);
     }
 
     /// GERROR ^ GERRORN (2 reads).

@@ -1,5 +1,5 @@
 //! Linear and 2-level stream tables, and live STE updates that never expose a half-written
-//! entry (IHI 0070 §3.3, §5.1, §5.2; update order as spec notes §3.5, Linux's current rule).
+//! entry (IHI 0070 §3.3, §5.1, §5.2; update order as Linux's `arm_smmu_write_entry`).
 
 use core::ptr::NonNull;
 
@@ -9,13 +9,12 @@ use crate::error::Error;
 use crate::ids::StreamId;
 use crate::platform::{DmaBuf, DmaMemory, Platform};
 use crate::regs::STRTAB_BASE;
-use crate::ste::{L1Std, STE0, STE1, Ste, StreamTableLayout};
+use crate::ste::{L1Std, STE1, STE2, Ste, StreamTableLayout};
 
-/// STE dword 1 MEV: a hint the SMMU may see change at any time (Linux treats it as safe to update
-/// in place).
+/// STE dword 1 MEV.
 const STE1_MEV: u64 = STE1::MEV::SET.value;
-/// STE dword 0 V.
-const STE0_V: u64 = STE0::V::SET.value;
+/// STE dword 2 S2S.
+const STE2_S2S: u64 = STE2::S2S::SET.value;
 
 /// The stream table memory and the bookkeeping of its level-2 tables.
 pub(super) struct StreamTable {
@@ -31,7 +30,9 @@ pub(super) struct StreamTable {
     lock: spin::Mutex<()>,
 }
 
-/// Writes the eight qwords of `ste` at `p`, qword 0 first.
+/// Writes the eight qwords of `ste` at `p`, qword 0 first, into a table the SMMU cannot reach
+/// yet (a fresh table, or any table before [`Smmu::reset`] programs it); a barrier publishes
+/// them before the table becomes reachable.
 ///
 /// # Safety
 /// `p` is an 8-byte aligned, 64-byte STE slot in lent DMA memory that is valid for writes, and
@@ -169,8 +170,8 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         // SAFETY: `l1_off + 8 <= base.size` (checked); a single aligned 64-bit store, which the
         // SMMU observes atomically.
         let l1p = unsafe { t.base.vaddr.add(l1_off) }.cast::<u64>();
-        // SAFETY: as above.
-        unsafe { l1p.as_ptr().write_volatile(desc.0) };
+        // SAFETY: as above; the stream-table lock (held by our caller) makes it ours.
+        unsafe { barrier::table_store(l1p, desc.0) };
         if !self.coherent {
             self.platform.dma_flush(l1p.cast(), 8);
         }
@@ -214,7 +215,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             let cur = unsafe { p.as_ptr().add(i).read_volatile() };
             if cur != want {
                 // SAFETY: as above; one 64-bit store, single-copy atomic for the SMMU.
-                unsafe { p.as_ptr().add(i).write_volatile(want) };
+                unsafe { barrier::table_store(p.add(i), want) };
                 changed = true;
             }
         }
@@ -228,7 +229,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     }
 
     /// Installs `ste` for `sid`, replacing whatever was there without ever letting the SMMU see
-    /// a half-written entry (spec notes §3.5, Linux's current rule, with [`Ste::used_bits`]):
+    /// a half-written entry (Linux's `arm_smmu_write_entry`, with [`Ste::used_bits`]):
     /// if no used bit changes, one write and one CFGI_STE + CMD_SYNC; if the used bits of one
     /// qword change, the hitless three steps (unused bits, the critical qword, the rest); else
     /// the breaking path (V = 0, qwords 1-7, qword 0). Each step that changed memory is followed
@@ -293,50 +294,81 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         }
         // Whatever the STE points at (CD tables, page tables) is visible before it.
         barrier::dma_wmb();
-        let mut cur_used = cur.used_bits();
-        if let Some(q1) = cur_used.get_mut(1) {
-            *q1 &= !STE1_MEV;
-        }
-        let tgt_used = target.used_bits();
-        // The current entry with every bit it does not use already set to the target.
-        let unused_update: [u64; 8] =
-            core::array::from_fn(|i| match (cur.0.get(i), cur_used.get(i), target.0.get(i)) {
-                (Some(&c), Some(&cu), Some(&t)) => (c & cu) | (t & !cu),
-                _ => 0,
-            });
-        // The qwords whose used bits still differ from the target.
-        let mut diff = 0u32;
-        for (i, ((u, t), tu)) in unused_update
-            .iter()
-            .zip(target.0.iter())
-            .zip(tgt_used.iter())
-            .enumerate()
-        {
-            if (u ^ t) & tu != 0 {
-                diff |= 1 << i;
-            }
-        }
+        let (unused_update, diff) = entry_qword_diff(&cur, target);
         let mut unused_update = unused_update;
         match diff.count_ones() {
             0 => {
+                // No used bit changes (safe bits may): one write.
                 self.ste_step(sid, p, &target.0, 0..8, true)?;
             }
             1 => {
+                // Hitless: the bits the entry ignores, then the one critical qword, then the
+                // bits the target ignores. The critical qword keeps its value in the first step
+                // (it is written whole in the second), which spares a sync when nothing else
+                // changes.
                 let critical = diff.trailing_zeros() as usize;
+                if let (Some(u), Some(&c)) = (unused_update.get_mut(critical), cur.0.get(critical))
+                {
+                    *u = c;
+                }
                 self.ste_step(sid, p, &unused_update, 0..8, true)?;
                 self.ste_step(sid, p, &target.0, critical..critical + 1, true)?;
                 self.ste_step(sid, p, &target.0, 0..8, true)?;
             }
             _ => {
-                unused_update[0] = cur.0[0] & !STE0_V;
+                // Breaking: qword 0 all zero (V = 0 and nothing else the SMMU could act on),
+                // qwords 1-7, then qword 0.
+                unused_update[0] = 0;
                 self.ste_step(sid, p, &unused_update, 0..1, true)?;
                 self.ste_step(sid, p, &target.0, 1..8, true)?;
                 self.ste_step(sid, p, &target.0, 0..1, true)?;
             }
         }
         if !self.config.quirks.contains(Quirks::BROKEN_PREFETCH) && target.valid() {
-            self.submit(&[Command::PrefetchConfig { sid, ssid: None }])?;
+            // A hint: issued without a CMD_SYNC of its own (Linux's `arm_smmu_write_ste`); the
+            // next batch's CMD_SYNC covers it.
+            self.post(&[Command::PrefetchConfig { sid, ssid: None }])?;
         }
         Ok(())
     }
+}
+
+/// STE bits that may change in place while both the current and the target entry use them
+/// (Linux's `arm_smmu_get_ste_update_safe`): MEV, which only changes how many fault records
+/// are merged (IHI 0070 §5.2: an SMMU may merge records even with MEV = 0), and EATS between
+/// 0b00 and 0b01 when neither entry uses EATS = 0b10 (split-stage) nor S2S, where the
+/// transient combination could not be a bad STE (IHI 0070 §5.2, EATS; Linux relies on ATS being
+/// disabled at the device while EATS changes).
+fn update_safe_bits(cur: &Ste, target: &Ste) -> [u64; 8] {
+    const EATS_TRANS: u64 = 1 << STE1::EATS.shift;
+    const EATS_S1CHK: u64 = 2 << STE1::EATS.shift;
+    let mut safe = [0u64; 8];
+    safe[1] |= STE1_MEV;
+    if (cur.0[1] | target.0[1]) & EATS_S1CHK == 0 && (cur.0[2] | target.0[2]) & STE2_S2S == 0 {
+        safe[1] |= EATS_TRANS;
+    }
+    safe
+}
+
+/// The entry with every bit the current configuration ignores already set to the target, and
+/// the qwords (bit i for qword i) whose used bits still differ after it (Linux's
+/// `arm_smmu_entry_qword_diff`). Safe bits count as ignored only when both entries use them.
+fn entry_qword_diff(cur: &Ste, target: &Ste) -> ([u64; 8], u32) {
+    let cur_used = cur.used_bits();
+    let tgt_used = target.used_bits();
+    let safe = update_safe_bits(cur, target);
+    let mut unused_update = [0u64; 8];
+    let mut diff = 0u32;
+    let words = cur.0.iter().zip(target.0.iter());
+    let masks = cur_used.iter().zip(tgt_used.iter()).zip(safe.iter());
+    for (i, (u, ((&c, &t), ((&cu, &tu), &sf)))) in
+        unused_update.iter_mut().zip(words.zip(masks)).enumerate()
+    {
+        let cu = cu & !(sf & cu & tu);
+        *u = (c & cu) | (t & !cu);
+        if (*u ^ t) & tu != 0 {
+            diff |= 1 << i;
+        }
+    }
+    (unused_update, diff)
 }

@@ -240,7 +240,7 @@ fn stage2_fault_records_match_qemu() {
         dma(&r, 8, 0x8410_0008, false),
         DmaOutcome::Faulted(EventId::F_TRANSLATION)
     );
-    // QEMU's raw records (qemu-virt §7), except that the IPA's page offset is not written.
+    // QEMU's raw records (hw/arm/smmuv3.c), except that the IPA's page offset is not written.
     assert_eq!(
         r.event_at(&e, 0).to_le_words(),
         [0x10, 8, 0, 0x280, 0x8410_1000, 0, 0x8410_1000, 0]

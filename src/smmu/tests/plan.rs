@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use super::*;
+use super::super::*;
 use crate::features::QEMU_VIRT;
 use crate::platform::BumpDma;
 
