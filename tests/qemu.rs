@@ -185,6 +185,45 @@ fn qemu_virt_demo() {
         run.uart.contains(&summary),
         "UART summary `{summary}`\n{transcript}"
     );
+    let n = EXPECTED.len() as u32;
+    assert_eq!(
+        host::contract::summary(&run.uart),
+        Some((n, 0, n)),
+        "UART summary\n{transcript}"
+    );
+
+    // What the image read from the device tree QEMU handed it (arm_smmuv3::discovery), on both
+    // streams: the SMMU, its four edge-triggered SPIs, the host bridge's iommu-map and edu's
+    // StreamID derived through it. QEMU leaves x0 = 0 for an ELF image.
+    let discovered = [
+        "DISCOVERED device tree at 0x40000000 (start of RAM): 1 SMMU(s), 1 ID map(s)",
+        "DISCOVERED SMMU 0: page0 0x9050000 page1 0x9060000 size 0x20000 coherent true enabled true cmdqv false",
+        "DISCOVERED SMMU 0 eventq: INTID 106 edge",
+        "DISCOVERED SMMU 0 priq: INTID 107 edge",
+        "DISCOVERED SMMU 0 cmdq-sync: INTID 108 edge",
+        "DISCOVERED SMMU 0 gerror: INTID 109 edge",
+        "DISCOVERED iommu-map: segment 0 RID 0x0..=0xffff -> SMMU 0 StreamID 0x0..",
+        "DISCOVERED edu 00:01.0 1234:11e8 RID 0x8 -> SMMU 0 StreamID 0x8",
+    ];
+    let uart_discovered: Vec<&str> = run
+        .uart
+        .lines()
+        .filter(|l| l.starts_with("DISCOVERED"))
+        .collect();
+    assert_eq!(
+        uart_discovered, discovered,
+        "DISCOVERED lines on the UART\n{transcript}"
+    );
+    let defmt_discovered: Vec<&str> = run
+        .log
+        .iter()
+        .filter(|l| l.message.starts_with("DISCOVERED"))
+        .map(|l| l.message.as_str())
+        .collect();
+    assert_eq!(
+        defmt_discovered, discovered,
+        "DISCOVERED lines in the defmt log\n{transcript}"
+    );
 
     // Platform facts the SMMU scenarios rely on.
     let uart = &run.uart;
@@ -284,6 +323,56 @@ fn qemu_virt_demo() {
     );
 }
 
+/// The QEMU arguments of a second PCIe root bus behind the same SMMU: a PCIe expander bridge
+/// (root bus 0x80) with a root port and a second edu behind it.
+const EXPANDER_ARGS: &[&str] = &[
+    "-device",
+    "pxb-pcie,id=pxb1,bus_nr=0x80",
+    "-device",
+    "pcie-root-port,id=rp1,bus=pxb1,chassis=1",
+    "-device",
+    "edu,bus=rp1,dma_mask=0xffffffffffffffff",
+];
+
+/// QEMU `virt` describes one host bridge with one `iommu-map` entry in its device tree; an
+/// expander's root bus sits behind it, so its devices' requester IDs (bus 0x81 here) go through
+/// that same entry. The image finds the second edu and derives its StreamID from the tree.
+#[test]
+fn qemu_virt_demo_second_root_bus() {
+    host::check_qemu().unwrap_or_else(|e| panic!("QEMU is required for this test: {e}"));
+    let elf = build_image();
+    let mut extra = host::extra_args_from_env();
+    extra.extend(EXPANDER_ARGS.iter().map(|s| (*s).to_owned()));
+    let run = host::run(&elf, &extra, RUN_TIMEOUT, true, &mut |_| {})
+        .unwrap_or_else(|e| panic!("running QEMU: {e}"));
+    let transcript = transcript(&run);
+    assert!(!run.timed_out, "QEMU did not finish\n{transcript}");
+    for needle in [
+        "DISCOVERED iommu-map: segment 0 RID 0x0..=0xffff -> SMMU 0 StreamID 0x0..",
+        "PCI 80:00.0 1b36:000c",
+        "PCI 81:00.0 1234:11e8",
+        "DISCOVERED edu 81:00.0 RID 0x8100 -> SMMU 0 StreamID 0x8100",
+        "DISCOVERED edu 00:01.0 1234:11e8 RID 0x8 -> SMMU 0 StreamID 0x8",
+    ] {
+        assert!(
+            run.uart.contains(needle),
+            "UART lacks `{needle}`\n{transcript}"
+        );
+    }
+    // The scenarios still run on the first edu.
+    let n = EXPECTED.len() as u32;
+    assert_eq!(
+        host::contract::summary(&run.uart),
+        Some((n, 0, n)),
+        "UART summary\n{transcript}"
+    );
+    assert_eq!(
+        run.exit_code,
+        Some(0),
+        "the image's exit code\n{transcript}"
+    );
+}
+
 /// The defmt messages of each scenario: those before its `RESULT` line (and after the previous).
 fn by_scenario(log: &[host::LogLine]) -> BTreeMap<String, Vec<String>> {
     let mut map = BTreeMap::new();
@@ -303,23 +392,10 @@ fn by_scenario(log: &[host::LogLine]) -> BTreeMap<String, Vec<String>> {
     map
 }
 
-/// name -> outcome from lines `RESULT <name> <outcome>`; a duplicate name is an error.
+/// name -> outcome from lines `RESULT <name> <outcome>`, read by the checker the board images'
+/// output goes through too (`qemu_virt_runner::contract`).
 fn results<'a>(lines: impl Iterator<Item = &'a str>) -> BTreeMap<String, String> {
-    let mut map = BTreeMap::new();
-    for line in lines {
-        let mut words = line.split_whitespace();
-        if words.next() != Some("RESULT") {
-            continue;
-        }
-        let (Some(name), Some(outcome)) = (words.next(), words.next()) else {
-            panic!("malformed RESULT line: {line}");
-        };
-        assert!(
-            map.insert(name.to_owned(), outcome.to_owned()).is_none(),
-            "scenario {name} reported twice"
-        );
-    }
-    map
+    host::contract::results(lines).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn transcript(run: &host::RunResult) -> String {

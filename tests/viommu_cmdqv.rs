@@ -486,3 +486,59 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
     assert_eq!(r.router.vintf(id2), Err(Error::NotFound));
     assert_eq!(r.fake.errors(), vec![]);
 }
+
+/// A teardown that fails half-way (here: the CMD_SYNC after unmapping a HW queue) keeps the
+/// vIOMMU's devices reserved, so another vIOMMU cannot take one of them meanwhile, and the
+/// retried teardown never touches another vIOMMU's route.
+#[test]
+fn failed_teardown_keeps_its_devices_and_a_retry_only_removes_its_own() {
+    use arm_smmuv3::event::{EventRecord, EvtqEntry};
+    use arm_smmuv3::fake::HostSink;
+    use arm_smmuv3::{Iova, SubstreamId};
+    struct Failing;
+    impl arm_smmuv3::viommu::CommandSink for Failing {
+        fn submit(&self, _: &[Command]) -> Result<(), Error> {
+            Err(Error::Io)
+        }
+    }
+    let r = rig();
+    let (id, _v, _) = r.guest(3);
+    let psid = StreamId(0x100);
+    r.router
+        .alloc_vdevice_cmdqv(id, 0x100, psid, 1, false, &r.cmdqv)
+        .unwrap();
+    assert!(
+        r.router
+            .teardown_viommu_cmdqv(id, &Failing, &r.cmdqv)
+            .is_err()
+    );
+    // Another (plain SMMUv3) vIOMMU asks for the same device.
+    let other = r.router.alloc_viommu(cfg(4)).unwrap();
+    let early = r.router.alloc_vdevice(other, 9, psid, 7, false);
+    r.router
+        .teardown_viommu_cmdqv(id, &r.smmu, &r.cmdqv)
+        .unwrap();
+    if early.is_err() {
+        assert_eq!(early, Err(Error::Exists));
+        r.router.alloc_vdevice(other, 9, psid, 7, false).unwrap();
+    }
+    r.router
+        .attach_nested(other, VStreamId(7), [1 | (5 << 1), 0], &r.smmu, |_, _| {
+            Ok(())
+        })
+        .unwrap();
+    r.router
+        .alloc_veventq(other, VeventqType::ArmSmmuv3, 4)
+        .unwrap();
+    let e: EvtqEntry = EventRecord::translation_fault(psid, Iova(0x1000), false, true)
+        .with_ssid(Some(SubstreamId(1)))
+        .encode();
+    let mut host = HostSink::default();
+    assert!(
+        matches!(
+            r.router.route_event(&e, &mut host),
+            Routed::Forwarded { viommu, .. } if viommu == other.index()
+        ),
+        "the other vIOMMU's route survived the retried teardown"
+    );
+}

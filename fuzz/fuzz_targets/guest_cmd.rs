@@ -21,6 +21,17 @@ const VMID: Vmid = Vmid(0x2a);
 /// vSID -> pSID of the vIOMMU under test.
 const VDEVS: [(u32, u32); 3] = [(1, 0x100), (2, 0x200), (0xffff_ffff, 0x300)];
 
+/// The StreamID the guest named (dword 0 bits [63:32]) must have become its vDEVICE's pSID,
+/// looked up here in the table above, not through the router.
+fn check_map(raw: [u64; 2], cmd: &Command) {
+    let e = cmd.encode();
+    if let Some(Opcode::CfgiCd | Opcode::CfgiCdAll | Opcode::AtcInv) = Opcode::from_u8(e.opcode()) {
+        let vsid = (raw[0] >> 32) as u32;
+        let want = VDEVS.iter().find(|(v, _)| *v == vsid).map(|(_, p)| *p);
+        assert_eq!(Some(e.sid().0), want, "vSID {vsid:#x} mapped wrong: {cmd:?}");
+    }
+}
+
 fn check(cmd: &Command) {
     let e = cmd.encode();
     match Opcode::from_u8(e.opcode()) {
@@ -82,6 +93,7 @@ fuzz_target!(|data: &[u8]| {
             let e = ViommuArmSmmuv3Invalidate::from_bytes(&img);
             if let Ok(cmd) = sanitise_guest_command(CmdqEntry(e.cmd), &policy, lookup) {
                 check(&cmd);
+                check_map(e.cmd, &cmd);
             }
             entries.push(e);
         }
@@ -102,9 +114,13 @@ fuzz_target!(|data: &[u8]| {
             repeat_tlbi_cfgi: false,
         })
         .unwrap();
+    // ATS-capable devices attached with EATS = 1, so ATC_INV goes through when the SMMU has ATS.
     for (v, p) in VDEVS {
         router
-            .alloc_vdevice(id, p, StreamId(p), u64::from(v), false)
+            .alloc_vdevice(id, p, StreamId(p), u64::from(v), true)
+            .unwrap();
+        router
+            .attach_nested(id, VStreamId(v), [1 | 5 << 1, 1 << 28], &Rec(RefCell::new(Vec::new())), |_, _| Ok(()))
             .unwrap();
     }
     // Another VM with its own device, whose StreamID must never appear.
@@ -162,7 +178,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!((out2.entry_num, out2.result), (entry_num_out, result));
         assert_eq!(*rec2.0.borrow(), *issued);
     }
-    for c in issued.iter() {
+    // The router issues one command per entry, in order.
+    for (i, c) in issued.iter().enumerate() {
         check(c);
+        if let Some(e) = entries.get(i) {
+            check_map(e.cmd, c);
+        }
     }
 });

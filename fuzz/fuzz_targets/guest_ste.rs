@@ -1,6 +1,7 @@
 //! Guest STEs: the sanitiser never panics, refuses only V = 1 STEs, and the physical STE it
-//! builds carries the host's stage 2 and VMID, a legal Config, MEV, EATS <= 1, and no bit the
-//! guest may not set.
+//! builds carries the host's stage 2 and VMID, a legal Config, MEV, EATS exactly as the guest
+//! asked (Config = S1 translate with EATS = 1) and the device allows, and no bit the guest may
+//! not set.
 #![no_main]
 
 use arm_smmuv3::ste::{Granule, S2Config, Ste};
@@ -36,8 +37,10 @@ fuzz_target!(|data: &[u8]| {
     // The host's stage 2, whole.
     assert_eq!(p.0[2..], host.0[2..]);
     assert_eq!(p.s2vmid(), Vmid(0x33));
-    assert!(p.eats() <= 1);
-    assert!(ats || p.eats() == 0);
+    // Read from the guest's own words, not through the sanitiser's decoding: Config is bits
+    // [3:1] of dword 0 (0b101: stage-1 translate), EATS bits [29:28] of dword 1.
+    let asked = (d0 >> 1) & 7 == 0b101 && (d1 >> 28) & 3 == 1;
+    assert_eq!(u64::from(p.eats()), u64::from(ats && asked), "EATS");
     if p.config_raw() == 7 {
         assert!(p.mev());
         // Dword 0: the guest's allowed bits and V/Config only.

@@ -1,4 +1,4 @@
-//! The CMDQV error interrupt (tegra241-cmdqv §7.6): VINTF_ERR_MAP → LVCMDQ_ERR_MAP → GERROR.
+//! The CMDQV error interrupt (Linux's `tegra241_cmdqv_isr`): VINTF_ERR_MAP → LVCMDQ_ERR_MAP → GERROR.
 //!
 //! No allocation, no lock, no panic, no unbounded wait: at most two VINTF_ERR_MAP reads, two
 //! LVCMDQ_ERR_MAP reads per flagged VINTF, and a constant number of accesses per flagged host
@@ -17,10 +17,9 @@ use super::host::VcmdqHw;
 use super::{Cmdqv, VintfId};
 use crate::iommufd::VeventTegra241Cmdqv;
 use crate::platform::Platform;
-use crate::viommu::veventq::VeventQueue;
 
 /// Where queue errors of guest-owned VINTFs go: the owning vIOMMU's vEVENTQ of type
-/// `TEGRA241_CMDQV`, as one `iommu_vevent_tegra241_cmdqv` record (tegra241-cmdqv §8.5).
+/// `TEGRA241_CMDQV`, as one `iommu_vevent_tegra241_cmdqv` record (`struct iommu_vevent_tegra241_cmdqv`).
 ///
 /// Called from the interrupt handler: implementations must not block, allocate or panic.
 pub trait CmdqvEventSink {
@@ -32,16 +31,6 @@ pub trait CmdqvEventSink {
 impl<T: CmdqvEventSink + ?Sized> CmdqvEventSink for &T {
     fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv) {
         (**self).report(vintf, event);
-    }
-}
-
-/// A table of vEVENTQs indexed by VINTF: the report for VINTF *v* goes to entry *v*, if any
-/// (a VINTF whose vIOMMU has no `TEGRA241_CMDQV` vEVENTQ drops it, as Linux does).
-impl<const N: usize> CmdqvEventSink for [Option<&VeventQueue<VeventTegra241Cmdqv, N>>] {
-    fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv) {
-        if let Some(Some(q)) = self.get(usize::from(vintf.0)) {
-            let _ = q.report(&event);
-        }
     }
 }
 
@@ -63,7 +52,7 @@ pub struct CmdqvErrorStats {
 }
 
 impl<P: Platform> Cmdqv<P> {
-    /// Handles the CMDQV error interrupt (tegra241-cmdqv §7.6): reads VINTF_ERR_MAP (high word at
+    /// Handles the CMDQV error interrupt (Linux's `tegra241_cmdqv_isr`): reads VINTF_ERR_MAP (high word at
     /// `0x18`, low at `0x14`); for VINTF0, reads its LVCMDQ_ERR_MAP and recovers each flagged
     /// host queue (an illegal command at CONS becomes a CMD_SYNC, then GERRORN = GERROR; CERROR_ABT
     /// and CERROR_ATC_INV_SYNC are only acknowledged, the fetch or the CMD_SYNC is retried); for each

@@ -1,4 +1,4 @@
-//! HW info for a guest: `IOMMU_GET_HW_INFO` with the SMMUv3 blob (iommufd.md §1).
+//! HW info for a guest: `IOMMU_GET_HW_INFO` with the SMMUv3 blob (IOMMU_GET_HW_INFO in `include/uapi/linux/iommufd.h`).
 //!
 //! Linux reports the SMMU's ID registers raw: it copies SMMU_IDR0..IDR5, IIDR and AIDR into
 //! `struct iommu_hw_info_arm_smmuv3` without masking any field, and sets flags bit 0
@@ -13,10 +13,10 @@ use crate::iommufd::{
 };
 
 /// `IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI`: the host SMMU needs each TLBI and CFGI
-/// repeated (tegra241-cmdqv.md, Linux's `arm_smmu_hw_info`).
+/// repeated (Linux's `tegra241-cmdqv.c`, Linux's `arm_smmu_hw_info`).
 pub const ERRATA_REPEAT_TLBI_CFGI: u32 = 1 << 0;
 
-/// The IDR fields the uAPI tells a VMM it may use (iommufd.md §1), as masks over IDR0..IDR5:
+/// The IDR fields the uAPI tells a VMM it may use (IOMMU_GET_HW_INFO in `include/uapi/linux/iommufd.h`), as masks over IDR0..IDR5:
 /// IDR0 ST_LEVEL, TERM_MODEL, STALL_MODEL, TTENDIAN, CD2L, ASID16, TTF; IDR1 SIDSIZE, SSIDSIZE;
 /// IDR3 BBML, RIL; IDR5 VAX, GRAN64K/16K/4K and OAS (which QEMU reads).
 pub const VMM_IDR_FIELDS: [u32; 6] = [
@@ -75,7 +75,7 @@ pub struct DeviceCaps {
     pub dirty_tracking: bool,
 }
 
-/// `IOMMU_GET_HW_INFO` (iommufd.md §1) for an SMMUv3 vIOMMU: checks `arg`, copies
+/// `IOMMU_GET_HW_INFO` (IOMMU_GET_HW_INFO in `include/uapi/linux/iommufd.h`) for an SMMUv3 vIOMMU: checks `arg`, copies
 /// `min(data_len, 40)` bytes of `info` into `data` and zero-fills the rest of the caller's
 /// `data_len` bytes, then writes back `data_len = 40`, the type (ARM_SMMUV3), the PASID width and
 /// the capabilities. `data` is the caller's buffer (`data_len` bytes of it are used).
@@ -92,7 +92,7 @@ pub fn get_hw_info(
     hw_info_of(arg, data, info, None, caps)
 }
 
-/// `IOMMU_GET_HW_INFO` (iommufd.md §1) for a device behind an SMMU with a Tegra241 CMDQV: as
+/// `IOMMU_GET_HW_INFO` (IOMMU_GET_HW_INFO in `include/uapi/linux/iommufd.h`) for a device behind an SMMU with a Tegra241 CMDQV: as
 /// [`get_hw_info`], and with `IOMMU_HW_INFO_FLAG_INPUT_TYPE` and type TEGRA241_CMDQV (3) it
 /// returns `cmdqv` (8 bytes, `data_type` = 3) instead. Asking for DEFAULT still gives the SMMUv3
 /// blob, as on Linux ("the TEGRA241_CMDQV type (3) must be asked for explicitly with

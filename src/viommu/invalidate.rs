@@ -1,12 +1,12 @@
 //! Guest invalidation commands: the sanitiser for `struct iommu_viommu_arm_smmuv3_invalidate`
-//! entries (iommufd.md §5, "Per-command sanitising by the SMMUv3 vIOMMU").
+//! entries (IOMMU_HWPT_INVALIDATE in `include/uapi/linux/iommufd.h`, Linux's `arm_vsmmu_cache_invalidate`, "Per-command sanitising by the SMMUv3 vIOMMU").
 //!
 //! Rules, in the order they are applied to one raw command:
 //! 1. Only TLBI_NH_ALL/ASID/VA/VAA, TLBI_NSNH_ALL, CFGI_CD, CFGI_CD_ALL and ATC_INV are accepted;
 //!    any other opcode (CMD_SYNC included) is EIO.
 //! 2. Every bit outside the fields that opcode defines is EIO, so no reserved or Secure bit and
 //!    no malformed range can reach the shared command queue and stop it with CERROR_ILL for
-//!    every VM (iommufd.md §5, the per-opcode field check of the 2026 rework, which the spec
+//!    every VM (IOMMU_HWPT_INVALIDATE in `include/uapi/linux/iommufd.h`, Linux's `arm_vsmmu_cache_invalidate`, the per-opcode field check of the 2026 rework, which the spec
 //!    recommends): ASID only up to IDR0.ASID16's width; range fields (NUM, SCALE, TTL, TG) only
 //!    with IDR3.RIL and only in the combinations IHI 0070 §4.4.1.1 allows (SCALE bit 25 only with
 //!    IDR5.DS; TTL = 1 with 16 KiB only with DS); ATC_INV only with IDR0.ATS and Size <= 52;
@@ -31,7 +31,7 @@ use crate::ids::{StreamId, VStreamId, Vmid};
 use crate::iommufd::ViommuArmSmmuv3Invalidate;
 
 /// Commands per batch: one command-queue batch of Linux (64 slots) minus the CMD_SYNC. A longer
-/// array is issued in several batches, each with its own CMD_SYNC (iommufd.md §5 "Issue model").
+/// array is issued in several batches, each with its own CMD_SYNC (IOMMU_HWPT_INVALIDATE in `include/uapi/linux/iommufd.h`, Linux's `arm_vsmmu_cache_invalidate` "Issue model").
 pub const INVALIDATE_BATCH: usize = 63;
 
 // Field positions as `command` names them (IHI 0070 §4), as masks in place.
@@ -157,6 +157,16 @@ pub fn sanitise_guest_command(
     policy: &GuestCmdPolicy,
     vsid_to_psid: impl FnOnce(VStreamId) -> Option<StreamId>,
 ) -> Result<Command, Error> {
+    sanitise(raw, policy, |vsid, _| vsid_to_psid(vsid))
+}
+
+/// [`sanitise_guest_command`] whose lookup also learns whether the command is an ATC_INV (the
+/// router resolves those only for vDEVICEs with ATS enabled).
+pub(crate) fn sanitise(
+    raw: CmdqEntry,
+    policy: &GuestCmdPolicy,
+    vsid_to_psid: impl FnOnce(VStreamId, bool) -> Option<StreamId>,
+) -> Result<Command, Error> {
     let [d0, d1] = raw.0;
     let opcode = raw.opcode();
     let [a0, a1] = allowed(policy, opcode, d0, d1)?;
@@ -169,8 +179,8 @@ pub fn sanitise_guest_command(
         Some(Opcode::TlbiNhAll | Opcode::TlbiNhAsid | Opcode::TlbiNhVa | Opcode::TlbiNhVaa) => {
             e.set_vmid(policy.vmid);
         }
-        Some(Opcode::AtcInv | Opcode::CfgiCd | Opcode::CfgiCdAll) => {
-            let psid = vsid_to_psid(VStreamId(e.sid().0)).ok_or(Error::Io)?;
+        Some(op @ (Opcode::AtcInv | Opcode::CfgiCd | Opcode::CfgiCdAll)) => {
+            let psid = vsid_to_psid(VStreamId(e.sid().0), op == Opcode::AtcInv).ok_or(Error::Io)?;
             e.set_sid(psid);
         }
         _ => return Err(Error::Io),
@@ -178,7 +188,7 @@ pub fn sanitise_guest_command(
     Command::decode(e).map_err(|_| Error::Io)
 }
 
-/// Linux's `copy_struct_from_user` (iommufd.md §0 and §5 "extensible struct" rule): copies the
+/// Linux's `copy_struct_from_user` (Linux's `copy_struct_from_user`; IOMMU_HWPT_INVALIDATE in `include/uapi/linux/iommufd.h`, Linux's `arm_vsmmu_cache_invalidate` "extensible struct" rule): copies the
 /// caller's `src` (its `size` bytes) into the kernel-sized `dst`. A shorter `src` leaves the
 /// rest of `dst` zero; a longer one must have only zero bytes past `dst.len()`, otherwise
 /// [`Error::TooBig`] (`E2BIG`, "non-zero bytes in a part the kernel does not understand").
@@ -194,7 +204,7 @@ pub fn copy_struct_from_user(dst: &mut [u8], src: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads a `size`-prefixed uAPI struct of `N` bytes from the caller's `bytes` (iommufd.md §0:
+/// Reads a `size`-prefixed uAPI struct of `N` bytes from the caller's `bytes` (Linux's `copy_struct_from_user`:
 /// "The first `__u32` of every ioctl struct is `size`"): `size` below `min_size` → EINVAL;
 /// `bytes` shorter than `size` → EINVAL (Linux: EFAULT, which [`Error`] does not carry); a
 /// `size` above `N` needs zero bytes past `N` (E2BIG); a `size` below `N` reads the missing
@@ -215,7 +225,7 @@ pub fn read_sized<const N: usize>(bytes: &[u8], min_size: u32) -> Result<([u8; N
 }
 
 /// The guest commands of an `IOMMU_HWPT_INVALIDATE` array given as bytes: `entry_num` entries
-/// of `entry_len` bytes each (iommufd.md §5). Checks the whole array before anything is issued,
+/// of `entry_len` bytes each (IOMMU_HWPT_INVALIDATE in `include/uapi/linux/iommufd.h`, Linux's `arm_vsmmu_cache_invalidate`). Checks the whole array before anything is issued,
 /// as Linux copies it whole first:
 /// - `entry_num == 0`: an empty array (the uAPI's "probe" use; the spec's recommended 0);
 /// - `entry_len == 0` with entries → EINVAL;
@@ -284,7 +294,7 @@ pub fn entry_command(img: &[u8; ViommuArmSmmuv3Invalidate::SIZE]) -> CmdqEntry {
     CmdqEntry(ViommuArmSmmuv3Invalidate::from_bytes(img).cmd)
 }
 
-/// What an invalidation request did: `entry_num` is always meaningful (iommufd.md §5: "The
+/// What an invalidation request did: `entry_num` is always meaningful (IOMMU_HWPT_INVALIDATE in `include/uapi/linux/iommufd.h`, Linux's `arm_vsmmu_cache_invalidate`: "The
 /// kernel always writes entry_num back, even on error").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -299,12 +309,12 @@ pub struct InvalidateOutcome {
 /// Sanitises and issues `entries` in batches of [`INVALIDATE_BATCH`]: a batch is converted
 /// whole first, and one bad command means nothing of its batch is issued (all-or-nothing per
 /// batch, the spec's recommended semantics); each batch goes out through `submit` with one
-/// CMD_SYNC. An empty array does nothing and succeeds (iommufd.md §5: probing with
+/// CMD_SYNC. An empty array does nothing and succeeds (IOMMU_HWPT_INVALIDATE in `include/uapi/linux/iommufd.h`, Linux's `arm_vsmmu_cache_invalidate`: probing with
 /// `entry_num == 0`).
 pub(crate) fn invalidate_batches(
     entries: &[CmdqEntry],
     policy: &GuestCmdPolicy,
-    mut vsid_to_psid: impl FnMut(VStreamId) -> Option<StreamId>,
+    mut vsid_to_psid: impl FnMut(VStreamId, bool) -> Option<StreamId>,
     submit: impl Fn(&[Command]) -> Result<(), Error>,
 ) -> InvalidateOutcome {
     let mut done = 0u32;
@@ -312,7 +322,7 @@ pub(crate) fn invalidate_batches(
     for chunk in entries.chunks(INVALIDATE_BATCH) {
         let mut n = 0usize;
         for (raw, slot) in chunk.iter().zip(buf.iter_mut()) {
-            match sanitise_guest_command(*raw, policy, &mut vsid_to_psid) {
+            match sanitise(*raw, policy, &mut vsid_to_psid) {
                 Ok(cmd) => *slot = cmd,
                 Err(e) => {
                     return InvalidateOutcome {
@@ -580,7 +590,7 @@ mod tests {
             Ok(())
         };
         let entries = vec![good; 130];
-        let r = invalidate_batches(&entries, &POLICY, lookup, submit);
+        let r = invalidate_batches(&entries, &POLICY, |v, _| lookup(v), submit);
         assert_eq!(
             r,
             InvalidateOutcome {
@@ -593,7 +603,7 @@ mod tests {
         log.borrow_mut().clear();
         let mut entries = vec![good; 100];
         entries[70] = bad;
-        let r = invalidate_batches(&entries, &POLICY, lookup, submit);
+        let r = invalidate_batches(&entries, &POLICY, |v, _| lookup(v), submit);
         assert_eq!(
             r,
             InvalidateOutcome {
@@ -607,7 +617,7 @@ mod tests {
             "the batch holding the bad entry is not issued"
         );
 
-        let r = invalidate_batches(&[], &POLICY, lookup, submit);
+        let r = invalidate_batches(&[], &POLICY, |v, _| lookup(v), submit);
         assert_eq!(
             r,
             InvalidateOutcome {
@@ -617,7 +627,7 @@ mod tests {
         );
 
         let fail = |_: &[Command]| Err(Error::Timeout(crate::error::WaitFor::CmdSync));
-        let r = invalidate_batches(&[good; 3], &POLICY, lookup, fail);
+        let r = invalidate_batches(&[good; 3], &POLICY, |v, _| lookup(v), fail);
         assert_eq!(r.entry_num, 0);
         assert_eq!(r.result.unwrap_err().errno(), -110);
     }

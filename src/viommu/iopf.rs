@@ -1,4 +1,4 @@
-//! I/O page faults (iommufd.md §8): PRI page requests and stalled transactions of a vIOMMU's
+//! I/O page faults (IOMMU_FAULT_QUEUE_ALLOC in `include/uapi/linux/iommufd.h`, Linux's `iommufd_fault_fops_read`): PRI page requests and stalled transactions of a vIOMMU's
 //! devices become `struct iommu_hwpt_pgfault` groups the hypervisor reads, and its
 //! `struct iommu_hwpt_page_response`s become CMD_PRI_RESP or CMD_RESUME.
 //!
@@ -14,7 +14,7 @@
 //!   INVALID.
 //!
 //! Responses (iommufd code → command): stall SUCCESS → RESUME Retry, INVALID → RESUME Abort
-//! (smmuv3.md §6.4, Linux's mapping); PRI SUCCESS → PRI_RESP Success, INVALID → PRI_RESP
+//! (IHI 0070 §4.7 CMD_RESUME and CMD_PRI_RESP, Linux's mapping); PRI SUCCESS → PRI_RESP Success, INVALID → PRI_RESP
 //! InvalidRequest (PCIe "Invalid Request", the page could not be made resident).
 
 #![deny(
@@ -294,7 +294,7 @@ impl<const P: usize> FaultGroups<P> {
         Self {
             pool: heapless::Vec::new(),
             next_ready: 0,
-            next_cookie: 1,
+            next_cookie: 0,
         }
     }
 
@@ -359,18 +359,15 @@ impl<const P: usize> FaultGroups<P> {
     fn new_cookie(&mut self) -> u32 {
         loop {
             let c = self.next_cookie;
-            self.next_cookie = match c.wrapping_add(1) {
-                0 => 1,
-                n => n,
-            };
-            if !self.cookie_in_use(c) {
+            self.next_cookie = c.wrapping_add(1);
+            if c != 0 && !self.cookie_in_use(c) {
                 return c;
             }
         }
     }
 
     /// Delivers whole groups, oldest first, into `out` as `struct iommu_hwpt_pgfault` records
-    /// (iommufd.md §8 read()): stops before a group that does not fit (0 if the first does not).
+    /// (IOMMU_FAULT_QUEUE_ALLOC in `include/uapi/linux/iommufd.h`, Linux's `iommufd_fault_fops_read` read()): stops before a group that does not fit (0 if the first does not).
     /// `dev_id` maps a physical StreamID to the iommufd device ID written into the records.
     pub fn read(&mut self, out: &mut [HwptPgfault], dev_id: impl Fn(StreamId) -> u32) -> usize {
         let mut done = 0usize;
@@ -419,6 +416,15 @@ impl<const P: usize> FaultGroups<P> {
     /// `code` (its last fault gives the SSID for PRI_RESP). [`Error::InvalidArgument`] (EINVAL)
     /// for an unknown cookie or a code other than SUCCESS/INVALID, as Linux.
     pub fn respond(&mut self, resp: &HwptPageResponse) -> Result<Command, Error> {
+        let cmd = self.response(resp)?;
+        self.retire(resp.cookie);
+        Ok(cmd)
+    }
+
+    /// The command answering the group delivered with `resp.cookie` with `resp.code`, as
+    /// [`respond`](Self::respond) but leaving the group in place (to be [`retire`](Self::retire)d
+    /// once the command was issued).
+    pub fn response(&self, resp: &HwptPageResponse) -> Result<Command, Error> {
         let code = PageResponseCode::from_raw(resp.code).ok_or(Error::InvalidArgument)?;
         let state = State::Delivered(resp.cookie);
         let last = self
@@ -427,8 +433,13 @@ impl<const P: usize> FaultGroups<P> {
             .rfind(|e| e.state == state)
             .map(|e| e.fault)
             .ok_or(Error::InvalidArgument)?;
-        self.pool.retain(|e| e.state != state);
         Ok(last.response(code))
+    }
+
+    /// Removes the group delivered with `cookie` (its answer was issued).
+    pub fn retire(&mut self, cookie: u32) {
+        let state = State::Delivered(cookie);
+        self.pool.retain(|e| e.state != state);
     }
 
     /// Answers INVALID every ready and delivered group whose StreamID matches `filter` (all if
@@ -631,6 +642,11 @@ mod tests {
     #[test]
     fn cookies_skip_zero_and_live_ones() {
         let mut g: FaultGroups<4> = FaultGroups::new();
+        g.add(stall(1, 0)).unwrap();
+        let mut first = [HwptPgfault::default(); 1];
+        assert_eq!(g.read(&mut first, |_| 0), 1);
+        assert_eq!(first[0].cookie, 1, "a new table starts at cookie 1");
+        g.retire(1);
         g.next_cookie = u32::MAX;
         g.add(stall(1, 1)).unwrap();
         g.add(stall(1, 2)).unwrap();

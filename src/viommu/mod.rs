@@ -1,6 +1,6 @@
 //! Virtualisation: one vIOMMU per VM, vDEVICEs, vEVENTQ rings fed from the IRQ path, I/O page
 //! faults, guest invalidations and HW info, with Linux iommufd's semantics
-//! (`iommufd.md`; the uAPI structures are in [`crate::iommufd`]).
+//! (`include/uapi/linux/iommufd.h`, `Documentation/userspace-api/iommufd.rst`; the uAPI structures are in [`crate::iommufd`]).
 //!
 //! A hypervisor uses a [`Router`] the way a Linux VMM uses `/dev/iommu`:
 //!
@@ -29,7 +29,7 @@
 //! lost a record:
 //! - every live vIOMMU's SMMUv3 vEVENTQ gets a LOST_EVENTS marker, through
 //!   [`veventq::VeventQueue::report_lost`]: the path Linux takes when it cannot allocate a
-//!   record (iommufd.md §6 "Producer side": the event "is dropped ... the LOST_EVENTS header ...
+//!   record (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` "Producer side": the event "is dropped ... the LOST_EVENTS header ...
 //!   is moved to the tail of the queue and gets the sequence number of the dropped event"). So
 //!   one sequence number is consumed per overflow, the queued records stay, a reader sees an
 //!   8-byte LOST_EVENTS header at the tail with that number, and the next real event replaces
@@ -55,7 +55,6 @@ pub mod hw_info;
 pub mod invalidate;
 pub mod iopf;
 mod producer;
-#[cfg(not(loom))]
 mod router;
 pub mod routing;
 pub mod sink;
@@ -67,11 +66,10 @@ pub use invalidate::{
     EntryArray, GuestCmdPolicy, InvalidateOutcome, check_entries, copy_struct_from_user,
     read_sized, sanitise_guest_command,
 };
-#[cfg(all(feature = "cmdqv", not(loom)))]
+#[cfg(feature = "cmdqv")]
 pub use router::CmdqvRouterSink;
-#[cfg(not(loom))]
 pub use router::{
-    FORWARDED_EVENTS, HostReason, PRODUCER_SPINS, Routed, Router, RouterSink, RouterStats,
+    FORWARDED_EVENTS, HostReason, PRODUCER_SPINS, Routed, Router, RouterStats, SINK_CHUNK,
     TEARDOWN_SPINS, VDevice, Viommu, ViommuConfig, ViommuId, ViommuStats,
 };
 pub use sink::{CommandSink, EventSink, PriSink};

@@ -9,10 +9,16 @@
 //! amount of work. An overflow never waits ([`Producer::defer`]): it is counted in the token word
 //! and carried out by whoever holds the token, before it leaves, or at once if nobody does.
 //!
-//! One atomic word: bit 0 = held, bits `[31:1]` = deferred requests not carried out yet. Every
-//! transition is a read-modify-write on that word, so a request can never fall between a holder
-//! deciding to leave and leaving (the store-buffering race a separate flag would have); `loom`
-//! checks it.
+//! One atomic word: bit 0 = held, bits `[31:1]` = deferred requests not carried out yet, bits
+//! `[63:32]` = how often the token was freed (an epoch). Every transition is a
+//! read-modify-write on that word, so a request can never fall between a holder deciding to
+//! leave and leaving (the store-buffering race a separate flag would have); `loom` checks it.
+//!
+//! The control path waits for a **grace period** with [`Producer::round`] rather than by taking
+//! the token (which a stream of IRQ-path producers could keep from it): one read-modify-write
+//! that publishes what it changed before (a route, a closed gate) to every later holder, then, if
+//! the token was held, a bounded wait until the epoch moves (that holder left, and everything it
+//! did happens before the wait returns).
 
 #![deny(
     clippy::unwrap_used,
@@ -21,10 +27,18 @@
     clippy::indexing_slicing
 )]
 
-use super::sync::{AtomicU32, Ordering, spin_hint};
+use super::sync::{AtomicU64, Ordering, spin_hint};
 
-const HELD: u32 = 1;
-const ONE_REQUEST: u32 = 2;
+const HELD: u64 = 1;
+const ONE_REQUEST: u64 = 2;
+const PENDING: u64 = 0xffff_fffe;
+const EPOCH: u64 = !0xffff_ffff;
+const ONE_EPOCH: u64 = 1 << 32;
+
+/// The requests deferred in a state word.
+const fn pending_of(state: u64) -> u32 {
+    ((state & PENDING) >> 1) as u32
+}
 
 /// How many times a leaving holder takes requests that arrived while it worked before it leaves
 /// them to the next holder (bounds the holder's work under a stream of requests).
@@ -32,7 +46,9 @@ const HELP_ROUNDS: u32 = 8;
 
 /// The producer token of a set of single-producer rings, with deferred requests.
 pub(crate) struct Producer {
-    state: AtomicU32,
+    state: AtomicU64,
+    /// How often the token was taken (written by the holder only: a load and a store).
+    takes: AtomicU64,
 }
 
 impl Producer {
@@ -40,7 +56,8 @@ impl Producer {
     #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
         Self {
-            state: AtomicU32::new(0),
+            state: AtomicU64::new(0),
+            takes: AtomicU64::new(0),
         }
     }
 
@@ -48,7 +65,8 @@ impl Producer {
     #[cfg(loom)]
     pub(crate) fn new() -> Self {
         Self {
-            state: AtomicU32::new(0),
+            state: AtomicU64::new(0),
+            takes: AtomicU64::new(0),
         }
     }
 
@@ -61,6 +79,17 @@ impl Producer {
         deferred: &mut impl FnMut(u32),
         f: impl FnOnce() -> R,
     ) -> Option<R> {
+        self.enter(spins, deferred)?;
+        let r = f();
+        self.leave(deferred);
+        Some(r)
+    }
+
+    /// Takes the token, waiting at most `spins` rounds, and carries out the requests deferred so
+    /// far; `None` if the holder did not leave in time. The caller holds the token until it
+    /// calls [`leave`](Self::leave).
+    #[inline]
+    pub(crate) fn enter(&self, spins: u32, deferred: &mut impl FnMut(u32)) -> Option<()> {
         let mut tries = 0u32;
         let pending = loop {
             if let Some(n) = self.try_take() {
@@ -75,9 +104,13 @@ impl Producer {
         if pending > 0 {
             deferred(pending);
         }
-        let r = f();
-        self.leave(deferred);
-        Some(r)
+        Some(())
+    }
+
+    /// How often the token was taken since the router was created (each take and its leave are
+    /// two locked read-modify-writes).
+    pub(crate) fn takes(&self) -> u64 {
+        self.takes.load(Ordering::Relaxed)
     }
 
     /// Asks for `deferred(1)` to run as the producer: at once if nobody holds the token, or by
@@ -86,9 +119,11 @@ impl Producer {
         let mut cur = self.state.load(Ordering::Relaxed);
         loop {
             let (next, take) = if cur & HELD == 0 {
-                (HELD, true)
+                ((cur & EPOCH) | HELD, true)
+            } else if cur & PENDING == PENDING {
+                (cur, false)
             } else {
-                (cur.saturating_add(ONE_REQUEST), false)
+                (cur + ONE_REQUEST, false)
             };
             match self
                 .state
@@ -96,7 +131,8 @@ impl Producer {
             {
                 Ok(_) => {
                     if take {
-                        deferred((cur >> 1).saturating_add(1));
+                        self.count_take();
+                        deferred(pending_of(cur).saturating_add(1));
                         self.leave(deferred);
                     }
                     return;
@@ -113,26 +149,43 @@ impl Producer {
             if cur & HELD != 0 {
                 return None;
             }
-            match self
-                .state
-                .compare_exchange_weak(cur, HELD, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => return Some(cur >> 1),
+            match self.state.compare_exchange_weak(
+                cur,
+                (cur & EPOCH) | HELD,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.count_take();
+                    return Some(pending_of(cur));
+                }
                 Err(now) => cur = now,
             }
         }
     }
 
+    /// Counts a take (token held: we are the only writer).
+    fn count_take(&self) {
+        let n = self.takes.load(Ordering::Relaxed);
+        self.takes.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
     /// Leaves: takes and carries out requests that arrived meanwhile (at most [`HELP_ROUNDS`]
     /// times), then frees the token; after the last round any new requests stay for the next
     /// holder.
-    fn leave(&self, deferred: &mut impl FnMut(u32)) {
+    #[inline]
+    pub(crate) fn leave(&self, deferred: &mut impl FnMut(u32)) {
         let mut rounds = 0u32;
         let mut cur = self.state.load(Ordering::Relaxed);
         loop {
-            let pending = cur >> 1;
+            let pending = pending_of(cur);
             let help = pending > 0 && rounds < HELP_ROUNDS;
-            let next = if help { HELD } else { cur & !HELD };
+            let next = if help {
+                (cur & EPOCH) | HELD
+            } else {
+                // Free, requests kept for the next holder, one more epoch.
+                (cur & !HELD).wrapping_add(ONE_EPOCH)
+            };
             match self
                 .state
                 .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
@@ -148,10 +201,36 @@ impl Producer {
         }
     }
 
+    /// Waits for a grace period (control path): once it returns `true`, everything a producer
+    /// did while holding the token before this call happens before the return, and every
+    /// producer taking the token after this call sees everything the caller did before it.
+    /// Never takes the token, so a stream of producers cannot starve it; waits at most `spins`
+    /// rounds for the holder found inside to leave (`false` if it did not).
+    pub(crate) fn round(&self, spins: u32) -> bool {
+        // An RMW that changes nothing: AcqRel orders it after our earlier writes and after
+        // every earlier release of the token; since every transition of the word is an RMW,
+        // each later take reads from a release sequence through it and synchronises with it.
+        let s = self.state.fetch_or(0, Ordering::AcqRel);
+        if s & HELD == 0 {
+            return true;
+        }
+        let epoch = s & EPOCH;
+        for _ in 0..spins {
+            // Acquire: synchronises with the release that moved the epoch (and every RMW
+            // before it), so the holder's work happens before we return.
+            let now = self.state.load(Ordering::Acquire);
+            if now & EPOCH != epoch {
+                return true;
+            }
+            spin_hint();
+        }
+        false
+    }
+
     /// Requests deferred and not carried out yet (a snapshot).
     #[cfg(test)]
     pub(crate) fn pending(&self) -> u32 {
-        self.state.load(Ordering::Acquire) >> 1
+        pending_of(self.state.load(Ordering::Acquire))
     }
 }
 
@@ -242,6 +321,7 @@ mod tests {
 mod loom_tests {
     use super::*;
     use crate::iommufd::VeventTegra241Cmdqv;
+    use crate::viommu::sync::AtomicU32;
     use crate::viommu::veventq::VeventQueue;
     use loom::sync::Arc;
 

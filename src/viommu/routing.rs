@@ -1,11 +1,16 @@
 //! The routing table the IRQ path reads: physical StreamID → (vIOMMU, virtual StreamID).
 //!
-//! Fixed size (`S` slots, a power of two), open addressing with linear probing and tombstones, so
-//! an entry never moves once written. Each slot is a sequence lock over atomics: a writer makes
-//! the sequence odd, stores the fields, makes it even again; a reader loads the sequence, the
-//! fields, the sequence again and retries (a bounded number of times) if it changed or was odd.
-//! Readers therefore never block and never see a torn entry; writers (vDEVICE attach/detach,
-//! vIOMMU teardown) are serialised by the caller and never wait for readers. Checked by `loom`.
+//! Fixed size (`S` slots, a power of two) cut into buckets of [`BUCKET`] slots. A StreamID may
+//! live in one of two buckets (two hash functions; an insert takes the emptier one), and
+//! nowhere else: a lookup reads at most `2 * BUCKET` slots, a miss included, whatever routes came
+//! and went before. There are no probe chains, so a removal simply empties its slot (no
+//! tombstones) and an entry never moves once written.
+//!
+//! Each slot is a sequence lock over atomics: a writer makes the sequence odd, stores the key and
+//! the route, makes it even again; a reader that finds its key loads the sequence, the key, the
+//! route, the sequence again, and retries (a bounded number of times) if it changed or was odd.
+//! Readers never block and never see a torn entry; writers (vDEVICE alloc/attach/detach, vIOMMU
+//! teardown) are serialised by the caller and never wait for readers. Checked by `loom`.
 
 #![deny(
     clippy::unwrap_used,
@@ -14,12 +19,15 @@
     clippy::indexing_slicing
 )]
 
-use super::sync::{AtomicU32, Ordering, fence, spin_hint};
+use super::sync::{AtomicU32, AtomicU64, Ordering, fence, spin_hint};
 use crate::error::Error;
 use crate::ids::{StreamId, VStreamId};
 
 /// How often a reader retries a slot a writer is changing before giving up on this record.
 pub const READ_RETRIES: u32 = 16;
+
+/// Slots per bucket (two cache lines of 16-byte slots).
+pub const BUCKET: usize = 8;
 
 /// Where the IRQ path sends the records of one physical StreamID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,9 +35,6 @@ pub const READ_RETRIES: u32 = 16;
 pub struct Route {
     /// Index of the vIOMMU in its [`Router`](super::Router).
     pub viommu: u16,
-    /// Generation of that vIOMMU slot when the route was made (15 bits); a record whose route
-    /// names an older generation belongs to a vIOMMU that was torn down and is not delivered.
-    pub generation: u16,
     /// The vDEVICE's virtual StreamID, written into forwarded records.
     pub vsid: VStreamId,
     /// The device is attached to a nested STE of this vIOMMU (Linux's "vmaster"): only then are
@@ -38,31 +43,27 @@ pub struct Route {
 }
 
 /// Largest vIOMMU index a [`Route`] can carry.
-pub const MAX_VIOMMUS: usize = 0xfffd;
-/// Generations wrap at 15 bits.
-pub const GENERATION_MASK: u16 = 0x7fff;
+pub const MAX_VIOMMUS: usize = 0xffff;
 
-const META_EMPTY: u32 = 0;
-const META_TOMBSTONE: u32 = 1;
-const META_ATTACHED: u32 = 1 << 31;
+/// `val` word: bits `[31:0]` vSID, bits `[47:32]` vIOMMU index, bit 62 attached, bit 63 used.
+const USED: u64 = 1 << 63;
+const ATTACHED: u64 = 1 << 62;
 
 impl Route {
-    const fn meta(self) -> u32 {
-        (self.viommu as u32 + 2)
-            | (((self.generation & GENERATION_MASK) as u32) << 16)
-            | if self.attached { META_ATTACHED } else { 0 }
+    const fn val(self) -> u64 {
+        USED | ((self.viommu as u64) << 32)
+            | self.vsid.0 as u64
+            | if self.attached { ATTACHED } else { 0 }
     }
 
-    const fn from_meta(meta: u32, vsid: u32) -> Option<Self> {
-        let idx = meta & 0xffff;
-        if idx < 2 {
+    const fn from_val(val: u64) -> Option<Self> {
+        if val & USED == 0 {
             return None;
         }
         Some(Self {
-            viommu: (idx - 2) as u16,
-            generation: ((meta >> 16) as u16) & GENERATION_MASK,
-            vsid: VStreamId(vsid),
-            attached: meta & META_ATTACHED != 0,
+            viommu: (val >> 32) as u16,
+            vsid: VStreamId(val as u32),
+            attached: val & ATTACHED != 0,
         })
     }
 }
@@ -75,15 +76,14 @@ pub enum Lookup {
     Found(Route),
     /// The StreamID has no route.
     Absent,
-    /// A writer kept changing a slot on the probe path for [`READ_RETRIES`] reads.
+    /// A writer kept changing the StreamID's slot for [`READ_RETRIES`] reads.
     Busy,
 }
 
 struct Slot {
     seq: AtomicU32,
-    psid: AtomicU32,
-    meta: AtomicU32,
-    vsid: AtomicU32,
+    key: AtomicU32,
+    val: AtomicU64,
 }
 
 impl Slot {
@@ -91,9 +91,8 @@ impl Slot {
     const fn new() -> Self {
         Self {
             seq: AtomicU32::new(0),
-            psid: AtomicU32::new(0),
-            meta: AtomicU32::new(META_EMPTY),
-            vsid: AtomicU32::new(0),
+            key: AtomicU32::new(0),
+            val: AtomicU64::new(0),
         }
     }
 
@@ -101,26 +100,24 @@ impl Slot {
     fn new() -> Self {
         Self {
             seq: AtomicU32::new(0),
-            psid: AtomicU32::new(0),
-            meta: AtomicU32::new(META_EMPTY),
-            vsid: AtomicU32::new(0),
+            key: AtomicU32::new(0),
+            val: AtomicU64::new(0),
         }
     }
 
-    /// Seqlock read of (psid, meta, vsid); `None` after too many retries.
+    /// Seqlock read of (key, val); `None` after too many retries.
     #[inline]
-    fn read(&self) -> Option<(u32, u32, u32)> {
+    fn read(&self) -> Option<(u32, u64)> {
         for _ in 0..READ_RETRIES {
             let s1 = self.seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
-                let psid = self.psid.load(Ordering::Relaxed);
-                let meta = self.meta.load(Ordering::Relaxed);
-                let vsid = self.vsid.load(Ordering::Relaxed);
+                let key = self.key.load(Ordering::Relaxed);
+                let val = self.val.load(Ordering::Relaxed);
                 // Acquire fence: the field loads above happen before the second sequence load,
                 // so if it still reads `s1` no writer's stores were mixed in.
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == s1 {
-                    return Some((psid, meta, vsid));
+                    return Some((key, val));
                 }
             }
             spin_hint();
@@ -129,25 +126,28 @@ impl Slot {
     }
 
     /// Seqlock write; writers are serialised by the caller.
-    fn write(&self, psid: u32, meta: u32, vsid: u32) {
+    fn write(&self, key: u32, val: u64) {
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
         // Release fence: a reader that sees any field store below also sees the odd sequence.
         fence(Ordering::Release);
-        self.psid.store(psid, Ordering::Relaxed);
-        self.meta.store(meta, Ordering::Relaxed);
-        self.vsid.store(vsid, Ordering::Relaxed);
+        self.key.store(key, Ordering::Relaxed);
+        self.val.store(val, Ordering::Relaxed);
         // Release: the field stores happen before a reader's Acquire load of the even sequence.
         self.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
     /// The fields as the (serialised) writer left them.
-    fn peek(&self) -> (u32, u32, u32) {
+    fn peek(&self) -> (u32, u64) {
         (
-            self.psid.load(Ordering::Relaxed),
-            self.meta.load(Ordering::Relaxed),
-            self.vsid.load(Ordering::Relaxed),
+            self.key.load(Ordering::Relaxed),
+            self.val.load(Ordering::Relaxed),
         )
+    }
+
+    fn holds(&self, psid: StreamId) -> bool {
+        let (key, val) = self.peek();
+        val & USED != 0 && key == psid.0
     }
 }
 
@@ -155,7 +155,9 @@ impl Slot {
 ///
 /// `S` must be a power of two. Reads ([`lookup`](Self::lookup)) may run on any number of CPUs at
 /// once; writes ([`insert`](Self::insert), [`update`](Self::update), [`remove`](Self::remove))
-/// must be serialised by the caller (the [`Router`](super::Router) holds a lock for them).
+/// must be serialised by the caller (the [`Router`](super::Router) holds a lock for them). An
+/// insert fails with [`Error::NoSpace`] when both of the StreamID's buckets are full, which two
+/// choices make unlikely below three quarters full.
 pub struct RoutingTable<const S: usize> {
     slots: [Slot; S],
 }
@@ -171,6 +173,8 @@ impl<const S: usize> RoutingTable<S> {
         S.is_power_of_two() && S <= 1 << 20,
         "RoutingTable size must be a power of two"
     );
+    const BUCKET_LEN: usize = if S < BUCKET { S } else { BUCKET };
+    const BUCKETS: usize = S / Self::BUCKET_LEN;
 
     /// An empty table.
     #[cfg(not(loom))]
@@ -192,34 +196,62 @@ impl<const S: usize> RoutingTable<S> {
         }
     }
 
+    /// The StreamID's two buckets (the same one twice in a one-bucket table).
     #[inline]
-    fn home(psid: StreamId) -> usize {
-        // Fibonacci hashing spreads the PCI BDF layout (bus in the high bits) over the table.
-        (psid.0.wrapping_mul(0x9e37_79b1) >> 12) as usize & (S - 1)
+    fn buckets(psid: StreamId) -> [usize; 2] {
+        // Multiplicative hashing spreads the PCI BDF layout (bus in the high bits) over the
+        // table; the two multipliers are odd and unrelated.
+        let h1 = psid.0.wrapping_mul(0x9e37_79b1);
+        let h2 = psid.0.wrapping_mul(0x85eb_ca6b) ^ (psid.0 >> 15);
+        let mask = Self::BUCKETS - 1;
+        let b1 = (h1 >> 16) as usize & mask;
+        let mut b2 = (h2 >> 16) as usize & mask;
+        if b2 == b1 {
+            b2 = (b1 + 1) & mask;
+        }
+        [b1, b2]
     }
 
     #[inline]
-    fn probe(&self, psid: StreamId) -> impl Iterator<Item = &Slot> {
-        let home = Self::home(psid);
-        (0..S).filter_map(move |i| self.slots.get((home + i) & (S - 1)))
+    fn bucket(&self, b: usize) -> &[Slot] {
+        let start = b * Self::BUCKET_LEN;
+        self.slots
+            .get(start..start + Self::BUCKET_LEN)
+            .unwrap_or(&[])
     }
 
-    /// The route of `psid` (IRQ path: lock-free, bounded by `S * READ_RETRIES` slot reads).
+    /// The slots a StreamID may be in: at most `2 * BUCKET`.
+    #[inline]
+    fn candidates(&self, psid: StreamId) -> impl Iterator<Item = &Slot> {
+        let [b1, b2] = Self::buckets(psid);
+        let second = if b2 == b1 { &[][..] } else { self.bucket(b2) };
+        self.bucket(b1).iter().chain(second)
+    }
+
+    /// The route of `psid` (IRQ path: lock-free; at most `2 * BUCKET` key loads and
+    /// [`READ_RETRIES`] reads of the matching slot).
+    #[inline]
     pub fn lookup(&self, psid: StreamId) -> Lookup {
-        for slot in self.probe(psid) {
-            let Some((key, meta, vsid)) = slot.read() else {
+        self.lookup_counted(psid, &mut 0)
+    }
+
+    /// [`lookup`](Self::lookup), adding the number of slots read to `probes`.
+    #[inline]
+    fn lookup_counted(&self, psid: StreamId, probes: &mut usize) -> Lookup {
+        for slot in self.candidates(psid) {
+            *probes += 1;
+            // A cheap filter: a slot whose key is not ours now is treated as read before any
+            // writer put our key there.
+            if slot.key.load(Ordering::Relaxed) != psid.0 {
+                continue;
+            }
+            let Some((key, val)) = slot.read() else {
                 return Lookup::Busy;
             };
-            match meta {
-                META_EMPTY => return Lookup::Absent,
-                META_TOMBSTONE => continue,
-                _ if key == psid.0 => {
-                    return match Route::from_meta(meta, vsid) {
-                        Some(r) => Lookup::Found(r),
-                        None => Lookup::Absent,
-                    };
-                }
-                _ => continue,
+            if key == psid.0
+                && let Some(r) = Route::from_val(val)
+            {
+                return Lookup::Found(r);
             }
         }
         Lookup::Absent
@@ -227,69 +259,57 @@ impl<const S: usize> RoutingTable<S> {
 
     /// The route of `psid` as the writers left it (control path, serialised with writers).
     pub fn get(&self, psid: StreamId) -> Option<Route> {
-        self.find(psid).and_then(|slot| {
-            let (_, meta, vsid) = slot.peek();
-            Route::from_meta(meta, vsid)
-        })
+        self.find(psid)
+            .and_then(|slot| Route::from_val(slot.peek().1))
     }
 
     fn find(&self, psid: StreamId) -> Option<&Slot> {
-        for slot in self.probe(psid) {
-            let (key, meta, _) = slot.peek();
-            match meta {
-                META_EMPTY => return None,
-                META_TOMBSTONE => continue,
-                _ if key == psid.0 => return Some(slot),
-                _ => continue,
-            }
-        }
-        None
+        self.candidates(psid).find(|s| s.holds(psid))
     }
 
-    /// Adds a route. [`Error::Exists`] if `psid` has one, [`Error::NoSpace`] if the table is
-    /// full, [`Error::InvalidArgument`] for a vIOMMU index above [`MAX_VIOMMUS`].
+    /// Adds a route. [`Error::Exists`] if `psid` has one, [`Error::NoSpace`] if both of its
+    /// buckets are full.
     pub fn insert(&self, psid: StreamId, route: Route) -> Result<(), Error> {
-        if route.viommu as usize > MAX_VIOMMUS {
-            return Err(Error::InvalidArgument);
+        if self.find(psid).is_some() {
+            return Err(Error::Exists);
         }
-        let mut free = None;
-        for slot in self.probe(psid) {
-            let (key, meta, _) = slot.peek();
-            match meta {
-                META_EMPTY => {
-                    free = free.or(Some(slot));
-                    break;
-                }
-                META_TOMBSTONE => free = free.or(Some(slot)),
-                _ if key == psid.0 => return Err(Error::Exists),
-                _ => {}
-            }
-        }
-        let slot = free.ok_or(Error::NoSpace)?;
-        slot.write(psid.0, route.meta(), route.vsid.0);
+        let [b1, b2] = Self::buckets(psid);
+        let used = |b: usize| {
+            self.bucket(b)
+                .iter()
+                .filter(|s| s.peek().1 & USED != 0)
+                .count()
+        };
+        let first = if used(b2) < used(b1) { b2 } else { b1 };
+        let slot = [first, b1 ^ b2 ^ first]
+            .into_iter()
+            .flat_map(|b| self.bucket(b))
+            .find(|s| s.peek().1 & USED == 0)
+            .ok_or(Error::NoSpace)?;
+        slot.write(psid.0, route.val());
         Ok(())
     }
 
     /// Replaces the route of `psid`; [`Error::NotFound`] if it has none.
     pub fn update(&self, psid: StreamId, route: Route) -> Result<(), Error> {
         let slot = self.find(psid).ok_or(Error::NotFound)?;
-        slot.write(psid.0, route.meta(), route.vsid.0);
+        slot.write(psid.0, route.val());
         Ok(())
     }
 
     /// Removes the route of `psid` and returns it.
     pub fn remove(&self, psid: StreamId) -> Option<Route> {
         let slot = self.find(psid)?;
-        let (_, meta, vsid) = slot.peek();
-        slot.write(psid.0, META_TOMBSTONE, 0);
-        Route::from_meta(meta, vsid)
+        let (_, val) = slot.peek();
+        slot.write(psid.0, 0);
+        Route::from_val(val)
     }
 
     /// Every route, for the control path (serialised with writers).
     pub fn for_each(&self, mut f: impl FnMut(StreamId, Route)) {
         for slot in &self.slots {
-            let (key, meta, vsid) = slot.peek();
-            if let Some(r) = Route::from_meta(meta, vsid) {
+            let (key, val) = slot.peek();
+            if let Some(r) = Route::from_val(val) {
                 f(StreamId(key), r);
             }
         }
@@ -305,7 +325,6 @@ mod tests {
     fn route(v: u16, vsid: u32) -> Route {
         Route {
             viommu: v,
-            generation: 3,
             vsid: VStreamId(vsid),
             attached: true,
         }
@@ -324,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn full_table_and_tombstone_reuse() {
+    fn full_table_and_slot_reuse() {
         let t: RoutingTable<4> = RoutingTable::new();
         for i in 0..4 {
             t.insert(StreamId(i * 7), route(0, i)).unwrap();
@@ -341,30 +360,46 @@ mod tests {
     }
 
     #[test]
-    fn meta_round_trips() {
-        for (v, g, a) in [
-            (0u16, 0u16, false),
-            (MAX_VIOMMUS as u16, 0x7fff, true),
-            (7, 0x1234, true),
-        ] {
+    fn route_word_round_trips() {
+        for (v, a) in [(0u16, false), (MAX_VIOMMUS as u16, true), (7, true)] {
             let r = Route {
                 viommu: v,
-                generation: g,
                 vsid: VStreamId(u32::MAX),
                 attached: a,
             };
-            assert_eq!(Route::from_meta(r.meta(), u32::MAX), Some(r));
+            assert_eq!(Route::from_val(r.val()), Some(r));
         }
-        assert_eq!(
-            RoutingTable::<4>::new().insert(
-                StreamId(1),
-                Route {
-                    viommu: MAX_VIOMMUS as u16 + 1,
-                    ..route(0, 0)
-                }
-            ),
-            Err(Error::InvalidArgument)
-        );
+        assert_eq!(Route::from_val(0), None);
+    }
+
+    /// A miss reads a small constant number of slots whatever the table went through: 4,000
+    /// StreamIDs come and go through a table of 64 routes holding 32.
+    #[test]
+    fn miss_is_bounded_after_churn() {
+        let t: RoutingTable<64> = RoutingTable::new();
+        for i in 0..32 {
+            t.insert(StreamId(0x10_0000 + i), route(0, i)).unwrap();
+        }
+        for i in 0..4000u32 {
+            t.insert(StreamId(i), route(1, i)).unwrap();
+            assert_eq!(t.remove(StreamId(i)).map(|r| r.vsid), Some(VStreamId(i)));
+        }
+        let mut worst = 0;
+        for k in 0..1000u32 {
+            let mut probes = 0;
+            assert_eq!(
+                t.lookup_counted(StreamId(0x20_0000 + k), &mut probes),
+                Lookup::Absent
+            );
+            worst = worst.max(probes);
+        }
+        assert!(worst <= 16, "a miss read {worst} slots");
+        for i in 0..32 {
+            assert_eq!(
+                t.lookup(StreamId(0x10_0000 + i)),
+                Lookup::Found(route(0, i))
+            );
+        }
     }
 
     proptest! {
@@ -407,7 +442,6 @@ mod loom_tests {
     fn route(v: u16, vsid: u32) -> Route {
         Route {
             viommu: v,
-            generation: 1,
             vsid: VStreamId(vsid),
             attached: true,
         }

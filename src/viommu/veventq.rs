@@ -1,5 +1,5 @@
 //! vEVENTQ: the per-vIOMMU, per-type event ring the hypervisor reads like an iommufd vEVENTQ fd
-//! (iommufd.md §6 "IOMMU_VEVENTQ_ALLOC and the vEVENTQ read protocol").
+//! (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` "IOMMU_VEVENTQ_ALLOC and the vEVENTQ read protocol").
 //!
 //! One [`VeventQueue`] per (vIOMMU, [`VeventqType`]). The producer is the IRQ path
 //! ([`VeventQueue::report`]: allocation-free, never blocks, never panics); the consumer is the
@@ -71,7 +71,7 @@ mod sealed {
     impl Sealed for crate::iommufd::VeventTegra241Cmdqv {}
 }
 
-/// A vEVENTQ payload type: [`VeventArmSmmuv3`] or [`VeventTegra241Cmdqv`] (iommufd.md §6,
+/// A vEVENTQ payload type: [`VeventArmSmmuv3`] or [`VeventTegra241Cmdqv`] (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`,
 /// "Payloads"). Sealed: the queue relies on `WORDS <= MAX_PAYLOAD_WORDS`.
 pub trait VeventPayload: sealed::Sealed + Copy {
     /// The vEVENTQ type whose records carry this payload.
@@ -107,7 +107,7 @@ const _: () = assert!(VeventArmSmmuv3::WORDS * 8 == VeventArmSmmuv3::SIZE);
 const _: () = assert!(VeventTegra241Cmdqv::WORDS * 8 == VeventTegra241Cmdqv::SIZE);
 
 /// What became of one [`VeventQueue::report`]. Linux's report function returns 0 for both
-/// (iommufd.md §6 "Driver-facing results"); every report consumes one sequence number.
+/// (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` "Driver-facing results"); every report consumes one sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Reported {
@@ -192,7 +192,7 @@ impl Slot {
 }
 
 /// A vEVENTQ of payload `P` with room for up to `N` unread events (`N` a power of two,
-/// `veventq_depth <= N`). iommufd.md §6.
+/// `veventq_depth <= N`). `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`.
 ///
 /// Single producer ([`report`](Self::report), the IRQ path) and single consumer
 /// ([`read`](Self::read), the hypervisor); each side must be serialised by the caller, the two
@@ -210,6 +210,8 @@ pub struct VeventQueue<P: VeventPayload, const N: usize> {
     next_sequence: AtomicU32,
     /// The LOST_EVENTS marker, see [`LOST_PRESENT`].
     lost: AtomicU64,
+    /// 1 while a [`read`](VeventQueue::read) is in progress: the ring has one consumer.
+    reading: AtomicU32,
     queued: AtomicU64,
     dropped_full: AtomicU64,
     lost_reported: AtomicU64,
@@ -227,6 +229,7 @@ macro_rules! queue_init {
             tail: AtomicU32::new(0),
             next_sequence: AtomicU32::new(0),
             lost: AtomicU64::new(0),
+            reading: AtomicU32::new(0),
             queued: AtomicU64::new(0),
             dropped_full: AtomicU64::new(0),
             lost_reported: AtomicU64::new(0),
@@ -243,7 +246,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         "VeventQueue capacity must be a power of two <= 2^31"
     );
 
-    /// Checks `veventq_depth` (iommufd.md §6 `struct iommu_veventq_alloc`): 0 is EINVAL as in
+    /// Checks `veventq_depth` (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` `struct iommu_veventq_alloc`): 0 is EINVAL as in
     /// Linux. Linux has no upper limit; this queue's storage is fixed, so a depth above `N` is
     /// refused with [`Error::NoMemory`] (ENOMEM), the error Linux gives when it cannot allocate.
     const fn check_depth(depth: u32) -> Result<(), Error> {
@@ -258,7 +261,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         }
     }
 
-    /// An empty queue of `veventq_depth` `depth`, starting at sequence 0 (iommufd.md §6:
+    /// An empty queue of `veventq_depth` `depth`, starting at sequence 0 (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`:
     /// "A new queue starts at sequence 0").
     #[cfg(not(loom))]
     pub const fn new(depth: u32) -> Result<Self, Error> {
@@ -298,7 +301,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         self.slots.get(index as usize & (N - 1))
     }
 
-    /// Reports one event (IRQ path; iommufd.md §6 "Producer side"). Never blocks, never
+    /// Reports one event (IRQ path; `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` "Producer side"). Never blocks, never
     /// allocates, never panics.
     ///
     /// Every call consumes one sequence number, which then advances modulo 2^31. While fewer
@@ -335,7 +338,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
     }
 
     /// Reports an event that is lost before it could be stored (IRQ path), as Linux's
-    /// allocation-failure path does (iommufd.md §6 "Producer side": "Report while `num_events ==
+    /// allocation-failure path does (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` "Producer side": "Report while `num_events ==
     /// depth`, or when allocating the record fails: the event is dropped ... The queue's single,
     /// preallocated LOST_EVENTS header ... is moved to the tail of the queue and gets the sequence
     /// number of the dropped event"): whatever the fill level, one sequence number is consumed and
@@ -380,7 +383,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         self.lost.swap(marker, Ordering::Release);
     }
 
-    /// Reads whole records into `buf`, as Linux's vEVENTQ `read()` does (iommufd.md §6
+    /// Reads whole records into `buf`, as Linux's vEVENTQ `read()` does (`Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`
     /// "Consumer side: read() semantics"), and returns the number of bytes written.
     ///
     /// - Never blocks. Returns `Ok(0)` when nothing is queued (0 is not end-of-file).
@@ -391,10 +394,28 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
     ///   one record.
     /// - The marker, if any, comes after every normal record and ends the read.
     ///
-    /// The `Err` arm is never taken: Linux's read fails only for a non-zero file position
-    /// (ESPIPE) or a user buffer it cannot write (EFAULT), neither of which a slice can express.
-    /// It is kept so callers handle the fd-read signature.
+    /// The ring has one consumer: a read while another one is in progress (on another CPU, or
+    /// interrupted on this one) takes nothing and returns [`Error::Busy`] (EBUSY); Linux
+    /// serialises readers of one fd with a mutex instead, which an IRQ-path caller cannot wait
+    /// for. Linux's other read errors, a non-zero file position (ESPIPE) or a user buffer it
+    /// cannot write (EFAULT), cannot happen with a slice.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        // Acquire: the previous reader's index stores happen before ours.
+        if self
+            .reading
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(Error::Busy);
+        }
+        let n = self.read_exclusive(buf);
+        // Release: our index stores happen before the next reader's.
+        self.reading.store(0, Ordering::Release);
+        Ok(n)
+    }
+
+    /// [`read`](Self::read) once the consumer flag is ours.
+    fn read_exclusive(&self, buf: &mut [u8]) -> usize {
         let record_bytes = P::RECORD_BYTES;
         let mut head = self.head.load(Ordering::Relaxed);
         // Acquire: slots up to `tail` were written before the producer's Release store.
@@ -483,7 +504,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         if marker_taken {
             bump(&self.lost_markers_read);
         }
-        Ok(done)
+        done
     }
 
     /// Number of unread normal records (Linux's `num_events`); the marker is not counted.
@@ -499,7 +520,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
     }
 
     /// Whether a read would return something: at least one record or a lone LOST_EVENTS marker
-    /// is queued (Linux's `POLLIN | POLLRDNORM`, iommufd.md §6).
+    /// is queued (Linux's `POLLIN | POLLRDNORM`, `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`).
     pub fn is_readable(&self) -> bool {
         !self.is_empty() || self.pending_lost().is_some()
     }
@@ -639,6 +660,17 @@ mod tests {
     }
 
     #[test]
+    fn a_read_while_another_is_in_progress_is_refused() {
+        let q: VeventQueue<VeventArmSmmuv3, 4> = VeventQueue::new(4).unwrap();
+        q.report(&evt(1));
+        q.reading.store(1, Ordering::Relaxed); // another reader is inside
+        let mut buf = [0u8; 80];
+        assert_eq!(q.read(&mut buf), Err(Error::Busy));
+        q.reading.store(0, Ordering::Relaxed);
+        assert_eq!(q.read(&mut buf), Ok(40));
+    }
+
+    #[test]
     fn empty_read_returns_zero() {
         let q = Smmu::<4>::new(4).unwrap();
         let mut buf = [0xaau8; 64];
@@ -755,7 +787,7 @@ mod tests {
         );
     }
 
-    /// iommufd.md §6: the test suite's depth-2 queue given 3 events reports the overflow, and
+    /// `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event`: the test suite's depth-2 queue given 3 events reports the overflow, and
     /// one more event afterwards reads back cleanly.
     #[test]
     fn lost_marker_appears_when_full_and_is_gone_after_next_event() {
@@ -921,7 +953,7 @@ mod tests {
         assert_eq!(q.next_sequence(), 8);
     }
 
-    /// Linux's algorithm as iommufd.md §6 states it, on a plain list.
+    /// Linux's algorithm as `Documentation/userspace-api/iommufd.rst` IOMMUFD_OBJ_VEVENTQ, Linux's `iommufd_viommu_report_event` states it, on a plain list.
     #[derive(Default)]
     struct Reference {
         list: VecDeque<Item>,
@@ -1123,6 +1155,55 @@ mod loom_tests {
         let mut buf = [0u8; 3 * 24 + 8];
         let n = q.read(&mut buf).unwrap();
         parse(&buf[..n], 2)
+    }
+
+    /// Two readers race on one queue holding two records: the consumer flag lets one in, the
+    /// other gets EBUSY or reads after it; every record is read exactly once. Without the flag
+    /// loom finds a record read twice.
+    #[test]
+    fn second_reader_is_refused() {
+        crate::viommu::sync::model("second_reader_is_refused", || {
+            let q = Arc::new(VeventQueue::<VeventTegra241Cmdqv, 2>::new(2).unwrap());
+            q.report(&payload(0));
+            q.report(&payload(1));
+            let other = {
+                let q = q.clone();
+                loom::thread::spawn(move || {
+                    let mut buf = [0u8; 2 * 24];
+                    match q.read(&mut buf) {
+                        Ok(n) => parse(&buf[..n], 2),
+                        Err(e) => {
+                            assert_eq!(e, Error::Busy);
+                            Vec::new()
+                        }
+                    }
+                })
+            };
+            let mut buf = [0u8; 2 * 24];
+            let mine = match q.read(&mut buf) {
+                Ok(n) => parse(&buf[..n], 2),
+                Err(e) => {
+                    assert_eq!(e, Error::Busy);
+                    Vec::new()
+                }
+            };
+            let mut all = other.join().unwrap();
+            all.extend(mine);
+            all.extend(read(&q));
+            assert_eq!(
+                all,
+                [
+                    Item::Record {
+                        sequence: 0,
+                        words: words(0)
+                    },
+                    Item::Record {
+                        sequence: 1,
+                        words: words(1)
+                    }
+                ]
+            );
+        });
     }
 
     /// Producer reports 3 events into a depth-2 queue while the consumer reads twice; then a

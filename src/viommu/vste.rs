@@ -1,14 +1,14 @@
 //! Guest STEs for nested translation: the sanitiser Linux applies to
-//! `struct iommu_hwpt_arm_smmuv3` (iommufd.md §4) and the physical STE built from the result
-//! (smmuv3.md §3.4 "Nested (iommufd)").
+//! `struct iommu_hwpt_arm_smmuv3` (`struct iommu_hwpt_arm_smmuv3` in `include/uapi/linux/iommufd.h`, Linux's `arm_smmu_validate_vste`) and the physical STE built from the result
+//! (IHI 0070 §5.2 STE, Linux's `arm_smmu_make_nested_domain_ste`).
 
 use crate::error::Error;
 use crate::iommufd::HwptArmSmmuv3;
 use crate::ste::{S2Config, Ste};
 
-/// STE dword 0 bits a guest may set (V, Config, S1Fmt, S1ContextPtr, S1CDMax): iommufd.md §4.
+/// STE dword 0 bits a guest may set (V, Config, S1Fmt, S1ContextPtr, S1CDMax): `struct iommu_hwpt_arm_smmuv3` in `include/uapi/linux/iommufd.h`, Linux's `arm_smmu_validate_vste`.
 pub const GUEST_STE0_ALLOWED: u64 = 0xf80f_ffff_ffff_ffff;
-/// STE dword 1 bits a guest may set (S1DSS, S1CIR, S1COR, S1CSH, S1STALLD, EATS): iommufd.md §4.
+/// STE dword 1 bits a guest may set (S1DSS, S1CIR, S1COR, S1CSH, S1STALLD, EATS): `struct iommu_hwpt_arm_smmuv3` in `include/uapi/linux/iommufd.h`, Linux's `arm_smmu_validate_vste`.
 pub const GUEST_STE1_ALLOWED: u64 = 0x3800_00ff;
 
 const _: () = assert!(GUEST_STE0_ALLOWED == Ste::GUEST_DWORD0_MASK);
@@ -31,7 +31,7 @@ pub enum GuestConfig {
     Translate,
 }
 
-/// A guest STE (dwords 0-1) that passed Linux's checks, with EATS taken out (iommufd.md §4:
+/// A guest STE (dwords 0-1) that passed Linux's checks, with EATS taken out (`struct iommu_hwpt_arm_smmuv3` in `include/uapi/linux/iommufd.h`, Linux's `arm_smmu_validate_vste`:
 /// "The kernel removes EATS from the stored vSTE and sets the physical EATS itself").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -43,7 +43,7 @@ pub struct NestedSte {
 
 impl NestedSte {
     /// Sanitises a guest STE exactly as Linux's `IOMMU_HWPT_ALLOC` for SMMUv3 nesting does
-    /// (iommufd.md §4 "Validation and translation"):
+    /// (`struct iommu_hwpt_arm_smmuv3` in `include/uapi/linux/iommufd.h`, Linux's `arm_smmu_validate_vste` "Validation and translation"):
     /// - V = 0: the whole STE is treated as zero (an abort STE), whatever else is set;
     /// - any bit outside [`GUEST_STE0_ALLOWED`] / [`GUEST_STE1_ALLOWED`] → [`Error::Io`] (EIO);
     /// - Config other than 0 (abort), 4 (bypass), 5 (stage 1) → EIO;
@@ -99,7 +99,7 @@ impl NestedSte {
         self.ste
     }
 
-    /// The physical STE for a device of this vIOMMU (smmuv3.md §3.4, Linux's
+    /// The physical STE for a device of this vIOMMU (IHI 0070 §5.2, Linux's
     /// `make_nested_domain_ste`): abort for [`GuestConfig::Abort`]; the stage-2 STE of `s2` for
     /// [`GuestConfig::Bypass`]; for [`GuestConfig::Translate`] the stage-2 STE with V = 1,
     /// Config = 7, the guest's dword-0 bits, the guest's dword-1 bits and MEV = 1. EATS = 1 only

@@ -15,6 +15,13 @@ mod board;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
+mod cs;
+#[cfg(target_os = "none")]
+mod mmu;
+// The SMMU and edu's StreamID, from the device tree QEMU hands over.
+#[cfg(target_os = "none")]
+mod discover;
+#[cfg(target_os = "none")]
 mod platform;
 #[cfg(target_os = "none")]
 mod vectors;
@@ -60,6 +67,7 @@ mod image {
 
     use aarch64_cpu::registers::{CurrentEL, Readable, SCTLR_EL2};
     use arm_smmuv3::Platform;
+    use arm_smmuv3::discovery::{DiscoveryError, Topology};
     use defmt_semihosting as _;
 
     use crate::edu::{self, Edu};
@@ -84,33 +92,10 @@ mod image {
         semihosting::process::exit(code)
     }
 
-    /// Masks IRQs around defmt's encoder (the IRQ path may log too).
-    struct DaifCriticalSection;
-    critical_section::set_impl!(DaifCriticalSection);
-
-    // SAFETY: one CPU runs; masking IRQs (DAIF.I) excludes every other context, and `release`
-    // restores exactly the state `acquire` saw, so nested sections work.
-    unsafe impl critical_section::Impl for DaifCriticalSection {
-        unsafe fn acquire() -> u64 {
-            let daif: u64;
-            // SAFETY: reads DAIF and masks IRQs; no memory is touched.
-            unsafe {
-                core::arch::asm!("mrs {0}, daif", "msr daifset, #2", out(reg) daif, options(nomem, nostack, preserves_flags));
-            }
-            daif
-        }
-
-        unsafe fn release(daif: u64) {
-            // SAFETY: restores the DAIF value saved by `acquire`.
-            unsafe {
-                core::arch::asm!("msr daif, {0}", in(reg) daif, options(nomem, nostack, preserves_flags));
-            }
-        }
-    }
-
-    fn hyp_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+    fn hyp_main(x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+        let found = crate::discover::init(x0);
         if let Some(words) = linux_command_line() {
-            linux_main(&words);
+            linux_main(&words, found);
         }
         uart::UART.lock().enable();
         let platform = QemuPlatform::new();
@@ -124,6 +109,20 @@ mod image {
         );
         if el != 2 {
             say!("not at EL2: start QEMU with -machine virt,virtualization=on");
+            exit(EXIT_SETUP);
+        }
+        let (topo, src) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                say!("cannot read the device tree: {}", e);
+                exit(EXIT_SETUP);
+            }
+        };
+        crate::discover::print(topo, src);
+        if crate::discover::smmu().is_none() {
+            say!(
+                "no enabled SMMUv3 in the device tree: start QEMU with -machine virt,iommu=smmuv3"
+            );
             exit(EXIT_SETUP);
         }
         let _gic = gic::init();
@@ -178,11 +177,40 @@ mod image {
 
     /// Boots the Linux guest; the UART is the guest's from the start, so the hypervisor speaks
     /// through defmt only.
-    fn linux_main(words: &str) -> ! {
+    fn linux_main(
+        words: &str,
+        found: Result<(&'static Topology, crate::discover::Source), DiscoveryError>,
+    ) -> ! {
         defmt::info!(
             "arm-smmuv3 QEMU virt demo hypervisor: Linux guest mode ({=str})",
             words
         );
+        // The guest's stage 2 leaves out the SMMU's window (board.rs); the SMMU the device tree
+        // names must be the one it leaves out.
+        match found.map(|_| crate::discover::smmu()) {
+            Ok(Some(d)) if d.page0().0 == crate::board::SMMU_BASE => {
+                defmt::info!(
+                    "DISCOVERED SMMU 0: page0 {=u64:#x} page1 {=u64:#x}",
+                    d.page0().0,
+                    d.page1().0
+                );
+            }
+            Ok(Some(d)) => {
+                defmt::error!(
+                    "the device tree's SMMU at {=u64:#x} is not the one the guest's stage 2 leaves out",
+                    d.page0().0
+                );
+                exit(EXIT_SETUP);
+            }
+            Ok(None) => {
+                defmt::error!("no enabled SMMUv3 in the device tree");
+                exit(EXIT_SETUP);
+            }
+            Err(e) => {
+                defmt::error!("cannot read the device tree: {}", e);
+                exit(EXIT_SETUP);
+            }
+        }
         let boot = match crate::vm::LinuxBoot::parse(words) {
             Ok(b) => b,
             Err(e) => {
@@ -204,6 +232,29 @@ mod image {
         for f in &functions {
             say!("PCI {}", f);
         }
+        // Devices on PCIe expander root buses (`-device pxb-pcie`): the same host bridge and
+        // `iommu-map` in the device tree, other bus numbers, so other StreamIDs.
+        for r in pci::scan_expanders::<8>(ecam) {
+            say!(
+                "PCI {:02x}:{:02x}.0 {:04x}:{:04x}",
+                r.bus,
+                r.device,
+                r.vendor,
+                r.device_id
+            );
+            if (r.vendor, r.device_id) == (edu::VENDOR, edu::DEVICE) {
+                match crate::discover::pci_stream_id(r.rid()) {
+                    Ok(sid) => say!(
+                        "DISCOVERED edu {:02x}:{:02x}.0 RID {:#x} -> SMMU 0 StreamID {:#x}",
+                        r.bus,
+                        r.device,
+                        r.rid(),
+                        sid.0
+                    ),
+                    Err(e) => say!("edu RID {:#x} has no StreamID: {}", r.rid(), e),
+                }
+            }
+        }
         let Some(f) = functions
             .iter()
             .find(|f| f.vendor == edu::VENDOR && f.device_id == edu::DEVICE)
@@ -218,9 +269,22 @@ mod image {
                 return None;
             }
         };
+        let sid = match crate::discover::pci_stream_id(f.rid()) {
+            Ok(sid) => sid,
+            Err(e) => {
+                say!("edu at {}: RID {:#x} has no StreamID: {}", f, f.rid(), e);
+                return None;
+            }
+        };
+        say!(
+            "DISCOVERED edu {} RID {:#x} -> SMMU 0 StreamID {:#x}",
+            f,
+            f.rid(),
+            sid.0
+        );
         // SAFETY: BAR0 was just assigned at `bar` inside the MMIO32 window (identity-mapped device
         // memory), with memory decoding and bus mastering on; nothing else uses it.
-        let edu = unsafe { Edu::new(bar as usize, f.stream_id()) };
+        let edu = unsafe { Edu::new(bar as usize, sid) };
         let (id, live) = (edu.id(), edu.liveness(0x1234_5678));
         say!(
             "edu at {}: BAR0 {:#x} ({} KiB), StreamID {:#x}, id {:#x}, liveness {:#x}",

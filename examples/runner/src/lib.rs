@@ -710,3 +710,56 @@ pub fn runner_main() -> ExitCode {
         }
     }
 }
+
+/// The output contract every image of this repository prints (the QEMU demo and the board
+/// images): one `RESULT <name> PASS|FAIL` line per scenario or bring-up step, then
+/// `SUMMARY: <passed> passed, <failed> failed (of <total>) in <ms> ms`.
+pub mod contract {
+    use std::collections::BTreeMap;
+
+    /// name -> outcome from the `RESULT <name> <outcome>` lines; a malformed line or a name
+    /// reported twice is an error.
+    pub fn results<'a>(
+        lines: impl Iterator<Item = &'a str>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut map = BTreeMap::new();
+        for line in lines {
+            let mut words = line.split_whitespace();
+            if words.next() != Some("RESULT") {
+                continue;
+            }
+            let (Some(name), Some(outcome), None) = (words.next(), words.next(), words.next())
+            else {
+                return Err(format!("malformed RESULT line: {line}"));
+            };
+            if !matches!(outcome, "PASS" | "FAIL") {
+                return Err(format!("outcome neither PASS nor FAIL: {line}"));
+            }
+            if map.insert(name.to_owned(), outcome.to_owned()).is_some() {
+                return Err(format!("{name} reported twice"));
+            }
+        }
+        Ok(map)
+    }
+
+    /// (passed, failed, total) from the one `SUMMARY:` line of `text`; `None` when there is
+    /// none, more than one, or it is malformed.
+    pub fn summary(text: &str) -> Option<(u32, u32, u32)> {
+        let mut found = text
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("SUMMARY: "));
+        let line = found.next()?;
+        if found.next().is_some() {
+            return None;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            [p, "passed,", f, "failed", "(of", t, ..] => Some((
+                p.parse().ok()?,
+                f.parse().ok()?,
+                t.strip_suffix(')')?.parse().ok()?,
+            )),
+            _ => None,
+        }
+    }
+}

@@ -12,30 +12,35 @@ use critical_section::Mutex;
 
 use crate::board::{GICD_BASE, GICR_BASE};
 
-/// SMMU event queue interrupt: SPI 74 (DT `interrupt-names` "eventq"), edge.
-pub const SMMU_EVENTQ: IntId = IntId::spi(74);
-/// SMMU PRI queue interrupt: SPI 75 ("priq"), edge. QEMU has no PRI.
-pub const SMMU_PRIQ: IntId = IntId::spi(75);
-/// SMMU CMD_SYNC completion interrupt: SPI 76 ("cmdq-sync"), edge.
-pub const SMMU_CMDQ_SYNC: IntId = IntId::spi(76);
-/// SMMU global error interrupt: SPI 77 ("gerror"), edge.
-pub const SMMU_GERROR: IntId = IntId::spi(77);
 /// edu's legacy INTx (slot 1, INTA, swizzled by the host bridge's interrupt-map): SPI 4, level.
 pub const EDU_INTX: IntId = IntId::spi(4);
 
 /// Priority of every line the demo enables (lower is more urgent; the mask lets all through).
 const PRIORITY: u8 = 0x80;
 
-/// The lines the demo enables, with their trigger, in the order of [`IrqCounts`].
-const LINES: [(IntId, Trigger); 5] = [
-    (SMMU_EVENTQ, Trigger::Edge),
-    (SMMU_PRIQ, Trigger::Edge),
-    (SMMU_CMDQ_SYNC, Trigger::Edge),
-    (SMMU_GERROR, Trigger::Edge),
-    (EDU_INTX, Trigger::Level),
-];
+/// How many lines the demo counts: the SMMU's four (eventq, priq, cmdq-sync, gerror) and edu's.
+const NLINES: usize = 5;
 
-static COUNTS: [AtomicU32; LINES.len() + 1] = [const { AtomicU32::new(0) }; LINES.len() + 1];
+/// The lines the demo enables, with their trigger, in the order of [`IrqCounts`]: the SMMU's as
+/// the device tree names them (`None` when it does not wire one), then edu's INTx.
+static LINES: spin::Once<[Option<(IntId, Trigger)>; NLINES]> = spin::Once::new();
+
+fn lines() -> &'static [Option<(IntId, Trigger)>; NLINES] {
+    LINES.call_once(|| {
+        let d = crate::discover::smmu();
+        let line =
+            |irq: Option<arm_smmuv3::discovery::Irq>| irq.and_then(crate::discover::gic_line);
+        [
+            d.and_then(|d| line(d.irqs.eventq)),
+            d.and_then(|d| line(d.irqs.priq)),
+            d.and_then(|d| line(d.irqs.cmdq_sync)),
+            d.and_then(|d| line(d.irqs.gerror)),
+            Some((EDU_INTX, Trigger::Level)),
+        ]
+    })
+}
+
+static COUNTS: [AtomicU32; NLINES + 1] = [const { AtomicU32::new(0) }; NLINES + 1];
 
 /// A function the IRQ handler calls for each acknowledged interrupt, before EOI. It runs with IRQs
 /// masked, on the interrupted code's stack; it must not wait for the main flow (no UART lock).
@@ -51,13 +56,13 @@ pub fn set_hook(hook: Option<IrqHook>) {
 /// How many times each line was taken since boot; `other` counts INTIDs the demo did not enable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, defmt::Format)]
 pub struct IrqCounts {
-    /// INTID 106.
+    /// The SMMU's eventq line (INTID 106 on QEMU `virt`).
     pub eventq: u32,
-    /// INTID 107.
+    /// Its priq line.
     pub priq: u32,
-    /// INTID 108.
+    /// Its cmdq-sync line.
     pub cmdq_sync: u32,
-    /// INTID 109.
+    /// Its gerror line.
     pub gerror: u32,
     /// INTID 36.
     pub edu: u32,
@@ -83,8 +88,8 @@ pub fn edu_count_ptr() -> *const u32 {
     COUNTS[4].as_ptr()
 }
 
-/// Sets up the GIC for one CPU at EL2, enables the SMMU's four SPIs (edge, priority 0x80) and
-/// edu's INTx (level), routes physical IRQs to EL2 and unmasks them.
+/// Sets up the GIC for one CPU at EL2, enables the SMMU's SPIs the device tree names (with its
+/// trigger, priority 0x80) and edu's INTx (level), routes physical IRQs to EL2 and unmasks them.
 pub fn init() -> GicV3<'static> {
     // HCR_EL2.{IMO, FMO, AMO}: physical IRQ, FIQ and SError are taken to EL2. Without IMO they go
     // to EL1 and are never taken while running at EL2.
@@ -101,7 +106,7 @@ pub fn init() -> GicV3<'static> {
     gic.setup(0);
     GicCpuInterface::set_priority_mask(0xff);
 
-    for (intid, trigger) in LINES {
+    for &(intid, trigger) in lines().iter().flatten() {
         gic.set_trigger(intid, None, trigger).expect("SPI trigger");
         gic.set_interrupt_priority(intid, None, PRIORITY)
             .expect("SPI priority");
@@ -115,10 +120,10 @@ pub fn init() -> GicV3<'static> {
 pub fn handle_irq() {
     use arm_gic::InterruptGroup::Group1;
     while let Some(intid) = GicCpuInterface::get_and_acknowledge_interrupt(Group1) {
-        let slot = LINES
+        let slot = lines()
             .iter()
-            .position(|(l, _)| *l == intid)
-            .unwrap_or(LINES.len());
+            .position(|l| l.is_some_and(|(l, _)| l == intid))
+            .unwrap_or(NLINES);
         COUNTS[slot].fetch_add(1, Ordering::AcqRel);
         if let Some(hook) = critical_section::with(|cs| HOOK.borrow(cs).get()) {
             hook(intid);

@@ -8,7 +8,6 @@
 
 use core::fmt;
 
-use arm_smmuv3::StreamId;
 use pci_types::{
     Bar, CommandRegister, ConfigRegionAccess, EndpointHeader, HeaderType, PciAddress, PciHeader,
 };
@@ -68,10 +67,10 @@ pub struct Function {
 }
 
 impl Function {
-    /// The requester ID bus<<8 | dev<<3 | fn, which is the StreamID on QEMU `virt` (its
-    /// `iommu-map` is the identity over RIDs 0..0xffff).
-    pub fn stream_id(&self) -> StreamId {
-        StreamId(u32::from(self.device) << 3)
+    /// The requester ID bus<<8 | dev<<3 | fn (the device tree's `iommu-map` turns it into a
+    /// StreamID, see discover.rs).
+    pub fn rid(&self) -> u16 {
+        u16::from(self.device) << 3
     }
 }
 
@@ -178,4 +177,81 @@ impl BarAllocator {
         });
         Ok((addr, size))
     }
+}
+
+/// A function found on a root bus other than bus 0, or behind a root port there.
+#[derive(Clone, Copy, Debug)]
+pub struct Remote {
+    /// Its bus.
+    pub bus: u8,
+    /// Its device number (function 0).
+    pub device: u8,
+    /// Vendor ID.
+    pub vendor: u16,
+    /// Device ID.
+    pub device_id: u16,
+}
+
+impl Remote {
+    /// Its requester ID, bus<<8 | dev<<3.
+    pub fn rid(&self) -> u16 {
+        (u16::from(self.bus) << 8) | (u16::from(self.device) << 3)
+    }
+}
+
+/// Finds the root buses of PCIe expander bridges (QEMU `pxb-pcie`, whose root bus number
+/// `bus_nr` is fixed and answers config reads without any setup), gives each root port on them
+/// the next bus number as its secondary and subordinate bus, and lists function 0 of every
+/// device on those root buses and behind those root ports (at most `N`). Bus numbers above the
+/// expanders' are left unused, so this must run before anything else assigns buses.
+pub fn scan_expanders<const N: usize>(ecam: Ecam) -> heapless::Vec<Remote, N> {
+    let mut found = heapless::Vec::new();
+    let list = |bus: u8, found: &mut heapless::Vec<Remote, N>| {
+        for device in 0..32 {
+            let header = PciHeader::new(PciAddress::new(0, bus, device, 0));
+            let (vendor, device_id) = header.id(ecam);
+            if vendor != 0xffff {
+                let _ = found.push(Remote {
+                    bus,
+                    device,
+                    vendor,
+                    device_id,
+                });
+            }
+        }
+    };
+    let mut bus = 1u16;
+    while bus < 255 {
+        let root = bus as u8;
+        let header = PciHeader::new(PciAddress::new(0, root, 0, 0));
+        if header.id(ecam).0 == 0xffff {
+            bus += 1;
+            continue;
+        }
+        list(root, &mut found);
+        let mut next = root;
+        for device in 0..32 {
+            let addr = PciAddress::new(0, root, device, 0);
+            let h = PciHeader::new(addr);
+            if h.id(ecam).0 == 0xffff || h.header_type(ecam) != HeaderType::PciPciBridge {
+                continue;
+            }
+            let Some(secondary) = next.checked_add(1) else {
+                break;
+            };
+            next = secondary;
+            // SAFETY: offset 0x18 of a type-1 header is the primary/secondary/subordinate bus
+            // number register; the bridge is not forwarding anything yet.
+            unsafe {
+                ecam.write(
+                    addr,
+                    0x18,
+                    u32::from(root) | (u32::from(secondary) << 8) | (u32::from(secondary) << 16),
+                );
+            }
+            list(secondary, &mut found);
+        }
+        bus = u16::from(next) + 1;
+    }
+    found
 }

@@ -13,9 +13,11 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use arm_gic::IntId;
+use arm_smmuv3::discovery::IrqSource;
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
+use arm_smmuv3::pri::PriqEntry;
 use arm_smmuv3::regs::{Page0, Page1};
-use arm_smmuv3::smmu::{Config, DrainStats, EventSink, GerrorStats, Smmu};
+use arm_smmuv3::smmu::{Config, DrainStats, EventSink, GerrorStats, PriSink, Smmu};
 use arm_smmuv3::viommu::Router;
 use arm_smmuv3::{BumpDma, Error, Platform};
 use critical_section::Mutex;
@@ -24,9 +26,6 @@ use heapless::Deque;
 use crate::gic::{self, IrqCounts};
 use crate::platform::{self, QemuPlatform};
 use crate::say;
-
-/// Base of the SMMUv3 register pages on QEMU `virt` (page 0; page 1 at +0x1_0000).
-pub const SMMU_BASE: usize = 0x0905_0000;
 
 /// The driver as the demo instantiates it.
 pub type DemoSmmu = Smmu<QemuPlatform, &'static BumpDma>;
@@ -45,9 +44,13 @@ pub fn take_over(config: Config) -> Result<&'static DemoSmmu, Error> {
     let slot = INSTANCES
         .get(NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed))
         .ok_or(Error::NoSpace)?;
-    let page0 = NonNull::new(SMMU_BASE as *mut Page0).ok_or(Error::InvalidArgument)?;
-    let page1 = NonNull::new((SMMU_BASE + 0x1_0000) as *mut Page1).ok_or(Error::InvalidArgument)?;
-    // SAFETY: QEMU `virt`'s SMMUv3 register pages, identity-mapped as device memory by boot.rs,
+    let desc = crate::discover::smmu().ok_or(Error::InvalidArgument)?;
+    let page0 =
+        NonNull::new(desc.page0().0 as usize as *mut Page0).ok_or(Error::InvalidArgument)?;
+    let page1 =
+        NonNull::new(desc.page1().0 as usize as *mut Page1).ok_or(Error::InvalidArgument)?;
+    // SAFETY: the register pages of the SMMU the device tree describes (QEMU `virt`'s SMMUv3, in
+    // the first GiB, which boot.rs identity-maps as device memory),
     // for the rest of the run. The only other driver instances are parked in `INSTANCES` after
     // `release` disabled them, and are never used again; the demo's own code no longer touches
     // the SMMU's registers once the first instance exists.
@@ -128,7 +131,7 @@ pub fn set_routing(on: bool) {
 /// Why a drain ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DrainCause {
-    /// The event queue interrupt (INTID 106).
+    /// The event queue interrupt (the SMMU's `eventq` line).
     EventIrq,
     /// `handle_gerror` asked for it (EVENTQ_ABT_ERR: QEMU's overflow).
     Gerror,
@@ -191,6 +194,11 @@ impl EventSink for LogSink {
     }
 }
 
+/// The router's sink hands on page requests too; the demo drains no PRI queue.
+impl PriSink for LogSink {
+    fn request(&mut self, _: &PriqEntry) {}
+}
+
 /// PL061 GPIO (QEMU `virt`), whose PeriphID registers mark drains in QEMU's trace.
 const PL061_BASE: usize = 0x0903_0000;
 /// PL061 GPIOPeriphID0: read right before a drain.
@@ -238,9 +246,10 @@ fn irq_hook(intid: IntId) {
     let Some(smmu) = active() else {
         return;
     };
-    if intid == gic::SMMU_EVENTQ {
+    let source = crate::discover::irq_source(intid);
+    if source == Some(IrqSource::Eventq) {
         traced_drain(smmu, DrainCause::EventIrq);
-    } else if intid == gic::SMMU_GERROR {
+    } else if source == Some(IrqSource::Gerror) {
         let st = smmu.handle_gerror();
         log(Logged::Gerror(st));
         if st.drain_evtq {

@@ -16,7 +16,6 @@ use crate::edu::{self, Edu};
 use crate::gic;
 use crate::platform::QemuPlatform;
 use crate::say;
-use crate::smmu::SMMU_BASE;
 use crate::stage2::{S2Access, Stage2Tables};
 
 /// What a scenario found.
@@ -269,10 +268,12 @@ fn stage2_tables(ctx: &mut Ctx) -> Outcome {
 
 /// The SMMU's register page 0, read-only use before any driver owns the SMMU.
 fn smmu_page0() -> &'static Page0 {
-    // SAFETY: SMMU_BASE is page 0 of QEMU `virt`'s SMMUv3, identity-mapped as device memory by
-    // boot.rs. The scenarios using this only read identification and reset-state registers, which
+    let base = crate::discover::smmu().map_or(0, |d| d.page0().0 as usize);
+    assert!(base != 0, "no SMMU discovered");
+    // SAFETY: `base` is page 0 of the SMMUv3 the device tree describes (QEMU `virt`'s, in the
+    // first GiB, identity-mapped as device memory by boot.rs). The scenarios using this only read identification and reset-state registers, which
     // has no side effect, and no `Smmu` exists while they run.
-    unsafe { &*(SMMU_BASE as *const Page0) }
+    unsafe { &*(base as *const Page0) }
 }
 
 fn smmu_id(_ctx: &mut Ctx) -> Outcome {

@@ -1,5 +1,6 @@
-//! The iommufd `TEGRA241_CMDQV` vIOMMU type on a [`Router`] (feature `cmdqv`; iommufd.md §2,
-//! §3, §7, tegra241-cmdqv.md §8).
+//! The iommufd `TEGRA241_CMDQV` vIOMMU type on a [`Router`] (feature `cmdqv`;
+//! `IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV` and `struct iommu_viommu_tegra241_cmdqv` in
+//! `include/uapi/linux/iommufd.h`, Linux's `tegra241_cmdqv_init_vintf_user`).
 //!
 //! A TEGRA241_CMDQV vIOMMU keeps every SMMUv3 vIOMMU feature (nested STEs, trapped
 //! invalidation, SMMUv3 vEVENTs) and adds, through the [`Cmdqv`] driver:
@@ -24,9 +25,11 @@
     clippy::indexing_slicing
 )]
 
-use core::sync::atomic::Ordering;
-
-use super::{Ctl, HostReason, Routed, Router, ViommuConfig, ViommuId, bump};
+use super::super::sync::Ordering;
+use super::super::veventq::Reported;
+use super::{
+    Ctl, HostReason, PRODUCER_SPINS, Routed, Router, TEARDOWN_SPINS, ViommuConfig, ViommuId, bump,
+};
 use crate::cmdqv::{Cmdqv, CmdqvEventSink, VintfId};
 use crate::error::{Error, Feature};
 use crate::ids::{PhysAddr, StreamId, VStreamId};
@@ -34,8 +37,11 @@ use crate::iommufd::{HwInfoTegra241Cmdqv, HwQueueType, VeventTegra241Cmdqv, Viom
 use crate::platform::Platform;
 use crate::smmu::CommandSink;
 
-/// Set in a `vintf_owner` word that names a vIOMMU (a [`ViommuId`] never has bit 31 set).
-pub(super) const OWNER_VALID: u32 = 1 << 31;
+/// A `vintf_owner` word: 0 for none, else the owning [`ViommuId`] + 1 (generations are 48 bits,
+/// so the sum never wraps).
+const fn owner_word(id: ViommuId) -> u64 {
+    id.0 + 1
+}
 
 fn vintf_of<const D: usize, const F: usize>(c: &Ctl<D, F>) -> Result<VintfId, Error> {
     c.vintf
@@ -46,8 +52,7 @@ fn vintf_of<const D: usize, const F: usize>(c: &Ctl<D, F>) -> Result<VintfId, Er
 impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
     Router<V, S, D, Q, F>
 {
-    /// Creates a TEGRA241_CMDQV vIOMMU (IOMMU_VIOMMU_ALLOC with type TEGRA241_CMDQV, iommufd.md
-    /// §2): the SMMUv3 vIOMMU of [`Router::alloc_viommu`] (same checks and errors) plus a free
+    /// Creates a TEGRA241_CMDQV vIOMMU (IOMMU_VIOMMU_ALLOC with type TEGRA241_CMDQV): the SMMUv3 vIOMMU of [`Router::alloc_viommu`] (same checks and errors) plus a free
     /// guest VINTF of `cmdqv`, enabled with HYP_OWN clear, VMID = the S2 VMID and no queues
     /// ([`Cmdqv::vintf_alloc`]). Returns the driver data Linux writes back
     /// (`iommu_viommu_tegra241_cmdqv`: the VINTF page-0 mmap offset and its 64 KiB length).
@@ -76,7 +81,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         let set = owner.and_then(|o| {
             self.with_ctl(id, |_, c| {
                 c.vintf = Some(g.id.0);
-                o.store(id.0 | OWNER_VALID, Ordering::Release);
+                o.store(owner_word(id), Ordering::Release);
                 Ok(())
             })
         });
@@ -93,7 +98,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         self.with_ctl(id, |_, c| vintf_of(c))
     }
 
-    /// Creates a vDEVICE on a TEGRA241_CMDQV vIOMMU (IOMMU_VDEVICE_ALLOC, iommufd.md §3): the
+    /// Creates a vDEVICE on a TEGRA241_CMDQV vIOMMU (IOMMU_VDEVICE_ALLOC): the
     /// route of [`Router::alloc_vdevice`] plus a SID_REPLACE/SID_MATCH pair of the vIOMMU's
     /// VINTF ([`Cmdqv::vdevice_bind`]), so that the guest's own queues rewrite `virt_id` to
     /// `psid`. The pair is written after the core checks and released again if the route
@@ -129,7 +134,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     }
 
     /// Destroys a vDEVICE of a TEGRA241_CMDQV vIOMMU: its SID pair is cleared
-    /// ([`Cmdqv::vdevice_unbind`]), then as [`Router::destroy_vdevice`].
+    /// ([`Cmdqv::vdevice_unbind`]; already cleared by a refused earlier attempt is fine), then
+    /// as [`Router::destroy_vdevice`].
     pub fn destroy_vdevice_cmdqv<P: Platform>(
         &self,
         id: ViommuId,
@@ -138,15 +144,15 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         cmdqv: &Cmdqv<P>,
     ) -> Result<(), Error> {
         self.destroy_vdevice_with(id, vsid, cmds, |c, vsid| {
-            if !c.vdevices.iter().any(|d| d.vsid == vsid) {
-                return Err(Error::NotFound);
+            match cmdqv.vdevice_unbind(vintf_of(c)?, vsid) {
+                Ok(()) | Err(Error::NotFound) => Ok(()),
+                Err(e) => Err(e),
             }
-            cmdqv.vdevice_unbind(vintf_of(c)?, vsid)
         })
     }
 
     /// Allocates HW queue `index` of TEGRA241_CMDQV vIOMMU `id` (IOMMU_HW_QUEUE_ALLOC,
-    /// iommufd.md §7) on the `length` bytes at host physical address `base` (the hypervisor
+    /// `struct iommu_hw_queue_alloc`) on the `length` bytes at host physical address `base` (the hypervisor
     /// resolved the guest's `nesting_parent_iova` through the VM's stage 2; the pages must be
     /// physically contiguous and stay so until the queue is freed).
     ///
@@ -182,7 +188,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
 
     /// Destroys HW queue `index` of TEGRA241_CMDQV vIOMMU `id` (IOMMU_DESTROY of the HW queue):
     /// the queue is disabled, a CMD_SYNC goes through `main`, and it is unmapped. EBUSY while
-    /// queue `index + 1` exists (descending order, iommufd.md §7); ENOENT if it does not exist.
+    /// queue `index + 1` exists (descending order, as Linux's `tegra241_vintf_destroy_lvcmdq`
+    /// requires); ENOENT if it does not exist.
     pub fn hw_queue_free<P: Platform>(
         &self,
         id: ViommuId,
@@ -199,7 +206,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     }
 
     /// The TEGRA241_CMDQV HW info blob for the guest of vIOMMU `id` (IOMMU_GET_HW_INFO with
-    /// INPUT_TYPE and type TEGRA241_CMDQV, iommufd.md §1): [`Cmdqv::hw_info`]. EOPNOTSUPP for a
+    /// INPUT_TYPE and type TEGRA241_CMDQV, `struct iommu_hw_info_tegra241_cmdqv`):
+    /// [`Cmdqv::hw_info`]. EOPNOTSUPP for a
     /// plain SMMUv3 vIOMMU. The VMM reports NUM_VINTF_LOG2 = 0 to its guest.
     pub fn hw_info_cmdqv<P: Platform>(
         &self,
@@ -232,11 +240,12 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// Releases everything of a TEGRA241_CMDQV vIOMMU at once, as closing the iommufd does:
     /// CMDQV errors of its VINTF stop reaching it, then everything
     /// [`Router::teardown_viommu`] does, then its HW queues are freed from the highest index
-    /// down (each with a CMD_SYNC through `cmds`, iommufd.md §0 "HW queues (highest index
-    /// first)"), its vDEVICEs' SID pairs are cleared, and its VINTF is disabled and released.
-    /// Returns the number of fault groups answered. On an error (a producer still inside a
-    /// ring, a queue or the VINTF that does not disable) the vIOMMU is half torn down and a
-    /// second call resumes. EOPNOTSUPP for a plain SMMUv3 vIOMMU.
+    /// down (each with a CMD_SYNC through `cmds`; Linux destroys HW queues before their
+    /// vIOMMU, highest index first), its vDEVICEs' SID pairs are cleared, and its VINTF is
+    /// disabled and released. Returns the number of fault groups answered. On an error (a
+    /// producer still inside a ring, a queue or the VINTF that does not disable, a CMD_SYNC that
+    /// fails) the vIOMMU is dying with its devices still reserved, and a second call resumes.
+    /// EOPNOTSUPP for a plain SMMUv3 vIOMMU.
     pub fn teardown_viommu_cmdqv<P: Platform>(
         &self,
         id: ViommuId,
@@ -273,7 +282,71 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// Forgets that `vintf` belongs to `id` (no more CMDQV records reach it).
     fn clear_owner(&self, vintf: VintfId, id: ViommuId) {
         if let Some(o) = self.vintf_owner.get(usize::from(vintf.0)) {
-            let _ = o.compare_exchange(id.0 | OWNER_VALID, 0, Ordering::AcqRel, Ordering::Acquire);
+            let _ = o.compare_exchange(owner_word(id), 0, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// One round of the CMDQV producer token (a grace period for the TEGRA241_CMDQV vEVENTQs).
+    pub(super) fn cmdqv_round(&self) -> bool {
+        self.cmdqv_producer.round(TEARDOWN_SPINS)
+    }
+
+    /// Reports a Tegra241 CMDQV error map to vIOMMU `id`'s CMDQV vEVENTQ (the CMDQV error
+    /// interrupt path; `struct iommu_vevent_tegra241_cmdqv`). IRQ-path safe: the CMDQV
+    /// vEVENTQs have their own producer token (waited for at most [`PRODUCER_SPINS`] rounds,
+    /// else [`HostReason::Contended`]). Counted in the router's and the vIOMMU's counters like
+    /// SMMUv3 records. [`Router::cmdqv_sink`] finds `id` from the VINTF.
+    pub fn report_cmdqv(&self, id: ViommuId, payload: &VeventTegra241Cmdqv) -> Routed {
+        let Some(()) = self.cmdqv_producer.enter(PRODUCER_SPINS, &mut |_| {}) else {
+            self.contended
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            return Routed::Host(HostReason::Contended);
+        };
+        // SAFETY: we hold `self.cmdqv_producer` until the `leave` below.
+        let routed = unsafe { self.report_cmdqv_held(id, payload) };
+        if let Routed::Host(_) = routed {
+            bump(&self.cmdqv_counters.host_other);
+        }
+        self.cmdqv_producer.leave(&mut |_| {});
+        routed
+    }
+
+    /// # Safety
+    /// The caller holds `self.cmdqv_producer`.
+    unsafe fn report_cmdqv_held(&self, id: ViommuId, payload: &VeventTegra241Cmdqv) -> Routed {
+        let viommu = id.index();
+        let Some(v) = self.viommus.get(usize::from(viommu)) else {
+            return Routed::Host(HostReason::Stale);
+        };
+        if !v.accepts(id.generation()) {
+            return Routed::Host(HostReason::Stale);
+        }
+        // SAFETY: we hold `self.cmdqv_producer` (caller's promise), whose round every close of
+        // the CMDQV vEVENTQ gate waits for. A queue opened for a later vIOMMU of the slot is
+        // told apart by its tag.
+        let r = unsafe {
+            v.veventq_cmdqv
+                .read_held(|tag, q| (tag == id.generation()).then(|| q.report(payload)))
+        };
+        let c = &self.cmdqv_counters;
+        let vc = &v.cmdqv_counters;
+        match r {
+            Some(Some(Reported::Queued { sequence })) => {
+                bump(&c.forwarded);
+                bump(&vc.forwarded);
+                Routed::Forwarded { viommu, sequence }
+            }
+            Some(Some(Reported::Dropped { .. })) => {
+                bump(&c.dropped_full);
+                bump(&vc.dropped_full);
+                Routed::DroppedFull { viommu }
+            }
+            Some(None) => Routed::Host(HostReason::Stale),
+            None => {
+                bump(&c.dropped_no_veventq);
+                bump(&vc.dropped_no_veventq);
+                Routed::DroppedNoVeventq { viommu }
+            }
         }
     }
 
@@ -286,15 +359,18 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             .vintf_owner
             .get(usize::from(vintf.0))
             .map_or(0, |o| o.load(Ordering::Acquire));
-        if owner & OWNER_VALID == 0 {
-            bump(&self.counters.host_unassigned);
+        if owner == 0 {
+            if self
+                .cmdqv_producer
+                .enter(PRODUCER_SPINS, &mut |_| {})
+                .is_some()
+            {
+                bump(&self.cmdqv_counters.host_unassigned);
+                self.cmdqv_producer.leave(&mut |_| {});
+            }
             return Routed::Host(HostReason::Unassigned);
         }
-        let routed = self.report_cmdqv(ViommuId(owner & !OWNER_VALID), event);
-        if let Routed::Host(_) = routed {
-            bump(&self.counters.host_other);
-        }
-        routed
+        self.report_cmdqv(ViommuId(owner - 1), event)
     }
 
     /// The [`CmdqvEventSink`] for [`Cmdqv::handle_error`]: each guest VINTF's record goes to its
