@@ -31,13 +31,24 @@
 //! use arm_smmuv3::iommufd::VeventqType;
 //! use arm_smmuv3::ste::{Granule, S2Config, Ste};
 //! use arm_smmuv3::viommu::ViommuConfig;
-//! use arm_smmuv3::{BumpDma, Config, PhysAddr, Platform, Router, Smmu, StreamId, Vmid};
+//! use arm_smmuv3::pri::PriqEntry;
+//! use arm_smmuv3::{BumpDma, Config, EventSink, PhysAddr, Platform, PriSink, Router, Smmu};
+//! use arm_smmuv3::{StreamId, Vmid};
 //!
 //! struct Board;
 //! impl Platform for Board {
 //!     fn now_us(&self) -> u64 {
 //!         0 // e.g. CNTPCT_EL0 scaled by CNTFRQ_EL0
 //!     }
+//! }
+//!
+//! /// What no guest owns: the host's own faults and page requests.
+//! struct HostFaults;
+//! impl EventSink for HostFaults {
+//!     fn event(&mut self, _e: &EvtqEntry) { /* log or handle the host's fault */ }
+//! }
+//! impl PriSink for HostFaults {
+//!     fn request(&mut self, _r: &PriqEntry) { /* answer the host device's page request */ }
 //! }
 //!
 //! /// Up to 4 vIOMMUs, 64 routed StreamIDs, 8 vDEVICEs and 64 vEVENTs per vIOMMU, 16 faults.
@@ -72,7 +83,7 @@
 //!
 //! // In the event-queue interrupt handler: the VM's stage-1 faults go to its vEVENTQ with the
 //! // StreamID replaced by 0x2; everything else reaches the host's own sink.
-//! let mut host = |_e: &EvtqEntry| { /* the host's own faults */ };
+//! let mut host = HostFaults;
 //! let stats = smmu.drain_evtq(&mut ROUTER.sink(&mut host));
 //! assert!(stats.mmio <= 3); // at most 3 MMIO accesses, whatever the backlog
 //!
