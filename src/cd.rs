@@ -83,8 +83,9 @@ pub enum CdError {
 }
 
 impl From<CdError> for Error {
-    fn from(_: CdError) -> Self {
-        Error::InvalidArgument
+    /// [`Error::Cd`], carrying why (`EINVAL`).
+    fn from(e: CdError) -> Self {
+        Error::Cd(e)
     }
 }
 

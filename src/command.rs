@@ -15,108 +15,113 @@
 
 use core::fmt;
 
-use crate::error::Error;
-use crate::ids::{Asid, PhysAddr, StreamId, SubstreamId, Vmid};
+use tock_registers::fields::Field;
+use tock_registers::{RegisterLongName, register_bitfields};
 
-/// A bit field `[hi:lo]` of one 64-bit command dword.
-#[derive(Clone, Copy)]
-pub(crate) struct Field {
+use crate::error::{Error, Rejection};
+use crate::ids::{Asid, PhysAddr, StreamId, SubstreamId, Vmid};
+use crate::regs::bits::{get, is_set, put, set};
+
+register_bitfields![u64,
+    /// Command dword 0: the fields common to every command (IHI 0070 §4.1.1, §4.1.6) and the
+    /// per-command ones of §4.2-§4.7. Fields of different commands overlap; each is named once.
+    pub(crate) CMD0 [
+        /// Opcode, bits `[7:0]` (§4.1.1).
+        OPCODE OFFSET(0) NUMBITS(8) [],
+        /// ATC_INV Global, bit `[9]` (§4.5.1).
+        GLOBAL OFFSET(9) NUMBITS(1) [],
+        /// SSec (Secure stream), bit `[10]` (§4.1.6).
+        SSEC OFFSET(10) NUMBITS(1) [],
+        /// SSV (SubstreamID valid), bit `[11]` (§4.1.6).
+        SSV OFFSET(11) NUMBITS(1) [],
+        /// SubstreamID, bits `[31:12]` (§4.1.6).
+        SSID OFFSET(12) NUMBITS(20) [],
+        /// StreamID, bits `[63:32]` (§4.1.6).
+        SID OFFSET(32) NUMBITS(32) [],
+        /// VMID of TLBI commands and CFGI_VMS_PIDM, bits `[47:32]` (§4.4).
+        VMID OFFSET(32) NUMBITS(16) [],
+        /// ASID of TLBI commands, bits `[63:48]` (§4.4).
+        ASID OFFSET(48) NUMBITS(16) [],
+        /// TLBI range NUM, bits `[16:12]` (§4.4.1).
+        NUM OFFSET(12) NUMBITS(5) [],
+        /// TLBI range SCALE, bits `[25:20]`; bit 25 is RES0 unless IDR5.DS = 1 (§4.4.1).
+        SCALE OFFSET(20) NUMBITS(6) [],
+        /// CMD_RESUME Action, bits `[13:12]`: bit 12 Ac (retry), bit 13 Ab (abort) (§4.6.2).
+        ACTION OFFSET(12) NUMBITS(2) [],
+        /// CMD_SYNC CS, bits `[13:12]` (§4.7.3).
+        CS OFFSET(12) NUMBITS(2) [],
+        /// CMD_SYNC MSH, bits `[23:22]` (§4.7.3).
+        MSH OFFSET(22) NUMBITS(2) [],
+        /// CMD_SYNC MSIAttr, bits `[27:24]` (§4.7.3).
+        MSIATTR OFFSET(24) NUMBITS(4) [],
+        /// CMD_SYNC MSIData, bits `[63:32]` (§4.7.3).
+        MSIDATA OFFSET(32) NUMBITS(32) []
+    ],
+    /// Command dword 1 (IHI 0070 §4.2-§4.7).
+    pub(crate) CMD1 [
+        /// Leaf of CFGI_STE, CFGI_CD and the TLBI-by-address commands, bit `[0]`.
+        LEAF OFFSET(0) NUMBITS(1) [],
+        /// CFGI_STE_RANGE Range, bits `[4:0]` (§4.3.2).
+        RANGE OFFSET(0) NUMBITS(5) [],
+        /// PREFETCH_ADDR Size, bits `[4:0]` (§4.2.2).
+        SIZE OFFSET(0) NUMBITS(5) [],
+        /// TLBI range TTL, bits `[9:8]` (§4.4.1).
+        TTL OFFSET(8) NUMBITS(2) [],
+        /// TLBI range TG, bits `[11:10]` (§4.4.1).
+        TG OFFSET(10) NUMBITS(2) [],
+        /// Virtual address of TLBI/ATC_INV/PREFETCH_ADDR, bits `[63:12]`, kept in place.
+        ADDR OFFSET(12) NUMBITS(52) [],
+        /// TLBI_S2_IPA IPA, bits `[51:12]`, kept in place (§4.4.8).
+        IPA OFFSET(12) NUMBITS(40) [],
+        /// ATC_INV Size, bits `[5:0]` (§4.5.1).
+        ATC_SIZE OFFSET(0) NUMBITS(6) [],
+        /// PRI_RESP PRGIndex, bits `[8:0]` (§4.6.1).
+        PRGINDEX OFFSET(0) NUMBITS(9) [],
+        /// PRI_RESP Resp, bits `[13:12]` (§4.6.1).
+        RESP OFFSET(12) NUMBITS(2) [],
+        /// CMD_RESUME STAG, bits `[15:0]` (§4.6.2).
+        STAG OFFSET(0) NUMBITS(16) [],
+        /// CMD_SYNC MSIAddr, bits `[51:2]`, kept in place (§4.7.3).
+        MSIADDR OFFSET(2) NUMBITS(50) []
+    ]
+];
+
+/// The positions `viommu::invalidate` reads as `D0_*`/`D1_*`, derived from [`CMD0`]/[`CMD1`]
+/// until it reads those directly (`CMD0::X::SET.value` is the mask in place, `CMD0::X.shift`
+/// the low bit). Not a second definition: every value comes from the blocks above.
+pub(crate) struct FieldPos {
     pub(crate) lo: u32,
-    bits: u32,
+    mask: u64,
 }
 
-impl Field {
-    /// The field `[hi:lo]`, written as the specification prints it.
-    const fn new(hi: u32, lo: u32) -> Self {
+impl FieldPos {
+    const fn of<R: RegisterLongName>(f: Field<u64, R>) -> Self {
         Self {
-            lo,
-            bits: hi - lo + 1,
+            lo: f.shift as u32,
+            mask: f.mask << f.shift,
         }
     }
 
     /// The field's bits in place.
-    pub(crate) const fn mask(self) -> u64 {
-        (u64::MAX >> (64 - self.bits)) << self.lo
-    }
-
-    /// The field's value, shifted down.
-    const fn get(self, dword: u64) -> u64 {
-        (dword & self.mask()) >> self.lo
-    }
-
-    /// Whether a one-bit field is set.
-    const fn is_set(self, dword: u64) -> bool {
-        self.get(dword) != 0
-    }
-
-    /// `value` truncated to the field and shifted into place.
-    const fn put(self, value: u64) -> u64 {
-        (value << self.lo) & self.mask()
-    }
-
-    /// `dword` with the field replaced by `value`.
-    const fn set(self, dword: u64, value: u64) -> u64 {
-        (dword & !self.mask()) | self.put(value)
+    pub(crate) const fn mask(&self) -> u64 {
+        self.mask
     }
 }
 
-// Dword 0 (IHI 0070 §4.1.1, §4.1.6 and the per-command layouts of §4.2-§4.7).
-/// Opcode, dword 0 bits `[7:0]`.
-pub(crate) const D0_OPCODE: Field = Field::new(7, 0);
-/// ATC_INV Global, dword 0 bit `[9]`.
-pub(crate) const D0_GLOBAL: Field = Field::new(9, 9);
-/// SSec (Secure stream), dword 0 bit `[10]`.
-const D0_SSEC: Field = Field::new(10, 10);
-/// SSV (SubstreamID valid), dword 0 bit `[11]`.
-pub(crate) const D0_SSV: Field = Field::new(11, 11);
-/// SubstreamID, dword 0 bits `[31:12]`.
-pub(crate) const D0_SSID: Field = Field::new(31, 12);
-/// StreamID, dword 0 bits `[63:32]`.
-pub(crate) const D0_SID: Field = Field::new(63, 32);
-/// VMID of TLBI commands and CFGI_VMS_PIDM, dword 0 bits `[47:32]`.
-pub(crate) const D0_VMID: Field = Field::new(47, 32);
-/// ASID of TLBI commands, dword 0 bits `[63:48]`.
-pub(crate) const D0_ASID: Field = Field::new(63, 48);
-/// TLBI range NUM, dword 0 bits `[16:12]`.
-pub(crate) const D0_TLBI_NUM: Field = Field::new(16, 12);
-/// TLBI range SCALE, dword 0 bits `[25:20]` (bit 25 is RES0 unless IDR5.DS = 1).
-pub(crate) const D0_TLBI_SCALE: Field = Field::new(25, 20);
-/// RESUME Action (bit 12 Ac retry, bit 13 Ab abort), dword 0 bits `[13:12]`.
-const D0_RESUME_ACTION: Field = Field::new(13, 12);
-/// CMD_SYNC CS, dword 0 bits `[13:12]`.
-const D0_SYNC_CS: Field = Field::new(13, 12);
-/// CMD_SYNC MSH, dword 0 bits `[23:22]`.
-const D0_SYNC_MSH: Field = Field::new(23, 22);
-/// CMD_SYNC MSIAttr, dword 0 bits `[27:24]`.
-const D0_SYNC_MSIATTR: Field = Field::new(27, 24);
-/// CMD_SYNC MSIData, dword 0 bits `[63:32]`.
-const D0_SYNC_MSIDATA: Field = Field::new(63, 32);
-
-// Dword 1.
-/// Leaf of CFGI_STE, CFGI_CD and the TLBI-by-address commands, dword 1 bit `[0]`.
-pub(crate) const D1_LEAF: Field = Field::new(0, 0);
-/// CFGI_STE_RANGE Range, dword 1 bits `[4:0]`.
-const D1_RANGE: Field = Field::new(4, 0);
-/// PREFETCH_ADDR Size, dword 1 bits `[4:0]`.
-const D1_PREFETCH_SIZE: Field = Field::new(4, 0);
-/// TLBI range TTL, dword 1 bits `[9:8]`.
-pub(crate) const D1_TLBI_TTL: Field = Field::new(9, 8);
-/// TLBI range TG, dword 1 bits `[11:10]`.
-pub(crate) const D1_TLBI_TG: Field = Field::new(11, 10);
-/// Virtual address of TLBI/ATC_INV/PREFETCH_ADDR, dword 1 bits `[63:12]`, kept in place.
-pub(crate) const D1_ADDR: Field = Field::new(63, 12);
-/// TLBI_S2_IPA IPA, dword 1 bits `[51:12]`, kept in place.
-const D1_IPA: Field = Field::new(51, 12);
-/// ATC_INV Size, dword 1 bits `[5:0]`.
-pub(crate) const D1_ATC_SIZE: Field = Field::new(5, 0);
-/// PRI_RESP PRGIndex, dword 1 bits `[8:0]`.
-const D1_PRI_PRGINDEX: Field = Field::new(8, 0);
-/// PRI_RESP Resp, dword 1 bits `[13:12]`.
-const D1_PRI_RESP: Field = Field::new(13, 12);
-/// RESUME STAG, dword 1 bits `[15:0]`.
-const D1_RESUME_STAG: Field = Field::new(15, 0);
-/// CMD_SYNC MSIAddr, dword 1 bits `[51:2]`, kept in place.
-const D1_SYNC_MSIADDR: Field = Field::new(51, 2);
+pub(crate) const D0_OPCODE: FieldPos = FieldPos::of(CMD0::OPCODE);
+pub(crate) const D0_GLOBAL: FieldPos = FieldPos::of(CMD0::GLOBAL);
+pub(crate) const D0_SSV: FieldPos = FieldPos::of(CMD0::SSV);
+pub(crate) const D0_SSID: FieldPos = FieldPos::of(CMD0::SSID);
+pub(crate) const D0_SID: FieldPos = FieldPos::of(CMD0::SID);
+pub(crate) const D0_VMID: FieldPos = FieldPos::of(CMD0::VMID);
+pub(crate) const D0_ASID: FieldPos = FieldPos::of(CMD0::ASID);
+pub(crate) const D0_TLBI_NUM: FieldPos = FieldPos::of(CMD0::NUM);
+pub(crate) const D0_TLBI_SCALE: FieldPos = FieldPos::of(CMD0::SCALE);
+pub(crate) const D1_LEAF: FieldPos = FieldPos::of(CMD1::LEAF);
+pub(crate) const D1_TLBI_TTL: FieldPos = FieldPos::of(CMD1::TTL);
+pub(crate) const D1_TLBI_TG: FieldPos = FieldPos::of(CMD1::TG);
+pub(crate) const D1_ADDR: FieldPos = FieldPos::of(CMD1::ADDR);
+pub(crate) const D1_ATC_SIZE: FieldPos = FieldPos::of(CMD1::ATC_SIZE);
 
 /// CFGI_STE_RANGE Range value meaning "all StreamIDs": CMD_CFGI_ALL (IHI 0070 §4.3.6).
 pub const CFGI_RANGE_ALL: u8 = 31;
@@ -136,47 +141,47 @@ impl CmdqEntry {
     /// The opcode, dword 0 bits `[7:0]` (IHI 0070 §4.1.1).
     #[inline]
     pub const fn opcode(&self) -> u8 {
-        D0_OPCODE.get(self.0[0]) as u8
+        get(CMD0::OPCODE, self.0[0]) as u8
     }
 
     /// Dword 0 bits `[63:32]` as a StreamID; meaningful for StreamID-carrying commands
     /// (IHI 0070 §4.1.6).
     #[inline]
     pub const fn sid(&self) -> StreamId {
-        StreamId(D0_SID.get(self.0[0]) as u32)
+        StreamId(get(CMD0::SID, self.0[0]) as u32)
     }
 
     /// Replaces dword 0 bits `[63:32]` (StreamID) and nothing else.
     #[inline]
     pub const fn set_sid(&mut self, sid: StreamId) {
-        self.0[0] = D0_SID.set(self.0[0], sid.0 as u64);
+        self.0[0] = set(CMD0::SID, self.0[0], sid.0 as u64);
     }
 
     /// Dword 0 bits `[47:32]` as a VMID; meaningful for TLBI commands and CFGI_VMS_PIDM
     /// (IHI 0070 §4.4).
     #[inline]
     pub const fn vmid(&self) -> Vmid {
-        Vmid(D0_VMID.get(self.0[0]) as u16)
+        Vmid(get(CMD0::VMID, self.0[0]) as u16)
     }
 
     /// Replaces dword 0 bits `[47:32]` (VMID) and nothing else.
     #[inline]
     pub const fn set_vmid(&mut self, vmid: Vmid) {
-        self.0[0] = D0_VMID.set(self.0[0], vmid.0 as u64);
+        self.0[0] = set(CMD0::VMID, self.0[0], vmid.0 as u64);
     }
 
     /// Dword 0 bits `[63:48]` as an ASID; meaningful for TLBI commands (IHI 0070 §4.4).
     #[inline]
     pub const fn asid(&self) -> Asid {
-        Asid(D0_ASID.get(self.0[0]) as u16)
+        Asid(get(CMD0::ASID, self.0[0]) as u16)
     }
 
     /// The SubstreamID, dword 0 bits `[31:12]`, when SSV (bit 11) is set; for CFGI_CD, which
     /// has no SSV, always the SubstreamID field (IHI 0070 §4.1.6, §4.3.3).
     #[inline]
     pub const fn ssid(&self) -> Option<SubstreamId> {
-        let ssid = SubstreamId(D0_SSID.get(self.0[0]) as u32);
-        if self.opcode() == Opcode::CfgiCd as u8 || D0_SSV.is_set(self.0[0]) {
+        let ssid = SubstreamId(get(CMD0::SSID, self.0[0]) as u32);
+        if self.opcode() == Opcode::CfgiCd as u8 || is_set(CMD0::SSV, self.0[0]) {
             Some(ssid)
         } else {
             None
@@ -186,7 +191,7 @@ impl CmdqEntry {
     /// SSec, dword 0 bit `[10]` (IHI 0070 §4.1.6).
     #[inline]
     pub const fn ssec(&self) -> bool {
-        D0_SSEC.is_set(self.0[0])
+        is_set(CMD0::SSEC, self.0[0])
     }
 }
 
@@ -549,7 +554,7 @@ impl TlbiRange {
     /// Dword 0 bits (NUM, SCALE).
     const fn put_d0(self) -> u64 {
         if self.is_range() {
-            D0_TLBI_NUM.put(self.num as u64) | D0_TLBI_SCALE.put(self.scale as u64)
+            put(CMD0::NUM, self.num as u64) | put(CMD0::SCALE, self.scale as u64)
         } else {
             0
         }
@@ -558,7 +563,7 @@ impl TlbiRange {
     /// Dword 1 bits (TTL, TG).
     const fn put_d1(self) -> u64 {
         if self.is_range() {
-            D1_TLBI_TTL.put(self.ttl as u64) | D1_TLBI_TG.put(self.tg as u64)
+            put(CMD1::TTL, self.ttl as u64) | put(CMD1::TG, self.tg as u64)
         } else {
             0
         }
@@ -566,14 +571,14 @@ impl TlbiRange {
 
     /// The range of an entry; `None` for the reserved TG != 0 with NUM = SCALE = TTL = 0.
     const fn get(e: &CmdqEntry) -> Option<Self> {
-        let tg = D1_TLBI_TG.get(e.0[1]) as u8;
+        let tg = get(CMD1::TG, e.0[1]) as u8;
         if tg == 0 {
             return Some(Self::NONE);
         }
         let r = Self {
-            num: D0_TLBI_NUM.get(e.0[0]) as u8,
-            scale: D0_TLBI_SCALE.get(e.0[0]) as u8,
-            ttl: D1_TLBI_TTL.get(e.0[1]) as u8,
+            num: get(CMD0::NUM, e.0[0]) as u8,
+            scale: get(CMD0::SCALE, e.0[0]) as u8,
+            ttl: get(CMD1::TTL, e.0[1]) as u8,
             tg,
         };
         if r.num == 0 && r.scale == 0 && r.ttl == 0 {
@@ -838,43 +843,43 @@ impl fmt::Display for DecodeError {
 impl core::error::Error for DecodeError {}
 
 impl From<DecodeError> for Error {
-    /// A command that does not decode is rejected as [`Error::Io`].
-    fn from(_: DecodeError) -> Self {
-        Error::Io
+    /// A command that does not decode is rejected: [`Rejection::Undecodable`] (`EIO`).
+    fn from(e: DecodeError) -> Self {
+        Error::Rejected(Rejection::Undecodable(e))
     }
 }
 
 /// SSV and SubstreamID bits of dword 0.
 const fn put_ssid(ssid: Option<SubstreamId>) -> u64 {
     match ssid {
-        Some(s) => D0_SSV.put(1) | D0_SSID.put(s.0 as u64),
+        Some(s) => put(CMD0::SSV, 1) | put(CMD0::SSID, s.0 as u64),
         None => 0,
     }
 }
 
 /// SubstreamID of dword 0 when SSV is set.
 const fn get_ssid(d0: u64) -> Option<SubstreamId> {
-    if D0_SSV.is_set(d0) {
-        Some(SubstreamId(D0_SSID.get(d0) as u32))
+    if is_set(CMD0::SSV, d0) {
+        Some(SubstreamId(get(CMD0::SSID, d0) as u32))
     } else {
         None
     }
 }
 
 const fn put_sid(sid: StreamId) -> u64 {
-    D0_SID.put(sid.0 as u64)
+    put(CMD0::SID, sid.0 as u64)
 }
 
 const fn put_vmid(vmid: Vmid) -> u64 {
-    D0_VMID.put(vmid.0 as u64)
+    put(CMD0::VMID, vmid.0 as u64)
 }
 
 const fn put_asid(asid: Asid) -> u64 {
-    D0_ASID.put(asid.0 as u64)
+    put(CMD0::ASID, asid.0 as u64)
 }
 
 const fn put_leaf(leaf: bool) -> u64 {
-    D1_LEAF.put(leaf as u64)
+    put(CMD1::LEAF, leaf as u64)
 }
 
 impl Command {
@@ -926,7 +931,7 @@ impl Command {
     /// The 16-byte queue entry of this command (IHI 0070 §4.2-§4.7). Values wider than
     /// their field are truncated; SSec is always 0.
     pub const fn encode(&self) -> CmdqEntry {
-        let op = D0_OPCODE.put(self.opcode() as u64);
+        let op = put(CMD0::OPCODE, self.opcode() as u64);
         let (d0, d1) = match *self {
             Self::PrefetchConfig { sid, ssid } => (put_sid(sid) | put_ssid(ssid), 0),
             Self::PrefetchAddr {
@@ -936,14 +941,15 @@ impl Command {
                 size,
             } => (
                 put_sid(sid) | put_ssid(ssid),
-                (addr & D1_ADDR.mask()) | D1_PREFETCH_SIZE.put(size as u64),
+                (addr & CMD1::ADDR::SET.value) | put(CMD1::SIZE, size as u64),
             ),
             Self::CfgiSte { sid, leaf } => (put_sid(sid), put_leaf(leaf)),
-            Self::CfgiSteRange { sid, range } => (put_sid(sid), D1_RANGE.put(range as u64)),
-            Self::CfgiAll => (0, D1_RANGE.put(CFGI_RANGE_ALL as u64)),
-            Self::CfgiCd { sid, ssid, leaf } => {
-                (put_sid(sid) | D0_SSID.put(ssid.0 as u64), put_leaf(leaf))
-            }
+            Self::CfgiSteRange { sid, range } => (put_sid(sid), put(CMD1::RANGE, range as u64)),
+            Self::CfgiAll => (0, put(CMD1::RANGE, CFGI_RANGE_ALL as u64)),
+            Self::CfgiCd { sid, ssid, leaf } => (
+                put_sid(sid) | put(CMD0::SSID, ssid.0 as u64),
+                put_leaf(leaf),
+            ),
             Self::CfgiCdAll { sid } | Self::StallTerm { sid } => (put_sid(sid), 0),
             Self::CfgiVmsPidm { vmid } | Self::TlbiNhAll { vmid } | Self::TlbiS12Vmall { vmid } => {
                 (put_vmid(vmid), 0)
@@ -957,7 +963,7 @@ impl Command {
                 range,
             } => (
                 put_vmid(vmid) | put_asid(asid) | range.put_d0(),
-                (addr & D1_ADDR.mask()) | put_leaf(leaf) | range.put_d1(),
+                (addr & CMD1::ADDR::SET.value) | put_leaf(leaf) | range.put_d1(),
             ),
             Self::TlbiNhVaa {
                 vmid,
@@ -966,11 +972,11 @@ impl Command {
                 range,
             } => (
                 put_vmid(vmid) | range.put_d0(),
-                (addr & D1_ADDR.mask()) | put_leaf(leaf) | range.put_d1(),
+                (addr & CMD1::ADDR::SET.value) | put_leaf(leaf) | range.put_d1(),
             ),
             Self::TlbiEl3Va { addr, leaf, range } | Self::TlbiEl2Vaa { addr, leaf, range } => (
                 range.put_d0(),
-                (addr & D1_ADDR.mask()) | put_leaf(leaf) | range.put_d1(),
+                (addr & CMD1::ADDR::SET.value) | put_leaf(leaf) | range.put_d1(),
             ),
             Self::TlbiEl3All | Self::TlbiEl2All | Self::TlbiNsnhAll | Self::TlbiSel2All => (0, 0),
             Self::TlbiEl2Asid { asid } => (put_asid(asid), 0),
@@ -981,7 +987,7 @@ impl Command {
                 range,
             } => (
                 put_asid(asid) | range.put_d0(),
-                (addr & D1_ADDR.mask()) | put_leaf(leaf) | range.put_d1(),
+                (addr & CMD1::ADDR::SET.value) | put_leaf(leaf) | range.put_d1(),
             ),
             Self::TlbiS2Ipa {
                 vmid,
@@ -990,7 +996,7 @@ impl Command {
                 range,
             } => (
                 put_vmid(vmid) | range.put_d0(),
-                (ipa & D1_IPA.mask()) | put_leaf(leaf) | range.put_d1(),
+                (ipa & CMD1::IPA::SET.value) | put_leaf(leaf) | range.put_d1(),
             ),
             Self::AtcInv {
                 sid,
@@ -999,8 +1005,8 @@ impl Command {
                 addr,
                 size,
             } => (
-                put_sid(sid) | put_ssid(ssid) | D0_GLOBAL.put(global as u64),
-                (addr & D1_ADDR.mask()) | D1_ATC_SIZE.put(size as u64),
+                put_sid(sid) | put_ssid(ssid) | put(CMD0::GLOBAL, global as u64),
+                (addr & CMD1::ADDR::SET.value) | put(CMD1::ATC_SIZE, size as u64),
             ),
             Self::PriResp {
                 sid,
@@ -1009,11 +1015,11 @@ impl Command {
                 resp,
             } => (
                 put_sid(sid) | put_ssid(ssid),
-                D1_PRI_PRGINDEX.put(prg_index as u64) | D1_PRI_RESP.put(resp as u64),
+                put(CMD1::PRGINDEX, prg_index as u64) | put(CMD1::RESP, resp as u64),
             ),
             Self::Resume { sid, stag, action } => (
-                put_sid(sid) | D0_RESUME_ACTION.put(action as u64),
-                D1_RESUME_STAG.put(stag as u64),
+                put_sid(sid) | put(CMD0::ACTION, action as u64),
+                put(CMD1::STAG, stag as u64),
             ),
             Self::Sync {
                 cs,
@@ -1022,11 +1028,11 @@ impl Command {
                 msi_data,
                 msi_addr,
             } => (
-                D0_SYNC_CS.put(cs as u64)
-                    | D0_SYNC_MSH.put(msh as u64)
-                    | D0_SYNC_MSIATTR.put(msi_attr as u64)
-                    | D0_SYNC_MSIDATA.put(msi_data as u64),
-                msi_addr.0 & D1_SYNC_MSIADDR.mask(),
+                put(CMD0::CS, cs as u64)
+                    | put(CMD0::MSH, msh as u64)
+                    | put(CMD0::MSIATTR, msi_attr as u64)
+                    | put(CMD0::MSIDATA, msi_data as u64),
+                msi_addr.0 & CMD1::MSIADDR::SET.value,
             ),
         };
         CmdqEntry([op | d0, d1])
@@ -1048,14 +1054,14 @@ impl Command {
         let Some(op) = Opcode::from_u8(raw_op) else {
             return Err(DecodeError::UnknownOpcode(raw_op));
         };
-        if op.has_ssec() && D0_SSEC.is_set(d0) {
+        if op.has_ssec() && is_set(CMD0::SSEC, d0) {
             return Err(DecodeError::Secure);
         }
         let sid = e.sid();
         let vmid = e.vmid();
         let asid = e.asid();
-        let leaf = D1_LEAF.is_set(d1);
-        let addr = d1 & D1_ADDR.mask();
+        let leaf = is_set(CMD1::LEAF, d1);
+        let addr = d1 & CMD1::ADDR::SET.value;
         let range = match op {
             Opcode::TlbiNhVa
             | Opcode::TlbiNhVaa
@@ -1083,11 +1089,11 @@ impl Command {
                 sid,
                 ssid: get_ssid(d0),
                 addr,
-                size: D1_PREFETCH_SIZE.get(d1) as u8,
+                size: get(CMD1::SIZE, d1) as u8,
             },
             Opcode::CfgiSte => Self::CfgiSte { sid, leaf },
             Opcode::CfgiSteRange => {
-                let range = D1_RANGE.get(d1) as u8;
+                let range = get(CMD1::RANGE, d1) as u8;
                 if range == CFGI_RANGE_ALL {
                     Self::CfgiAll
                 } else {
@@ -1096,7 +1102,7 @@ impl Command {
             }
             Opcode::CfgiCd => Self::CfgiCd {
                 sid,
-                ssid: SubstreamId(D0_SSID.get(d0) as u32),
+                ssid: SubstreamId(get(CMD0::SSID, d0) as u32),
                 leaf,
             },
             Opcode::CfgiCdAll => Self::CfgiCdAll { sid },
@@ -1130,7 +1136,7 @@ impl Command {
             Opcode::TlbiS12Vmall => Self::TlbiS12Vmall { vmid },
             Opcode::TlbiS2Ipa => Self::TlbiS2Ipa {
                 vmid,
-                ipa: d1 & D1_IPA.mask(),
+                ipa: d1 & CMD1::IPA::SET.value,
                 leaf,
                 range,
             },
@@ -1138,12 +1144,12 @@ impl Command {
             Opcode::AtcInv => Self::AtcInv {
                 sid,
                 ssid: get_ssid(d0),
-                global: D0_GLOBAL.is_set(d0),
+                global: is_set(CMD0::GLOBAL, d0),
                 addr,
-                size: D1_ATC_SIZE.get(d1) as u8,
+                size: get(CMD1::ATC_SIZE, d1) as u8,
             },
             Opcode::PriResp => {
-                let raw = D1_PRI_RESP.get(d1) as u8;
+                let raw = get(CMD1::RESP, d1) as u8;
                 let Some(resp) = PriResponse::from_raw(raw) else {
                     return Err(DecodeError::Reserved {
                         opcode: raw_op,
@@ -1154,18 +1160,18 @@ impl Command {
                 Self::PriResp {
                     sid,
                     ssid: get_ssid(d0),
-                    prg_index: D1_PRI_PRGINDEX.get(d1) as u16,
+                    prg_index: get(CMD1::PRGINDEX, d1) as u16,
                     resp,
                 }
             }
             Opcode::Resume => Self::Resume {
                 sid,
-                stag: D1_RESUME_STAG.get(d1) as u16,
-                action: ResumeAction::from_raw(D0_RESUME_ACTION.get(d0) as u8),
+                stag: get(CMD1::STAG, d1) as u16,
+                action: ResumeAction::from_raw(get(CMD0::ACTION, d0) as u8),
             },
             Opcode::StallTerm => Self::StallTerm { sid },
             Opcode::Sync => {
-                let raw = D0_SYNC_CS.get(d0) as u8;
+                let raw = get(CMD0::CS, d0) as u8;
                 let Some(cs) = SyncCs::from_raw(raw) else {
                     return Err(DecodeError::Reserved {
                         opcode: raw_op,
@@ -1175,10 +1181,10 @@ impl Command {
                 };
                 Self::Sync {
                     cs,
-                    msh: D0_SYNC_MSH.get(d0) as u8,
-                    msi_attr: D0_SYNC_MSIATTR.get(d0) as u8,
-                    msi_data: D0_SYNC_MSIDATA.get(d0) as u32,
-                    msi_addr: PhysAddr(d1 & D1_SYNC_MSIADDR.mask()),
+                    msh: get(CMD0::MSH, d0) as u8,
+                    msi_attr: get(CMD0::MSIATTR, d0) as u8,
+                    msi_data: get(CMD0::MSIDATA, d0) as u32,
+                    msi_addr: PhysAddr(d1 & CMD1::MSIADDR::SET.value),
                 }
             }
             Opcode::TlbiSel2All => Self::TlbiSel2All,
@@ -1569,7 +1575,11 @@ mod tests {
         }
         // Bit 10 is RES0 (not SSec) in ATC_INV and ignored.
         assert!(matches!(d(0x440, 0), Ok(Command::AtcInv { .. })));
-        assert_eq!(Error::from(DecodeError::Secure), Error::Io);
+        assert_eq!(
+            Error::from(DecodeError::Secure),
+            Error::Rejected(Rejection::Undecodable(DecodeError::Secure))
+        );
+        assert_eq!(Error::from(DecodeError::Secure).errno(), -5);
     }
 
     #[test]

@@ -13,10 +13,11 @@
 use tock_registers::{LocalRegisterCopy, register_bitfields};
 
 use crate::ids::{Iova, Ipa, PhysAddr, StreamId, SubstreamId};
+use crate::regs::bits::{get, set};
 
 register_bitfields![u64,
     /// Event record dword 0 (IHI 0070 §7.3).
-    EVT0 [
+    pub(crate) EVT0 [
         /// Event type, bits `[7:0]`.
         ID OFFSET(0) NUMBITS(8) [],
         /// SSV, bit `[11]`: the SubstreamID is valid.
@@ -27,7 +28,7 @@ register_bitfields![u64,
         SID OFFSET(32) NUMBITS(32) []
     ],
     /// Event record dword 1 (IHI 0070 §7.3).
-    EVT1 [
+    pub(crate) EVT1 [
         /// STAG, bits `[15:0]`: stall tag.
         STAG OFFSET(0) NUMBITS(16) [],
         /// Stall, bit `[31]`: the transaction is stalled.
@@ -48,7 +49,7 @@ register_bitfields![u64,
         TTRNW OFFSET(44) NUMBITS(1) []
     ],
     /// Event record dword 3 (IHI 0070 §7.3): IPA `[51:12]` or FetchAddr `[51:3]`.
-    EVT3 [
+    pub(crate) EVT3 [
         /// IPA, bits `[51:12]`.
         IPA OFFSET(12) NUMBITS(40) [],
         /// FetchAddr, bits `[51:3]`.
@@ -68,20 +69,20 @@ impl EvtqEntry {
     /// The event ID, dword 0 bits `[7:0]`.
     pub const fn id(&self) -> u8 {
         let [d0, ..] = self.0;
-        d0 as u8
+        get(EVT0::ID, d0) as u8
     }
 
     /// The StreamID, dword 0 bits `[63:32]`.
     pub const fn sid(&self) -> StreamId {
         let [d0, ..] = self.0;
-        StreamId((d0 >> 32) as u32)
+        StreamId(get(EVT0::SID, d0) as u32)
     }
 
     /// The same record with the StreamID replaced (dword 0 bits `[63:32]` only), as done when a
     /// record is forwarded to a guest with its virtual StreamID.
     pub const fn with_sid(self, sid: StreamId) -> Self {
         let [d0, d1, d2, d3] = self.0;
-        Self([(d0 & 0xffff_ffff) | ((sid.0 as u64) << 32), d1, d2, d3])
+        Self([set(EVT0::SID, d0, sid.0 as u64), d1, d2, d3])
     }
 
     /// An entry from eight little-endian 32-bit words, `w0` first (as QEMU traces print them).
@@ -459,7 +460,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Raw records QEMU virt wrote (qemu-virt.md §7), as eight little-endian u32 words.
+    /// Raw records QEMU virt wrote (`smmuv3_record_event` in QEMU's `hw/arm/smmuv3.c`, read back
+    /// from the event queue of `-machine virt,iommu=smmuv3`), as eight little-endian u32 words.
     const QEMU_BAD_STE: [u32; 8] = [0x04, 0x08, 0, 0, 0, 0, 0, 0];
     const QEMU_S2_WRITE: [u32; 8] = [0x10, 0x08, 0, 0x280, 0x8410_1000, 0, 0x8410_1000, 0];
     const QEMU_S2_READ: [u32; 8] = [0x10, 0x08, 0, 0x288, 0x8410_0008, 0, 0x8410_0008, 0];

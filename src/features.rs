@@ -5,22 +5,11 @@
 //! an SMMU this driver cannot drive.
 
 use bitflags::bitflags;
-use tock_registers::RegisterLongName;
-use tock_registers::fields::Field;
 use tock_registers::interfaces::Readable;
 
 use crate::error::{Error, Feature};
+use crate::regs::bits::{get32, is_set32};
 use crate::regs::{AIDR, IDR0, IDR1, IDR2, IDR3, IDR5, IIDR, Page0};
-
-/// `field` of the raw register value `raw`, shifted down (a `const` form of `Field::read`).
-const fn field<R: RegisterLongName>(raw: u32, field: Field<u32, R>) -> u32 {
-    (raw >> field.shift) & field.mask
-}
-
-/// Whether any bit of `field` is set in `raw` (a `const` form of `Field::is_set`).
-const fn flag<R: RegisterLongName>(raw: u32, f: Field<u32, R>) -> bool {
-    field(raw, f) != 0
-}
 
 /// The raw identification registers of one SMMU (IHI 0070 §6.3.1-§6.3.8).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -392,10 +381,10 @@ impl Iidr {
     /// Decodes a raw SMMU_IIDR value.
     pub const fn from_raw(raw: u32) -> Self {
         Self {
-            implementer: field(raw, IIDR::IMPLEMENTER) as u16,
-            revision: field(raw, IIDR::REVISION) as u8,
-            variant: field(raw, IIDR::VARIANT) as u8,
-            product_id: field(raw, IIDR::PRODUCTID) as u16,
+            implementer: get32(IIDR::IMPLEMENTER, raw) as u16,
+            revision: get32(IIDR::REVISION, raw) as u8,
+            variant: get32(IIDR::VARIANT, raw) as u8,
+            product_id: get32(IIDR::PRODUCTID, raw) as u16,
         }
     }
 
@@ -419,8 +408,8 @@ impl Aidr {
     /// Decodes a raw SMMU_AIDR value.
     pub const fn from_raw(raw: u32) -> Self {
         Self {
-            major: field(raw, AIDR::ARCHMAJORREV) as u8,
-            minor: field(raw, AIDR::ARCHMINORREV) as u8,
+            major: get32(AIDR::ARCHMAJORREV, raw) as u8,
+            minor: get32(AIDR::ARCHMINORREV, raw) as u8,
         }
     }
 
@@ -585,78 +574,78 @@ impl Features {
         let idr5 = raw.idr5;
 
         let mut granules = Granules::empty();
-        if flag(idr5, IDR5::GRAN4K) {
+        if is_set32(IDR5::GRAN4K, idr5) {
             granules = granules.union(Granules::GRAN4K);
         }
-        if flag(idr5, IDR5::GRAN16K) {
+        if is_set32(IDR5::GRAN16K, idr5) {
             granules = granules.union(Granules::GRAN16K);
         }
-        if flag(idr5, IDR5::GRAN64K) {
+        if is_set32(IDR5::GRAN64K, idr5) {
             granules = granules.union(Granules::GRAN64K);
         }
 
         Self {
             raw,
 
-            stage2: flag(idr0, IDR0::S2P),
-            stage1: flag(idr0, IDR0::S1P),
-            ttf: TableFormat::from_raw(field(idr0, IDR0::TTF)),
-            coherent: flag(idr0, IDR0::COHACC),
-            btm: flag(idr0, IDR0::BTM),
-            httu: Httu::from_raw(field(idr0, IDR0::HTTU)),
-            dormhint: flag(idr0, IDR0::DORMHINT),
-            hyp: flag(idr0, IDR0::HYP),
-            ats: flag(idr0, IDR0::ATS),
-            ns1ats: flag(idr0, IDR0::NS1ATS),
-            asid16: flag(idr0, IDR0::ASID16),
-            msi: flag(idr0, IDR0::MSI),
-            sev: flag(idr0, IDR0::SEV),
-            atos: flag(idr0, IDR0::ATOS),
-            pri: flag(idr0, IDR0::PRI),
-            vmw: flag(idr0, IDR0::VMW),
-            vmid16: flag(idr0, IDR0::VMID16),
-            cd2l: flag(idr0, IDR0::CD2L),
-            vatos: flag(idr0, IDR0::VATOS),
-            ttendian: TtEndian::from_raw(field(idr0, IDR0::TTENDIAN)),
-            atsrecerr: flag(idr0, IDR0::ATSRECERR),
-            stall_model: StallModel::from_raw(field(idr0, IDR0::STALL_MODEL)),
-            term_model: flag(idr0, IDR0::TERM_MODEL),
-            st_level: StLevel::from_raw(field(idr0, IDR0::ST_LEVEL)),
-            rme_impl: flag(idr0, IDR0::RME_IMPL),
+            stage2: is_set32(IDR0::S2P, idr0),
+            stage1: is_set32(IDR0::S1P, idr0),
+            ttf: TableFormat::from_raw(get32(IDR0::TTF, idr0)),
+            coherent: is_set32(IDR0::COHACC, idr0),
+            btm: is_set32(IDR0::BTM, idr0),
+            httu: Httu::from_raw(get32(IDR0::HTTU, idr0)),
+            dormhint: is_set32(IDR0::DORMHINT, idr0),
+            hyp: is_set32(IDR0::HYP, idr0),
+            ats: is_set32(IDR0::ATS, idr0),
+            ns1ats: is_set32(IDR0::NS1ATS, idr0),
+            asid16: is_set32(IDR0::ASID16, idr0),
+            msi: is_set32(IDR0::MSI, idr0),
+            sev: is_set32(IDR0::SEV, idr0),
+            atos: is_set32(IDR0::ATOS, idr0),
+            pri: is_set32(IDR0::PRI, idr0),
+            vmw: is_set32(IDR0::VMW, idr0),
+            vmid16: is_set32(IDR0::VMID16, idr0),
+            cd2l: is_set32(IDR0::CD2L, idr0),
+            vatos: is_set32(IDR0::VATOS, idr0),
+            ttendian: TtEndian::from_raw(get32(IDR0::TTENDIAN, idr0)),
+            atsrecerr: is_set32(IDR0::ATSRECERR, idr0),
+            stall_model: StallModel::from_raw(get32(IDR0::STALL_MODEL, idr0)),
+            term_model: is_set32(IDR0::TERM_MODEL, idr0),
+            st_level: StLevel::from_raw(get32(IDR0::ST_LEVEL, idr0)),
+            rme_impl: is_set32(IDR0::RME_IMPL, idr0),
 
-            sid_bits: field(idr1, IDR1::SIDSIZE) as u8,
-            ssid_bits: field(idr1, IDR1::SSIDSIZE) as u8,
-            priq_log2: field(idr1, IDR1::PRIQS) as u8,
-            evtq_log2: field(idr1, IDR1::EVENTQS) as u8,
-            cmdq_log2: field(idr1, IDR1::CMDQS) as u8,
-            attr_perms_ovr: flag(idr1, IDR1::ATTR_PERMS_OVR),
-            attr_types_ovr: flag(idr1, IDR1::ATTR_TYPES_OVR),
-            rel: flag(idr1, IDR1::REL),
-            queues_preset: flag(idr1, IDR1::QUEUES_PRESET),
-            tables_preset: flag(idr1, IDR1::TABLES_PRESET),
-            ecmdq: flag(idr1, IDR1::ECMDQ),
+            sid_bits: get32(IDR1::SIDSIZE, idr1) as u8,
+            ssid_bits: get32(IDR1::SSIDSIZE, idr1) as u8,
+            priq_log2: get32(IDR1::PRIQS, idr1) as u8,
+            evtq_log2: get32(IDR1::EVENTQS, idr1) as u8,
+            cmdq_log2: get32(IDR1::CMDQS, idr1) as u8,
+            attr_perms_ovr: is_set32(IDR1::ATTR_PERMS_OVR, idr1),
+            attr_types_ovr: is_set32(IDR1::ATTR_TYPES_OVR, idr1),
+            rel: is_set32(IDR1::REL, idr1),
+            queues_preset: is_set32(IDR1::QUEUES_PRESET, idr1),
+            tables_preset: is_set32(IDR1::TABLES_PRESET, idr1),
+            ecmdq: is_set32(IDR1::ECMDQ, idr1),
 
-            ba_vatos: field(idr2, IDR2::BA_VATOS) as u16,
+            ba_vatos: get32(IDR2::BA_VATOS, idr2) as u16,
 
-            had: flag(idr3, IDR3::HAD),
-            pbha: flag(idr3, IDR3::PBHA),
-            xnx: flag(idr3, IDR3::XNX),
-            pps: flag(idr3, IDR3::PPS),
-            mpam: flag(idr3, IDR3::MPAM),
-            fwb: flag(idr3, IDR3::FWB),
-            stt: flag(idr3, IDR3::STT),
-            ril: flag(idr3, IDR3::RIL),
-            bbml: field(idr3, IDR3::BBML) as u8,
-            e0pd: flag(idr3, IDR3::E0PD),
-            ptwnnc: flag(idr3, IDR3::PTWNNC),
-            dpt: flag(idr3, IDR3::DPT),
+            had: is_set32(IDR3::HAD, idr3),
+            pbha: is_set32(IDR3::PBHA, idr3),
+            xnx: is_set32(IDR3::XNX, idr3),
+            pps: is_set32(IDR3::PPS, idr3),
+            mpam: is_set32(IDR3::MPAM, idr3),
+            fwb: is_set32(IDR3::FWB, idr3),
+            stt: is_set32(IDR3::STT, idr3),
+            ril: is_set32(IDR3::RIL, idr3),
+            bbml: get32(IDR3::BBML, idr3) as u8,
+            e0pd: is_set32(IDR3::E0PD, idr3),
+            ptwnnc: is_set32(IDR3::PTWNNC, idr3),
+            dpt: is_set32(IDR3::DPT, idr3),
 
-            oas: Oas::from_encoding(field(idr5, IDR5::OAS)),
+            oas: Oas::from_encoding(get32(IDR5::OAS, idr5)),
             granules,
-            ds: flag(idr5, IDR5::DS),
-            d128: flag(idr5, IDR5::D128),
-            vax: Vax::from_raw(field(idr5, IDR5::VAX)),
-            stall_max: field(idr5, IDR5::STALL_MAX) as u16,
+            ds: is_set32(IDR5::DS, idr5),
+            d128: is_set32(IDR5::D128, idr5),
+            vax: Vax::from_raw(get32(IDR5::VAX, idr5)),
+            stall_max: get32(IDR5::STALL_MAX, idr5) as u16,
 
             iidr: Iidr::from_raw(raw.iidr),
             aidr: Aidr::from_raw(raw.aidr),

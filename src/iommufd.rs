@@ -1,6 +1,9 @@
 //! `#[repr(C)]` mirror of the Linux iommufd uAPI structures an SMMUv3 (and Tegra241 CMDQV)
-//! vIOMMU uses, with their constants and ioctl numbers (`include/uapi/linux/iommufd.h`, the
-//! ≈v6.18 subset described in `iommufd.md`).
+//! vIOMMU uses, with their constants and ioctl numbers: the subset of
+//! `include/uapi/linux/iommufd.h` (Linux ≈v6.18) that the vIOMMU layer needs. Every struct, enum
+//! and flag below is documented by its C name in that header; the ioctl conventions (size
+//! prefix, `__reserved` fields, object IDs) are those of `Documentation/userspace-api/iommufd.rst`,
+//! and the minimum sizes those of the `IOCTL_OP` table in `drivers/iommu/iommufd/main.c`.
 //!
 //! Names keep the uAPI's: `struct iommufd_vevent_header` is [`VeventHeader`],
 //! `IOMMU_VEVENTQ_FLAG_LOST_EVENTS` is [`VeventFlags::LOST_EVENTS`]. Fields named `__reserved`
@@ -186,13 +189,16 @@ macro_rules! defmt_bits {
 }
 
 // ------------------------------------------------------------------------------------------
-// ioctl numbers (iommufd.md §0)
+// ioctl numbers
 
-/// ioctl numbers: `_IO(';', nr)`, so direction and size bits are zero (iommufd.md §0).
+/// ioctl numbers (`include/uapi/linux/iommufd.h`): the `IOMMUFD_CMD_*` command numbers of the
+/// header's anonymous enum, and each `IOMMU_*` request number built from one of them as
+/// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_*)`, so direction and size bits are zero (the argument's size
+/// travels in its first `size` field instead; `Documentation/userspace-api/iommufd.rst`).
 pub mod ioctl {
     /// The ioctl type byte, `';'`.
     pub const IOMMUFD_TYPE: u8 = b';';
-    /// The first command number.
+    /// The first command number, `IOMMUFD_CMD_BASE`.
     pub const IOMMUFD_CMD_BASE: u8 = 0x80;
 
     /// `_IO(IOMMUFD_TYPE, nr)`.
@@ -200,55 +206,118 @@ pub mod ioctl {
         ((IOMMUFD_TYPE as u32) << 8) | nr as u32
     }
 
-    /// IOMMU_DESTROY (struct iommu_destroy).
-    pub const IOMMU_DESTROY: u32 = io(0x80);
+    /// IOMMUFD_CMD_DESTROY.
+    pub const IOMMUFD_CMD_DESTROY: u8 = IOMMUFD_CMD_BASE;
+    /// IOMMUFD_CMD_IOAS_ALLOC.
+    pub const IOMMUFD_CMD_IOAS_ALLOC: u8 = 0x81;
+    /// IOMMUFD_CMD_IOAS_ALLOW_IOVAS.
+    pub const IOMMUFD_CMD_IOAS_ALLOW_IOVAS: u8 = 0x82;
+    /// IOMMUFD_CMD_IOAS_COPY.
+    pub const IOMMUFD_CMD_IOAS_COPY: u8 = 0x83;
+    /// IOMMUFD_CMD_IOAS_IOVA_RANGES.
+    pub const IOMMUFD_CMD_IOAS_IOVA_RANGES: u8 = 0x84;
+    /// IOMMUFD_CMD_IOAS_MAP.
+    pub const IOMMUFD_CMD_IOAS_MAP: u8 = 0x85;
+    /// IOMMUFD_CMD_IOAS_UNMAP.
+    pub const IOMMUFD_CMD_IOAS_UNMAP: u8 = 0x86;
+    /// IOMMUFD_CMD_OPTION.
+    pub const IOMMUFD_CMD_OPTION: u8 = 0x87;
+    /// IOMMUFD_CMD_VFIO_IOAS.
+    pub const IOMMUFD_CMD_VFIO_IOAS: u8 = 0x88;
+    /// IOMMUFD_CMD_HWPT_ALLOC.
+    pub const IOMMUFD_CMD_HWPT_ALLOC: u8 = 0x89;
+    /// IOMMUFD_CMD_GET_HW_INFO.
+    pub const IOMMUFD_CMD_GET_HW_INFO: u8 = 0x8a;
+    /// IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING.
+    pub const IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING: u8 = 0x8b;
+    /// IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP.
+    pub const IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP: u8 = 0x8c;
+    /// IOMMUFD_CMD_HWPT_INVALIDATE.
+    pub const IOMMUFD_CMD_HWPT_INVALIDATE: u8 = 0x8d;
+    /// IOMMUFD_CMD_FAULT_QUEUE_ALLOC.
+    pub const IOMMUFD_CMD_FAULT_QUEUE_ALLOC: u8 = 0x8e;
+    /// IOMMUFD_CMD_IOAS_MAP_FILE.
+    pub const IOMMUFD_CMD_IOAS_MAP_FILE: u8 = 0x8f;
+    /// IOMMUFD_CMD_VIOMMU_ALLOC.
+    pub const IOMMUFD_CMD_VIOMMU_ALLOC: u8 = 0x90;
+    /// IOMMUFD_CMD_VDEVICE_ALLOC.
+    pub const IOMMUFD_CMD_VDEVICE_ALLOC: u8 = 0x91;
+    /// IOMMUFD_CMD_IOAS_CHANGE_PROCESS.
+    pub const IOMMUFD_CMD_IOAS_CHANGE_PROCESS: u8 = 0x92;
+    /// IOMMUFD_CMD_VEVENTQ_ALLOC.
+    pub const IOMMUFD_CMD_VEVENTQ_ALLOC: u8 = 0x93;
+    /// IOMMUFD_CMD_HW_QUEUE_ALLOC.
+    pub const IOMMUFD_CMD_HW_QUEUE_ALLOC: u8 = 0x94;
+
+    /// IOMMU_DESTROY ([`Destroy`](super::Destroy)).
+    pub const IOMMU_DESTROY: u32 = io(IOMMUFD_CMD_DESTROY);
     /// IOMMU_IOAS_ALLOC.
-    pub const IOMMU_IOAS_ALLOC: u32 = io(0x81);
+    pub const IOMMU_IOAS_ALLOC: u32 = io(IOMMUFD_CMD_IOAS_ALLOC);
     /// IOMMU_IOAS_ALLOW_IOVAS.
-    pub const IOMMU_IOAS_ALLOW_IOVAS: u32 = io(0x82);
+    pub const IOMMU_IOAS_ALLOW_IOVAS: u32 = io(IOMMUFD_CMD_IOAS_ALLOW_IOVAS);
     /// IOMMU_IOAS_COPY.
-    pub const IOMMU_IOAS_COPY: u32 = io(0x83);
+    pub const IOMMU_IOAS_COPY: u32 = io(IOMMUFD_CMD_IOAS_COPY);
     /// IOMMU_IOAS_IOVA_RANGES.
-    pub const IOMMU_IOAS_IOVA_RANGES: u32 = io(0x84);
+    pub const IOMMU_IOAS_IOVA_RANGES: u32 = io(IOMMUFD_CMD_IOAS_IOVA_RANGES);
     /// IOMMU_IOAS_MAP.
-    pub const IOMMU_IOAS_MAP: u32 = io(0x85);
+    pub const IOMMU_IOAS_MAP: u32 = io(IOMMUFD_CMD_IOAS_MAP);
     /// IOMMU_IOAS_UNMAP.
-    pub const IOMMU_IOAS_UNMAP: u32 = io(0x86);
+    pub const IOMMU_IOAS_UNMAP: u32 = io(IOMMUFD_CMD_IOAS_UNMAP);
     /// IOMMU_OPTION.
-    pub const IOMMU_OPTION: u32 = io(0x87);
+    pub const IOMMU_OPTION: u32 = io(IOMMUFD_CMD_OPTION);
     /// IOMMU_VFIO_IOAS.
-    pub const IOMMU_VFIO_IOAS: u32 = io(0x88);
+    pub const IOMMU_VFIO_IOAS: u32 = io(IOMMUFD_CMD_VFIO_IOAS);
     /// IOMMU_HWPT_ALLOC ([`HwptAlloc`](super::HwptAlloc)).
-    pub const IOMMU_HWPT_ALLOC: u32 = io(0x89);
+    pub const IOMMU_HWPT_ALLOC: u32 = io(IOMMUFD_CMD_HWPT_ALLOC);
     /// IOMMU_GET_HW_INFO ([`HwInfo`](super::HwInfo)).
-    pub const IOMMU_GET_HW_INFO: u32 = io(0x8a);
+    pub const IOMMU_GET_HW_INFO: u32 = io(IOMMUFD_CMD_GET_HW_INFO);
     /// IOMMU_HWPT_SET_DIRTY_TRACKING.
-    pub const IOMMU_HWPT_SET_DIRTY_TRACKING: u32 = io(0x8b);
+    pub const IOMMU_HWPT_SET_DIRTY_TRACKING: u32 = io(IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING);
     /// IOMMU_HWPT_GET_DIRTY_BITMAP.
-    pub const IOMMU_HWPT_GET_DIRTY_BITMAP: u32 = io(0x8c);
+    pub const IOMMU_HWPT_GET_DIRTY_BITMAP: u32 = io(IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP);
     /// IOMMU_HWPT_INVALIDATE ([`HwptInvalidate`](super::HwptInvalidate)).
-    pub const IOMMU_HWPT_INVALIDATE: u32 = io(0x8d);
+    pub const IOMMU_HWPT_INVALIDATE: u32 = io(IOMMUFD_CMD_HWPT_INVALIDATE);
     /// IOMMU_FAULT_QUEUE_ALLOC ([`FaultAlloc`](super::FaultAlloc)).
-    pub const IOMMU_FAULT_QUEUE_ALLOC: u32 = io(0x8e);
+    pub const IOMMU_FAULT_QUEUE_ALLOC: u32 = io(IOMMUFD_CMD_FAULT_QUEUE_ALLOC);
     /// IOMMU_IOAS_MAP_FILE.
-    pub const IOMMU_IOAS_MAP_FILE: u32 = io(0x8f);
+    pub const IOMMU_IOAS_MAP_FILE: u32 = io(IOMMUFD_CMD_IOAS_MAP_FILE);
     /// IOMMU_VIOMMU_ALLOC ([`ViommuAlloc`](super::ViommuAlloc)).
-    pub const IOMMU_VIOMMU_ALLOC: u32 = io(0x90);
+    pub const IOMMU_VIOMMU_ALLOC: u32 = io(IOMMUFD_CMD_VIOMMU_ALLOC);
     /// IOMMU_VDEVICE_ALLOC ([`VdeviceAlloc`](super::VdeviceAlloc)).
-    pub const IOMMU_VDEVICE_ALLOC: u32 = io(0x91);
+    pub const IOMMU_VDEVICE_ALLOC: u32 = io(IOMMUFD_CMD_VDEVICE_ALLOC);
     /// IOMMU_IOAS_CHANGE_PROCESS.
-    pub const IOMMU_IOAS_CHANGE_PROCESS: u32 = io(0x92);
+    pub const IOMMU_IOAS_CHANGE_PROCESS: u32 = io(IOMMUFD_CMD_IOAS_CHANGE_PROCESS);
     /// IOMMU_VEVENTQ_ALLOC ([`VeventqAlloc`](super::VeventqAlloc)).
-    pub const IOMMU_VEVENTQ_ALLOC: u32 = io(0x93);
+    pub const IOMMU_VEVENTQ_ALLOC: u32 = io(IOMMUFD_CMD_VEVENTQ_ALLOC);
     /// IOMMU_HW_QUEUE_ALLOC ([`HwQueueAlloc`](super::HwQueueAlloc)).
-    pub const IOMMU_HW_QUEUE_ALLOC: u32 = io(0x94);
+    pub const IOMMU_HW_QUEUE_ALLOC: u32 = io(IOMMUFD_CMD_HW_QUEUE_ALLOC);
 }
 
 // ------------------------------------------------------------------------------------------
-// IOMMU_GET_HW_INFO (iommufd.md §1)
+// IOMMU_DESTROY
+
+uapi_struct! {
+    /// `struct iommu_destroy`, the IOMMU_DESTROY argument: destroys any destroyable iommufd
+    /// object by its ID (`include/uapi/linux/iommufd.h`). Size 8, align 4.
+    pub struct Destroy = "iommu_destroy", size 8, align 4 {
+        /// Offset 0: caller's `sizeof`.
+        pub size: u32,
+        /// Offset 4: the object ID to destroy.
+        pub id: u32,
+    }
+}
+
+impl Destroy {
+    /// Minimum `size` the kernel accepts (ends at `id`): `offsetofend` of the last
+    /// field of its `IOCTL_OP` entry in `drivers/iommu/iommufd/main.c`.
+    pub const MIN_SIZE: u32 = 8;
+}
+
+// ------------------------------------------------------------------------------------------
+// IOMMU_GET_HW_INFO
 
 uapi_enum! {
-    /// `enum iommu_hw_info_type` (iommufd.md §1). `IOMMU_HW_INFO_TYPE_NONE` is
+    /// `enum iommu_hw_info_type`. `IOMMU_HW_INFO_TYPE_NONE` is
     /// [`HwInfoType::NONE`], an alias of `Default`.
     pub enum HwInfoType {
         /// IOMMU_HW_INFO_TYPE_DEFAULT (= NONE): the driver's own type.
@@ -268,7 +337,7 @@ impl HwInfoType {
 }
 
 bitflags::bitflags! {
-    /// `enum iommufd_hw_info_flags`: [`HwInfo::flags`] (iommufd.md §1).
+    /// `enum iommufd_hw_info_flags`: [`HwInfo::flags`].
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct HwInfoFlags: u32 {
         /// IOMMU_HW_INFO_FLAG_INPUT_TYPE: `in_data_type` selects the type to report.
@@ -278,7 +347,7 @@ bitflags::bitflags! {
 defmt_bits!(HwInfoFlags, "HwInfoFlags({=u32:#x})");
 
 bitflags::bitflags! {
-    /// `enum iommufd_hw_capabilities`: [`HwInfo::out_capabilities`] (iommufd.md §1). The PASID
+    /// `enum iommufd_hw_capabilities`: [`HwInfo::out_capabilities`]. The PASID
     /// bits mean nothing when `out_max_pasid_log2` is 0. (Newer trees add
     /// PCI_ATS_NOT_SUPPORTED = 1 << 3; it is not in the snapshot this mirror follows.)
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -294,7 +363,7 @@ bitflags::bitflags! {
 defmt_bits!(HwCapabilities, "HwCapabilities({=u64:#x})");
 
 uapi_struct! {
-    /// `struct iommu_hw_info`, the IOMMU_GET_HW_INFO argument (iommufd.md §1). Size 40, align 8.
+    /// `struct iommu_hw_info`, the IOMMU_GET_HW_INFO argument. Size 40, align 8.
     pub struct HwInfo = "iommu_hw_info", size 40, align 8 {
         /// Offset 0: `sizeof(struct)` as the caller knows it.
         pub size: u32,
@@ -318,12 +387,13 @@ uapi_struct! {
 }
 
 impl HwInfo {
-    /// Minimum `size` the kernel accepts (ends at `__reserved[3]`), iommufd.md §0.
+    /// Minimum `size` the kernel accepts (ends at `__reserved[3]`): `offsetofend` of the last
+    /// field of its `IOCTL_OP` entry in `drivers/iommu/iommufd/main.c`.
     pub const MIN_SIZE: u32 = 32;
 }
 
 uapi_struct! {
-    /// `struct iommu_hw_info_arm_smmuv3` (type 2), raw SMMU ID registers (iommufd.md §1).
+    /// `struct iommu_hw_info_arm_smmuv3` (type 2), raw SMMU ID registers.
     /// Size 40, align 4.
     pub struct HwInfoArmSmmuv3 = "iommu_hw_info_arm_smmuv3", size 40, align 4 {
         /// Offset 0: 0 in the snapshot.
@@ -340,7 +410,7 @@ uapi_struct! {
 }
 
 uapi_struct! {
-    /// `struct iommu_hw_info_tegra241_cmdqv` (type 3), iommufd.md §1. Size 8, align 4.
+    /// `struct iommu_hw_info_tegra241_cmdqv` (type 3). Size 8, align 4.
     pub struct HwInfoTegra241Cmdqv = "iommu_hw_info_tegra241_cmdqv", size 8, align 4 {
         /// Offset 0: 0.
         pub flags: u32,
@@ -356,10 +426,10 @@ uapi_struct! {
 }
 
 // ------------------------------------------------------------------------------------------
-// IOMMU_VIOMMU_ALLOC (iommufd.md §2)
+// IOMMU_VIOMMU_ALLOC
 
 uapi_enum! {
-    /// `enum iommu_viommu_type` (iommufd.md §2).
+    /// `enum iommu_viommu_type`.
     pub enum ViommuType {
         /// IOMMU_VIOMMU_TYPE_DEFAULT: refused with EOPNOTSUPP.
         Default = 0,
@@ -371,7 +441,7 @@ uapi_enum! {
 }
 
 uapi_struct! {
-    /// `struct iommu_viommu_alloc`, the IOMMU_VIOMMU_ALLOC argument (iommufd.md §2).
+    /// `struct iommu_viommu_alloc`, the IOMMU_VIOMMU_ALLOC argument.
     /// Size 40, align 8.
     pub struct ViommuAlloc = "iommu_viommu_alloc", size 40, align 8 {
         /// Offset 0: caller's `sizeof`.
@@ -396,12 +466,13 @@ uapi_struct! {
 }
 
 impl ViommuAlloc {
-    /// Minimum `size` the kernel accepts (ends at `out_viommu_id`), iommufd.md §0.
+    /// Minimum `size` the kernel accepts (ends at `out_viommu_id`): `offsetofend` of the last
+    /// field of its `IOCTL_OP` entry in `drivers/iommu/iommufd/main.c`.
     pub const MIN_SIZE: u32 = 24;
 }
 
 uapi_struct! {
-    /// `struct iommu_viommu_tegra241_cmdqv`, TEGRA241_CMDQV vIOMMU driver data (iommufd.md §2).
+    /// `struct iommu_viommu_tegra241_cmdqv`, TEGRA241_CMDQV vIOMMU driver data.
     /// Size 16, align 8.
     pub struct ViommuTegra241Cmdqv = "iommu_viommu_tegra241_cmdqv", size 16, align 8 {
         /// Offset 0: out: `mmap()` offset of the VINTF page0 on the iommufd fd.
@@ -412,10 +483,10 @@ uapi_struct! {
 }
 
 // ------------------------------------------------------------------------------------------
-// IOMMU_VDEVICE_ALLOC (iommufd.md §3)
+// IOMMU_VDEVICE_ALLOC
 
 uapi_struct! {
-    /// `struct iommu_vdevice_alloc`, the IOMMU_VDEVICE_ALLOC argument (iommufd.md §3).
+    /// `struct iommu_vdevice_alloc`, the IOMMU_VDEVICE_ALLOC argument.
     /// Size 24, align 8.
     pub struct VdeviceAlloc = "iommu_vdevice_alloc", size 24, align 8 {
         /// Offset 0: caller's `sizeof`.
@@ -432,15 +503,16 @@ uapi_struct! {
 }
 
 impl VdeviceAlloc {
-    /// Minimum `size` the kernel accepts, iommufd.md §0.
+    /// Minimum `size` the kernel accepts: `offsetofend` of the last
+    /// field of its `IOCTL_OP` entry in `drivers/iommu/iommufd/main.c`.
     pub const MIN_SIZE: u32 = 24;
 }
 
 // ------------------------------------------------------------------------------------------
-// IOMMU_HWPT_ALLOC (iommufd.md §4)
+// IOMMU_HWPT_ALLOC
 
 bitflags::bitflags! {
-    /// `enum iommufd_hwpt_alloc_flags`: [`HwptAlloc::flags`] (iommufd.md §4).
+    /// `enum iommufd_hwpt_alloc_flags`: [`HwptAlloc::flags`].
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct HwptAllocFlags: u32 {
         /// IOMMU_HWPT_ALLOC_NEST_PARENT.
@@ -456,7 +528,7 @@ bitflags::bitflags! {
 defmt_bits!(HwptAllocFlags, "HwptAllocFlags({=u32:#x})");
 
 uapi_enum! {
-    /// `enum iommu_hwpt_data_type` (iommufd.md §4).
+    /// `enum iommu_hwpt_data_type`.
     pub enum HwptDataType {
         /// IOMMU_HWPT_DATA_NONE.
         None = 0,
@@ -468,7 +540,7 @@ uapi_enum! {
 }
 
 uapi_struct! {
-    /// `struct iommu_hwpt_alloc`, the IOMMU_HWPT_ALLOC argument (iommufd.md §4).
+    /// `struct iommu_hwpt_alloc`, the IOMMU_HWPT_ALLOC argument.
     /// Size 48, align 8.
     pub struct HwptAlloc = "iommu_hwpt_alloc", size 48, align 8 {
         /// Offset 0: caller's `sizeof`.
@@ -497,12 +569,13 @@ uapi_struct! {
 }
 
 impl HwptAlloc {
-    /// Minimum `size` the kernel accepts (ends at the first `__reserved`), iommufd.md §0.
+    /// Minimum `size` the kernel accepts (ends at the first `__reserved`): `offsetofend` of the last
+    /// field of its `IOCTL_OP` entry in `drivers/iommu/iommufd/main.c`.
     pub const MIN_SIZE: u32 = 24;
 }
 
 uapi_struct! {
-    /// `struct iommu_hwpt_arm_smmuv3`: guest STE words 0-1 for a nested HWPT (iommufd.md §4).
+    /// `struct iommu_hwpt_arm_smmuv3`: guest STE words 0-1 for a nested HWPT.
     /// Size 16, align 8.
     pub struct HwptArmSmmuv3 = "iommu_hwpt_arm_smmuv3", size 16, align 8 {
         /// Offset 0: `__aligned_le64 ste[2]` (IHI 0070 §5.2 STE dwords 0-1).
@@ -511,10 +584,10 @@ uapi_struct! {
 }
 
 // ------------------------------------------------------------------------------------------
-// IOMMU_HWPT_INVALIDATE (iommufd.md §5)
+// IOMMU_HWPT_INVALIDATE
 
 uapi_enum! {
-    /// `enum iommu_hwpt_invalidate_data_type` (iommufd.md §5).
+    /// `enum iommu_hwpt_invalidate_data_type`.
     pub enum HwptInvalidateDataType {
         /// IOMMU_HWPT_INVALIDATE_DATA_VTD_S1.
         VtdS1 = 0,
@@ -524,7 +597,7 @@ uapi_enum! {
 }
 
 uapi_struct! {
-    /// `struct iommu_hwpt_invalidate`, the IOMMU_HWPT_INVALIDATE argument (iommufd.md §5).
+    /// `struct iommu_hwpt_invalidate`, the IOMMU_HWPT_INVALIDATE argument.
     /// Size 32, align 8.
     pub struct HwptInvalidate = "iommu_hwpt_invalidate", size 32, align 8 {
         /// Offset 0: caller's `sizeof`.
@@ -545,13 +618,14 @@ uapi_struct! {
 }
 
 impl HwptInvalidate {
-    /// Minimum `size` the kernel accepts, iommufd.md §0.
+    /// Minimum `size` the kernel accepts: `offsetofend` of the last
+    /// field of its `IOCTL_OP` entry in `drivers/iommu/iommufd/main.c`.
     pub const MIN_SIZE: u32 = 32;
 }
 
 uapi_struct! {
     /// `struct iommu_viommu_arm_smmuv3_invalidate`: one raw guest CMDQ command
-    /// (iommufd.md §5). Size 16, align 8.
+    ///. Size 16, align 8.
     pub struct ViommuArmSmmuv3Invalidate = "iommu_viommu_arm_smmuv3_invalidate", size 16, align 8 {
         /// Offset 0: `__aligned_le64 cmd[2]` (IHI 0070 §4 command, 128 bits).
         pub cmd: [u64; 2],
@@ -559,10 +633,10 @@ uapi_struct! {
 }
 
 // ------------------------------------------------------------------------------------------
-// IOMMU_VEVENTQ_ALLOC and the vEVENTQ records (iommufd.md §6)
+// IOMMU_VEVENTQ_ALLOC and the vEVENTQ records
 
 uapi_enum! {
-    /// `enum iommu_veventq_type` (iommufd.md §6).
+    /// `enum iommu_veventq_type`.
     pub enum VeventqType {
         /// IOMMU_VEVENTQ_TYPE_DEFAULT: refused with EOPNOTSUPP.
         Default = 0,
@@ -574,7 +648,7 @@ uapi_enum! {
 }
 
 uapi_struct! {
-    /// `struct iommu_veventq_alloc`, the IOMMU_VEVENTQ_ALLOC argument (iommufd.md §6).
+    /// `struct iommu_veventq_alloc`, the IOMMU_VEVENTQ_ALLOC argument.
     /// Size 32, align 4.
     pub struct VeventqAlloc = "iommu_veventq_alloc", size 32, align 4 {
         /// Offset 0: caller's `sizeof`.
@@ -597,12 +671,13 @@ uapi_struct! {
 }
 
 impl VeventqAlloc {
-    /// Minimum `size` the kernel accepts (ends at `out_veventq_fd`), iommufd.md §0.
+    /// Minimum `size` the kernel accepts (ends at `out_veventq_fd`): `offsetofend` of the last
+    /// field of its `IOCTL_OP` entry in `drivers/iommu/iommufd/main.c`.
     pub const MIN_SIZE: u32 = 28;
 }
 
 bitflags::bitflags! {
-    /// `enum iommu_veventq_flag`: [`VeventHeader::flags`] (iommufd.md §6).
+    /// `enum iommu_veventq_flag`: [`VeventHeader::flags`].
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct VeventFlags: u32 {
         /// IOMMU_VEVENTQ_FLAG_LOST_EVENTS: a payload-less marker; events were dropped up to and
@@ -614,7 +689,7 @@ defmt_bits!(VeventFlags, "VeventFlags({=u32:#x})");
 
 uapi_struct! {
     /// `struct iommufd_vevent_header`, the 8 bytes before every vEVENTQ payload, and alone as a
-    /// LOST_EVENTS marker (iommufd.md §6). Size 8, align 4.
+    /// LOST_EVENTS marker. Size 8, align 4.
     pub struct VeventHeader = "iommufd_vevent_header", size 8, align 4 {
         /// Offset 0: [`VeventFlags`]; 0 for normal records.
         pub flags: u32,
@@ -624,7 +699,7 @@ uapi_struct! {
 }
 
 impl VeventHeader {
-    /// Sequence numbers are 31 bits wide and wrap from this value to 0 (iommufd.md §6).
+    /// Sequence numbers are 31 bits wide and wrap from this value to 0.
     pub const SEQUENCE_MASK: u32 = 0x7fff_ffff;
 
     /// Whether this header is a LOST_EVENTS marker (no payload follows it).
@@ -634,7 +709,7 @@ impl VeventHeader {
 }
 
 uapi_struct! {
-    /// `struct iommu_vevent_arm_smmuv3`: a forwarded SMMUv3 event record (iommufd.md §6).
+    /// `struct iommu_vevent_arm_smmuv3`: a forwarded SMMUv3 event record.
     /// Size 32, align 8; the record in the stream is 40 bytes with its header.
     pub struct VeventArmSmmuv3 = "iommu_vevent_arm_smmuv3", size 32, align 8 {
         /// Offset 0: `__aligned_le64 evt[4]`, the IHI 0070 §7.3 event record with the vSID in
@@ -644,7 +719,7 @@ uapi_struct! {
 }
 
 uapi_struct! {
-    /// `struct iommu_vevent_tegra241_cmdqv`: a VINTF's LVCMDQ_ERR_MAP (iommufd.md §6).
+    /// `struct iommu_vevent_tegra241_cmdqv`: a VINTF's LVCMDQ_ERR_MAP.
     /// Size 16, align 8; the record in the stream is 24 bytes with its header.
     pub struct VeventTegra241Cmdqv = "iommu_vevent_tegra241_cmdqv", size 16, align 8 {
         /// Offset 0: `__aligned_le64 lvcmdq_err_map[2]` (VINTF+0xC0, +0xC8), raw.
@@ -653,10 +728,10 @@ uapi_struct! {
 }
 
 // ------------------------------------------------------------------------------------------
-// IOMMU_HW_QUEUE_ALLOC (iommufd.md §7)
+// IOMMU_HW_QUEUE_ALLOC
 
 uapi_enum! {
-    /// `enum iommu_hw_queue_type` (iommufd.md §7).
+    /// `enum iommu_hw_queue_type`.
     pub enum HwQueueType {
         /// IOMMU_HW_QUEUE_TYPE_DEFAULT: refused with EOPNOTSUPP.
         Default = 0,
@@ -666,7 +741,7 @@ uapi_enum! {
 }
 
 uapi_struct! {
-    /// `struct iommu_hw_queue_alloc`, the IOMMU_HW_QUEUE_ALLOC argument (iommufd.md §7).
+    /// `struct iommu_hw_queue_alloc`, the IOMMU_HW_QUEUE_ALLOC argument.
     /// Size 40, align 8.
     pub struct HwQueueAlloc = "iommu_hw_queue_alloc", size 40, align 8 {
         /// Offset 0: caller's `sizeof`.
@@ -689,15 +764,16 @@ uapi_struct! {
 }
 
 impl HwQueueAlloc {
-    /// Minimum `size` the kernel accepts, iommufd.md §0.
+    /// Minimum `size` the kernel accepts: `offsetofend` of the last
+    /// field of its `IOCTL_OP` entry in `drivers/iommu/iommufd/main.c`.
     pub const MIN_SIZE: u32 = 40;
 }
 
 // ------------------------------------------------------------------------------------------
-// IOPF fault queue (iommufd.md §8)
+// IOPF fault queue
 
 uapi_struct! {
-    /// `struct iommu_fault_alloc`, the IOMMU_FAULT_QUEUE_ALLOC argument (iommufd.md §8).
+    /// `struct iommu_fault_alloc`, the IOMMU_FAULT_QUEUE_ALLOC argument.
     /// Size 16, align 4.
     pub struct FaultAlloc = "iommu_fault_alloc", size 16, align 4 {
         /// Offset 0: caller's `sizeof`.
@@ -712,12 +788,13 @@ uapi_struct! {
 }
 
 impl FaultAlloc {
-    /// Minimum `size` the kernel accepts, iommufd.md §0.
+    /// Minimum `size` the kernel accepts: `offsetofend` of the last
+    /// field of its `IOCTL_OP` entry in `drivers/iommu/iommufd/main.c`.
     pub const MIN_SIZE: u32 = 16;
 }
 
 bitflags::bitflags! {
-    /// `enum iommu_hwpt_pgfault_flags`: [`HwptPgfault::flags`] (iommufd.md §8).
+    /// `enum iommu_hwpt_pgfault_flags`: [`HwptPgfault::flags`].
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct PgfaultFlags: u32 {
         /// IOMMU_PGFAULT_FLAGS_PASID_VALID: `pasid` is valid.
@@ -729,7 +806,7 @@ bitflags::bitflags! {
 defmt_bits!(PgfaultFlags, "PgfaultFlags({=u32:#x})");
 
 bitflags::bitflags! {
-    /// `enum iommu_hwpt_pgfault_perm`: [`HwptPgfault::perm`] (iommufd.md §8).
+    /// `enum iommu_hwpt_pgfault_perm`: [`HwptPgfault::perm`].
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct PgfaultPerm: u32 {
         /// IOMMU_PGFAULT_PERM_READ.
@@ -745,7 +822,7 @@ bitflags::bitflags! {
 defmt_bits!(PgfaultPerm, "PgfaultPerm({=u32:#x})");
 
 uapi_struct! {
-    /// `struct iommu_hwpt_pgfault`, one fault read from a fault fd (iommufd.md §8).
+    /// `struct iommu_hwpt_pgfault`, one fault read from a fault fd.
     /// Size 40, align 8.
     pub struct HwptPgfault = "iommu_hwpt_pgfault", size 40, align 8 {
         /// Offset 0: [`PgfaultFlags`].
@@ -770,7 +847,7 @@ uapi_struct! {
 }
 
 uapi_enum! {
-    /// `enum iommufd_page_response_code` (iommufd.md §8).
+    /// `enum iommufd_page_response_code`.
     pub enum PageResponseCode {
         /// IOMMUFD_PAGE_RESP_SUCCESS: retry the access.
         Success = 0,
@@ -780,7 +857,7 @@ uapi_enum! {
 }
 
 uapi_struct! {
-    /// `struct iommu_hwpt_page_response`, one response written to a fault fd (iommufd.md §8).
+    /// `struct iommu_hwpt_page_response`, one response written to a fault fd.
     /// Size 8, align 4.
     pub struct HwptPageResponse = "iommu_hwpt_page_response", size 8, align 4 {
         /// Offset 0: the group's cookie.
@@ -795,7 +872,8 @@ uapi_struct! {
 mod tests {
     use super::*;
 
-    /// Pins size, alignment and every field offset to the numbers in iommufd.md, and checks
+    /// Pins size, alignment and every field offset to the numbers `pahole` prints for the
+    /// structs of include/uapi/linux/iommufd.h, and checks
     /// that the list names every field of the mirror.
     macro_rules! pin_layout {
         ($t:ty, size $size:expr, align $align:expr, { $($f:ident : $off:expr),* $(,)? }) => {{
@@ -809,6 +887,7 @@ mod tests {
 
     #[test]
     fn layouts_match_spec() {
+        pin_layout!(Destroy, size 8, align 4, { size: 0, id: 4 });
         pin_layout!(HwInfo, size 40, align 8, {
             size: 0, flags: 4, dev_id: 8, data_len: 12, data_uptr: 16, data_type: 24,
             out_max_pasid_log2: 28, reserved: 29, out_capabilities: 32,
@@ -862,6 +941,7 @@ mod tests {
 
     #[test]
     fn min_sizes_match_spec_table() {
+        assert_eq!(Destroy::MIN_SIZE, 8);
         assert_eq!(HwptAlloc::MIN_SIZE, 24);
         assert_eq!(HwInfo::MIN_SIZE, 32);
         assert_eq!(HwptInvalidate::MIN_SIZE, 32);
@@ -875,25 +955,74 @@ mod tests {
     #[test]
     fn ioctl_numbers_match_spec_table() {
         use ioctl::*;
+        // (command number, full request number) as include/uapi/linux/iommufd.h defines them.
         let table = [
-            (IOMMU_DESTROY, 0x3b80),
-            (IOMMU_HWPT_ALLOC, 0x3b89),
-            (IOMMU_GET_HW_INFO, 0x3b8a),
-            (IOMMU_HWPT_INVALIDATE, 0x3b8d),
-            (IOMMU_FAULT_QUEUE_ALLOC, 0x3b8e),
-            (IOMMU_VIOMMU_ALLOC, 0x3b90),
-            (IOMMU_VDEVICE_ALLOC, 0x3b91),
-            (IOMMU_VEVENTQ_ALLOC, 0x3b93),
-            (IOMMU_HW_QUEUE_ALLOC, 0x3b94),
-            (IOMMU_IOAS_ALLOC, 0x3b81),
-            (IOMMU_VFIO_IOAS, 0x3b88),
-            (IOMMU_HWPT_GET_DIRTY_BITMAP, 0x3b8c),
-            (IOMMU_IOAS_MAP_FILE, 0x3b8f),
-            (IOMMU_IOAS_CHANGE_PROCESS, 0x3b92),
+            (IOMMUFD_CMD_DESTROY, IOMMU_DESTROY, 0x80, 0x3b80),
+            (IOMMUFD_CMD_IOAS_ALLOC, IOMMU_IOAS_ALLOC, 0x81, 0x3b81),
+            (
+                IOMMUFD_CMD_IOAS_ALLOW_IOVAS,
+                IOMMU_IOAS_ALLOW_IOVAS,
+                0x82,
+                0x3b82,
+            ),
+            (IOMMUFD_CMD_IOAS_COPY, IOMMU_IOAS_COPY, 0x83, 0x3b83),
+            (
+                IOMMUFD_CMD_IOAS_IOVA_RANGES,
+                IOMMU_IOAS_IOVA_RANGES,
+                0x84,
+                0x3b84,
+            ),
+            (IOMMUFD_CMD_IOAS_MAP, IOMMU_IOAS_MAP, 0x85, 0x3b85),
+            (IOMMUFD_CMD_IOAS_UNMAP, IOMMU_IOAS_UNMAP, 0x86, 0x3b86),
+            (IOMMUFD_CMD_OPTION, IOMMU_OPTION, 0x87, 0x3b87),
+            (IOMMUFD_CMD_VFIO_IOAS, IOMMU_VFIO_IOAS, 0x88, 0x3b88),
+            (IOMMUFD_CMD_HWPT_ALLOC, IOMMU_HWPT_ALLOC, 0x89, 0x3b89),
+            (IOMMUFD_CMD_GET_HW_INFO, IOMMU_GET_HW_INFO, 0x8a, 0x3b8a),
+            (
+                IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING,
+                IOMMU_HWPT_SET_DIRTY_TRACKING,
+                0x8b,
+                0x3b8b,
+            ),
+            (
+                IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP,
+                IOMMU_HWPT_GET_DIRTY_BITMAP,
+                0x8c,
+                0x3b8c,
+            ),
+            (
+                IOMMUFD_CMD_HWPT_INVALIDATE,
+                IOMMU_HWPT_INVALIDATE,
+                0x8d,
+                0x3b8d,
+            ),
+            (
+                IOMMUFD_CMD_FAULT_QUEUE_ALLOC,
+                IOMMU_FAULT_QUEUE_ALLOC,
+                0x8e,
+                0x3b8e,
+            ),
+            (IOMMUFD_CMD_IOAS_MAP_FILE, IOMMU_IOAS_MAP_FILE, 0x8f, 0x3b8f),
+            (IOMMUFD_CMD_VIOMMU_ALLOC, IOMMU_VIOMMU_ALLOC, 0x90, 0x3b90),
+            (IOMMUFD_CMD_VDEVICE_ALLOC, IOMMU_VDEVICE_ALLOC, 0x91, 0x3b91),
+            (
+                IOMMUFD_CMD_IOAS_CHANGE_PROCESS,
+                IOMMU_IOAS_CHANGE_PROCESS,
+                0x92,
+                0x3b92,
+            ),
+            (IOMMUFD_CMD_VEVENTQ_ALLOC, IOMMU_VEVENTQ_ALLOC, 0x93, 0x3b93),
+            (
+                IOMMUFD_CMD_HW_QUEUE_ALLOC,
+                IOMMU_HW_QUEUE_ALLOC,
+                0x94,
+                0x3b94,
+            ),
         ];
-        for (got, want) in table {
-            assert_eq!(got, want);
+        for (cmd, req, want_cmd, want_req) in table {
+            assert_eq!((cmd, req), (want_cmd, want_req));
         }
+        assert_eq!(IOMMUFD_CMD_DESTROY, IOMMUFD_CMD_BASE);
     }
 
     #[test]
@@ -1073,6 +1202,7 @@ mod tests {
             same_layout!(HwptPageResponse, b::iommu_hwpt_page_response, {
                 cookie = cookie, code = code,
             });
+            same_layout!(Destroy, b::iommu_destroy, { size = size, id = id });
             same_layout!(HwQueueAlloc, b::iommu_hw_queue_alloc, {
                 size = size, flags = flags, viommu_id = viommu_id, type_ = type_,
                 index = index, out_hw_queue_id = out_hw_queue_id,
@@ -1085,48 +1215,115 @@ mod tests {
             assert_eq!(u32::from(ioctl::IOMMUFD_TYPE), u32::from(b::IOMMUFD_TYPE));
             assert_eq!(u32::from(ioctl::IOMMUFD_CMD_BASE), b::IOMMUFD_CMD_BASE);
             let nrs = [
-                (ioctl::IOMMU_DESTROY, b::IOMMUFD_CMD_DESTROY),
-                (ioctl::IOMMU_IOAS_ALLOC, b::IOMMUFD_CMD_IOAS_ALLOC),
                 (
+                    ioctl::IOMMUFD_CMD_DESTROY,
+                    ioctl::IOMMU_DESTROY,
+                    b::IOMMUFD_CMD_DESTROY,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_IOAS_ALLOC,
+                    ioctl::IOMMU_IOAS_ALLOC,
+                    b::IOMMUFD_CMD_IOAS_ALLOC,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_IOAS_ALLOW_IOVAS,
                     ioctl::IOMMU_IOAS_ALLOW_IOVAS,
                     b::IOMMUFD_CMD_IOAS_ALLOW_IOVAS,
                 ),
-                (ioctl::IOMMU_IOAS_COPY, b::IOMMUFD_CMD_IOAS_COPY),
                 (
+                    ioctl::IOMMUFD_CMD_IOAS_COPY,
+                    ioctl::IOMMU_IOAS_COPY,
+                    b::IOMMUFD_CMD_IOAS_COPY,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_IOAS_IOVA_RANGES,
                     ioctl::IOMMU_IOAS_IOVA_RANGES,
                     b::IOMMUFD_CMD_IOAS_IOVA_RANGES,
                 ),
-                (ioctl::IOMMU_IOAS_MAP, b::IOMMUFD_CMD_IOAS_MAP),
-                (ioctl::IOMMU_IOAS_UNMAP, b::IOMMUFD_CMD_IOAS_UNMAP),
-                (ioctl::IOMMU_OPTION, b::IOMMUFD_CMD_OPTION),
-                (ioctl::IOMMU_VFIO_IOAS, b::IOMMUFD_CMD_VFIO_IOAS),
-                (ioctl::IOMMU_HWPT_ALLOC, b::IOMMUFD_CMD_HWPT_ALLOC),
-                (ioctl::IOMMU_GET_HW_INFO, b::IOMMUFD_CMD_GET_HW_INFO),
                 (
+                    ioctl::IOMMUFD_CMD_IOAS_MAP,
+                    ioctl::IOMMU_IOAS_MAP,
+                    b::IOMMUFD_CMD_IOAS_MAP,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_IOAS_UNMAP,
+                    ioctl::IOMMU_IOAS_UNMAP,
+                    b::IOMMUFD_CMD_IOAS_UNMAP,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_OPTION,
+                    ioctl::IOMMU_OPTION,
+                    b::IOMMUFD_CMD_OPTION,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_VFIO_IOAS,
+                    ioctl::IOMMU_VFIO_IOAS,
+                    b::IOMMUFD_CMD_VFIO_IOAS,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_HWPT_ALLOC,
+                    ioctl::IOMMU_HWPT_ALLOC,
+                    b::IOMMUFD_CMD_HWPT_ALLOC,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_GET_HW_INFO,
+                    ioctl::IOMMU_GET_HW_INFO,
+                    b::IOMMUFD_CMD_GET_HW_INFO,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING,
                     ioctl::IOMMU_HWPT_SET_DIRTY_TRACKING,
                     b::IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING,
                 ),
                 (
+                    ioctl::IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP,
                     ioctl::IOMMU_HWPT_GET_DIRTY_BITMAP,
                     b::IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP,
                 ),
-                (ioctl::IOMMU_HWPT_INVALIDATE, b::IOMMUFD_CMD_HWPT_INVALIDATE),
                 (
+                    ioctl::IOMMUFD_CMD_HWPT_INVALIDATE,
+                    ioctl::IOMMU_HWPT_INVALIDATE,
+                    b::IOMMUFD_CMD_HWPT_INVALIDATE,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_FAULT_QUEUE_ALLOC,
                     ioctl::IOMMU_FAULT_QUEUE_ALLOC,
                     b::IOMMUFD_CMD_FAULT_QUEUE_ALLOC,
                 ),
-                (ioctl::IOMMU_IOAS_MAP_FILE, b::IOMMUFD_CMD_IOAS_MAP_FILE),
-                (ioctl::IOMMU_VIOMMU_ALLOC, b::IOMMUFD_CMD_VIOMMU_ALLOC),
-                (ioctl::IOMMU_VDEVICE_ALLOC, b::IOMMUFD_CMD_VDEVICE_ALLOC),
                 (
+                    ioctl::IOMMUFD_CMD_IOAS_MAP_FILE,
+                    ioctl::IOMMU_IOAS_MAP_FILE,
+                    b::IOMMUFD_CMD_IOAS_MAP_FILE,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_VIOMMU_ALLOC,
+                    ioctl::IOMMU_VIOMMU_ALLOC,
+                    b::IOMMUFD_CMD_VIOMMU_ALLOC,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_VDEVICE_ALLOC,
+                    ioctl::IOMMU_VDEVICE_ALLOC,
+                    b::IOMMUFD_CMD_VDEVICE_ALLOC,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_IOAS_CHANGE_PROCESS,
                     ioctl::IOMMU_IOAS_CHANGE_PROCESS,
                     b::IOMMUFD_CMD_IOAS_CHANGE_PROCESS,
                 ),
-                (ioctl::IOMMU_VEVENTQ_ALLOC, b::IOMMUFD_CMD_VEVENTQ_ALLOC),
-                (ioctl::IOMMU_HW_QUEUE_ALLOC, b::IOMMUFD_CMD_HW_QUEUE_ALLOC),
+                (
+                    ioctl::IOMMUFD_CMD_VEVENTQ_ALLOC,
+                    ioctl::IOMMU_VEVENTQ_ALLOC,
+                    b::IOMMUFD_CMD_VEVENTQ_ALLOC,
+                ),
+                (
+                    ioctl::IOMMUFD_CMD_HW_QUEUE_ALLOC,
+                    ioctl::IOMMU_HW_QUEUE_ALLOC,
+                    b::IOMMUFD_CMD_HW_QUEUE_ALLOC,
+                ),
             ];
-            for (ours, nr) in nrs {
-                assert_eq!(ours, (u32::from(b::IOMMUFD_TYPE) << 8) | nr);
+            for (cmd, req, nr) in nrs {
+                assert_eq!(u32::from(cmd), nr);
+                assert_eq!(req, (u32::from(b::IOMMUFD_TYPE) << 8) | nr);
             }
 
             assert_eq!(

@@ -14,6 +14,7 @@
 )]
 
 use crate::error::Error;
+use crate::regs::{EVENTQ_CONS, EVENTQ_PROD};
 
 /// The largest LOG2SIZE of any SMMU queue: index and wrap then fill bits `[19:0]`
 /// (IHI 0070 §6.3.26, SMMU_IDR1.CMDQS/EVENTQS/PRIQS).
@@ -27,8 +28,9 @@ pub const EVTQ_ENTRY_BYTES: usize = 32;
 pub const PRIQ_ENTRY_BYTES: usize = 16;
 
 /// Bit 31 of an index register: OVFLG in EVENTQ/PRIQ_PROD, OVACKFLG in EVENTQ/PRIQ_CONS
-/// (IHI 0070 §3.5.1, §6.3.29).
-const OVF_BIT: u32 = 1 << 31;
+/// (IHI 0070 §3.5.1, §6.3.29), as the register blocks name it.
+const OVF_BIT: u32 = EVENTQ_PROD::OVFLG::SET.value;
+const _: () = assert!(OVF_BIT == EVENTQ_CONS::OVACKFLG::SET.value);
 
 /// A PROD or CONS value of a queue with `2^log2_entries` entries: index, wrap bit and the
 /// bit-31 overflow flag (IHI 0070 §3.5, §6.3.27-§6.3.35).

@@ -7,6 +7,7 @@
 //!
 //! Every field position is named once, in the `STE0`..`STE3` bitfield blocks below.
 
+use tock_registers::fields::FieldValue;
 use tock_registers::{LocalRegisterCopy, register_bitfields};
 
 use crate::error::Error;
@@ -122,6 +123,8 @@ type Dw0 = LocalRegisterCopy<u64, STE0::Register>;
 type Dw1 = LocalRegisterCopy<u64, STE1::Register>;
 type Dw2 = LocalRegisterCopy<u64, STE2::Register>;
 type Dw3 = LocalRegisterCopy<u64, STE3::Register>;
+/// The named STE.Config encodings.
+type Config = STE0::CONFIG::Value;
 
 /// Addresses the SMMU can hold: 52 bits at most (IHI 0070 §3.4).
 const ADDR_LIMIT: u64 = 1 << 52;
@@ -228,8 +231,9 @@ pub enum SteError {
 }
 
 impl From<SteError> for Error {
-    fn from(_: SteError) -> Self {
-        Error::InvalidArgument
+    /// [`Error::Ste`], carrying why (`EINVAL`).
+    fn from(e: SteError) -> Self {
+        Error::Ste(e)
     }
 }
 
@@ -725,15 +729,16 @@ impl Ste {
         LocalRegisterCopy::new(self.0[3])
     }
 
-    fn dword0(config: u64) -> u64 {
-        (STE0::V::SET + STE0::CONFIG.val(config)).value
+    /// Dword 0 of a valid STE with Config `config`.
+    fn dword0(config: FieldValue<u64, STE0::Register>) -> u64 {
+        (STE0::V::SET + config).value
     }
 
     /// A bypass STE; `shcfg_incoming` sets SHCFG = 1 (use incoming shareability), which needs
     /// IDR1.ATTR_TYPES_OVR (IHI 0070 §5.2, Linux's bypass template).
     pub fn bypass(shcfg_incoming: bool) -> Self {
         let mut ste = Self::INVALID;
-        ste.0[0] = Self::dword0(4);
+        ste.0[0] = Self::dword0(STE0::CONFIG::Bypass);
         ste.0[1] = STE1::SHCFG.val(u64::from(shcfg_incoming)).value;
         ste
     }
@@ -741,7 +746,7 @@ impl Ste {
     /// A stage-1-only STE (Config = 0b101). S2VMID stays 0.
     pub fn stage1(s1: &S1StreamConfig) -> Self {
         let mut ste = Self::INVALID;
-        ste.0[0] = Self::dword0(5) | s1.dword0();
+        ste.0[0] = Self::dword0(STE0::CONFIG::S1Trans) | s1.dword0();
         ste.0[1] = s1.dword1();
         ste
     }
@@ -749,7 +754,7 @@ impl Ste {
     /// A stage-2-only STE (Config = 0b110), S2AA64 = 1.
     pub fn stage2(s2: &S2Config) -> Self {
         let mut ste = Self::INVALID;
-        ste.0[0] = Self::dword0(6);
+        ste.0[0] = Self::dword0(STE0::CONFIG::S2Trans);
         ste.0[1] = STE1::S2FWB.val(u64::from(s2.fwb)).value;
         ste.0[2] = s2.dword2();
         ste.0[3] = s2.dword3();
@@ -767,12 +772,12 @@ impl Ste {
         if !g0.is_set(STE0::V) {
             return Self::ABORT;
         }
-        match g0.read(STE0::CONFIG) {
-            4 => Self::stage2(s2),
-            5 => {
+        match g0.read_as_enum(STE0::CONFIG) {
+            Some(Config::Bypass) => Self::stage2(s2),
+            Some(Config::S1Trans) => {
                 let mut ste = Self::stage2(s2);
                 ste.0[0] = (guest.0[0] & Self::GUEST_DWORD0_MASK & !STE0::CONFIG::SET.value)
-                    | Self::dword0(7);
+                    | Self::dword0(STE0::CONFIG::Nested);
                 ste.0[1] |= (guest.0[1] & Self::GUEST_DWORD1_MASK) | STE1::MEV::SET.value;
                 ste
             }
@@ -876,20 +881,20 @@ impl Ste {
         if !d0.is_set(STE0::V) {
             return Err(SteError::NotValid);
         }
-        match d0.read(STE0::CONFIG) as u8 {
-            0 => Ok(SteConfig::Abort),
-            4 => Ok(SteConfig::Bypass),
-            5 => Ok(SteConfig::Stage1(S1StreamConfig::decode(d0, d1)?)),
-            6 => Ok(SteConfig::Stage2(S2Config::decode(
+        match d0.read_as_enum(STE0::CONFIG) {
+            Some(Config::Abort) => Ok(SteConfig::Abort),
+            Some(Config::Bypass) => Ok(SteConfig::Bypass),
+            Some(Config::S1Trans) => Ok(SteConfig::Stage1(S1StreamConfig::decode(d0, d1)?)),
+            Some(Config::S2Trans) => Ok(SteConfig::Stage2(S2Config::decode(
                 d1,
                 self.d2(),
                 self.d3(),
             )?)),
-            7 => Ok(SteConfig::Nested {
+            Some(Config::Nested) => Ok(SteConfig::Nested {
                 s1: S1StreamConfig::decode(d0, d1)?,
                 s2: S2Config::decode(d1, self.d2(), self.d3())?,
             }),
-            raw => Err(SteError::ReservedConfig(raw)),
+            None => Err(SteError::ReservedConfig(d0.read(STE0::CONFIG) as u8)),
         }
     }
 
@@ -904,11 +909,11 @@ impl Ste {
             return used;
         }
         used[0] |= STE0::CONFIG::SET.value;
-        let cfg = d0.read(STE0::CONFIG);
-        if cfg == 4 {
+        let cfg = d0.read_as_enum(STE0::CONFIG);
+        if cfg == Some(Config::Bypass) {
             used[1] |= STE1::SHCFG::SET.value;
         }
-        if cfg & 0b101 == 0b101 {
+        if matches!(cfg, Some(Config::S1Trans | Config::Nested)) {
             used[0] |=
                 STE0::S1FMT::SET.value | STE0::S1CONTEXTPTR::SET.value | STE0::S1CDMAX::SET.value;
             used[1] |= STE1::S1DSS::SET.value
@@ -925,7 +930,7 @@ impl Ste {
             }
             used[2] |= STE2::S2VMID::SET.value;
         }
-        if cfg & 0b110 == 0b110 {
+        if matches!(cfg, Some(Config::S2Trans | Config::Nested)) {
             used[1] |= STE1::S2FWB::SET.value
                 | STE1::EATS::SET.value
                 | STE1::SHCFG::SET.value
@@ -1327,7 +1332,8 @@ mod tests {
         assert_eq!(&ste.0[4..], &[0; 4]);
     }
 
-    /// The stage-2 STE QEMU virt accepted (qemu-virt.md §6): VMID 5, S2T0SZ 25, S2SL0 1, 4K,
+    /// The stage-2 STE QEMU virt accepted (`decode_ste_s2_cfg` in QEMU's `hw/arm/smmuv3.c`, run
+    /// with `-machine virt,iommu=smmuv3`): VMID 5, S2T0SZ 25, S2SL0 1, 4K,
     /// S2PS 0b010, WB(WA)/ISH walks, S2AA64, S2AFFD, S2R, S2TTB = a 4 KiB level-1 table.
     #[test]
     fn qemu_accepted_stage2_ste() {
@@ -1602,7 +1608,7 @@ mod tests {
         assert_eq!(l.l2_index(StreamId(0x1234)), Some(0x34));
         assert_eq!(l.l1_index(StreamId(0x1_0000)), None);
         assert_eq!(l.l2_index(StreamId(0x1_0000)), None);
-        // The hypervisor wants only 8 bits: linear, LOG2SIZE 8 (qemu-virt.md §6).
+        // The hypervisor wants only 8 bits: linear, LOG2SIZE 8 (as the QEMU demo image programs it).
         let l = StreamTableLayout::choose(true, 16, 8);
         assert_eq!(l, StreamTableLayout::Linear { log2: 8 });
         assert_eq!(l.strtab_base_cfg(), 8);

@@ -1,4 +1,6 @@
-//! Guest-owned VINTFs: the iommufd `TEGRA241_CMDQV` vIOMMU (tegra241-cmdqv §8).
+//! Guest-owned VINTFs: the iommufd `TEGRA241_CMDQV` vIOMMU, as Linux's `tegra241-cmdqv.c` serves
+//! it (`tegra241_cmdqv_init_vintf_user`, `tegra241_vintf_init_vsid`,
+//! `tegra241_vintf_alloc_lvcmdq_user` and their destroy counterparts).
 //!
 //! A VM gets one VINTF (index ≥ 1) with its VMID and HYP_OWN clear, so its queues only take the
 //! guest command subset with the VMID forced and StreamIDs substituted through the
@@ -8,13 +10,13 @@
 
 use core::sync::atomic::Ordering;
 
-use super::regs::{self, MAX_SID_SLOTS, SID_MATCH};
+use super::regs::{self, MAX_SID_SLOTS, MAX_VCMDQS, SID_MATCH, VCMDQ_BASE};
 use super::{Cmdqv, VintfId, base_value};
-use crate::error::Error;
+use crate::error::{Error, Object, Quantity};
 use crate::ids::{PhysAddr, StreamId, VStreamId, Vmid};
 use crate::iommufd::{HwInfoTegra241Cmdqv, ViommuTegra241Cmdqv};
 use crate::platform::Platform;
-use crate::queue::CMDQ_ENTRY_BYTES;
+use crate::queue::{CMDQ_ENTRY_BYTES, MAX_LOG2};
 use crate::smmu::CommandSink;
 
 /// Bookkeeping of one guest VINTF.
@@ -75,8 +77,9 @@ pub struct GuestVintf {
 pub struct SidSlot(pub u8);
 
 impl<P: Platform> Cmdqv<P> {
-    /// The `IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV` reply of `IOMMU_GET_HW_INFO` (iommufd.md §1):
-    /// version, log2 of the logical queues per VINTF and of the SID pairs per VINTF. A VMM
+    /// The `IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV` reply of `IOMMU_GET_HW_INFO`
+    /// (`struct iommu_hw_info_tegra241_cmdqv` in include/uapi/linux/iommufd.h; Linux
+    /// `tegra241_cmdqv_hw_info`): version, log2 of the logical queues per VINTF and of the SID pairs per VINTF. A VMM
     /// copies them into its emulated PARAM with NUM_VINTF_LOG2 = 0 (one VINTF per VM).
     pub fn hw_info(&self) -> HwInfoTegra241Cmdqv {
         HwInfoTegra241Cmdqv {
@@ -89,7 +92,7 @@ impl<P: Platform> Cmdqv<P> {
     }
 
     /// Allocates a free VINTF (index ≥ 1) for a VM whose stage-2 VMID is `vmid` and enables it
-    /// with HYP_OWN clear and no queues (tegra241-cmdqv §8.2 step 3).
+    /// with HYP_OWN clear and no queues (Linux `tegra241_cmdqv_init_vintf_user`).
     ///
     /// # Errors
     /// [`Error::Disabled`] before [`reset`](Self::reset); [`Error::NoSpace`] when every VINTF is
@@ -169,11 +172,12 @@ impl<P: Platform> Cmdqv<P> {
 
     /// Binds a vDEVICE: virtual StreamID `vsid` of the guest on VINTF `id` is the device with
     /// physical StreamID `psid`. Takes a free SID pair and writes SID_REPLACE = `psid`, then
-    /// SID_MATCH = `vsid << 1 | ENABLE` (tegra241-cmdqv §8.2 step 5).
+    /// SID_MATCH = `vsid << 1 | ENABLE` (Linux `tegra241_vintf_init_vsid`).
     ///
     /// # Errors
-    /// [`Error::NotFound`] for a VINTF not allocated; [`Error::InvalidArgument`] for a `vsid`
-    /// wider than SID_MATCH.VIRT_SID (20 bits); [`Error::Exists`] when `vsid` is already bound
+    /// [`Error::NotFound`] for a VINTF not allocated; [`Error::OutOfRange`]
+    /// ([`Quantity::VStreamId`], `EINVAL`) for a `vsid` wider than SID_MATCH.VIRT_SID (20 bits);
+    /// [`Error::Exists`] when `vsid` is already bound
     /// on this VINTF; [`Error::NoSpace`] when every pair is taken.
     pub fn vdevice_bind(
         &self,
@@ -182,8 +186,13 @@ impl<P: Platform> Cmdqv<P> {
         psid: StreamId,
     ) -> Result<SidSlot, Error> {
         let g = self.guest(id)?;
-        if vsid.0 > (1 << 20) - 1 {
-            return Err(Error::InvalidArgument);
+        let max_vsid = SID_MATCH::VIRT_SID.mask;
+        if vsid.0 > max_vsid {
+            return Err(Error::OutOfRange {
+                what: Quantity::VStreamId,
+                value: u64::from(vsid.0),
+                max: u64::from(max_vsid),
+            });
         }
         let mut st = g.state.lock();
         if st.sids.iter().flatten().any(|(v, _)| *v == vsid) {
@@ -232,17 +241,19 @@ impl<P: Platform> Cmdqv<P> {
     }
 
     /// Allocates HW queue `index` of VINTF `id` on the `length` bytes at host physical address
-    /// `base` (`IOMMU_HW_QUEUE_ALLOC`, tegra241-cmdqv §8.3, §8.4): maps the global queue into the
+    /// `base` (`IOMMU_HW_QUEUE_ALLOC`; Linux `tegra241_vintf_alloc_lvcmdq_user`): maps the global queue into the
     /// VINTF (CMDQ_ALLOC), tears it down (with a CMD_SYNC on the SMMU's queue through `main`)
     /// and writes BASE. The queue stays disabled: the guest enables it in its page 0.
     ///
     /// # Errors
     /// As Linux: [`Error::NotFound`] (`ENOENT`) for a VINTF not allocated;
-    /// [`Error::InvalidArgument`] (`EINVAL`) for `length` 0, `index` ≥ queues per VINTF, a
-    /// `length` that is not a power of two in `32..=2^(IDR1.CMDQS + 4)`, or a `base` not aligned
-    /// to `length` or beyond bit 47; [`Error::Overflow`] (`EOVERFLOW`) when `base + length`
-    /// wraps; [`Error::Exists`] (`EEXIST`) when `index` is allocated; [`Error::Io`] (`EIO`)
-    /// when `index − 1` is not (ascending order); timeouts and `main`'s errors.
+    /// [`Error::OutOfRange`] (`EINVAL`) for `index` ≥ queues per VINTF ([`Quantity::Index`]) or
+    /// a `length` that is not a power of two in `32..=2^(IDR1.CMDQS + 4)` ([`Quantity::Length`]);
+    /// [`Error::InvalidArgument`] (`EINVAL`) for a `base` not aligned to `length` or beyond
+    /// bit 47; [`Error::Overflow`] (`EOVERFLOW`) when `base + length` wraps;
+    /// [`Error::AlreadyExists`] (`EEXIST`) when `index` is allocated; [`Error::OutOfOrder`]
+    /// (`EIO`) naming queue `index − 1` when it is not (ascending order); timeouts and `main`'s
+    /// errors.
     pub fn hw_queue_alloc<M: CommandSink + ?Sized>(
         &self,
         id: VintfId,
@@ -252,8 +263,14 @@ impl<P: Platform> Cmdqv<P> {
         main: &M,
     ) -> Result<(), Error> {
         let g = self.guest(id)?;
+        let max_len = (CMDQ_ENTRY_BYTES as u64) << self.cfg.cmdq_log2_max.min(MAX_LOG2);
+        let bad_length = Error::OutOfRange {
+            what: Quantity::Length,
+            value: length,
+            max: max_len,
+        };
         if length == 0 {
-            return Err(Error::InvalidArgument);
+            return Err(bad_length);
         }
         if base.0.checked_add(length - 1).is_none() {
             return Err(Error::Overflow);
@@ -261,19 +278,23 @@ impl<P: Platform> Cmdqv<P> {
         let mut st = g.state.lock();
         let l = index as usize;
         if l >= self.per_vintf {
-            return Err(Error::InvalidArgument);
+            return Err(Error::OutOfRange {
+                what: Quantity::Index,
+                value: u64::from(index),
+                max: self.per_vintf.saturating_sub(1) as u64,
+            });
         }
+        let vcmdq = |index| Object::Vcmdq { vintf: id.0, index };
         if st.queues & (1u128 << l) != 0 {
-            return Err(Error::Exists);
+            return Err(Error::AlreadyExists(vcmdq(index)));
         }
         if l > 0 && st.queues & (1u128 << (l - 1)) == 0 {
-            return Err(Error::Io);
+            return Err(Error::OutOfOrder(vcmdq(index - 1)));
         }
-        let max_len = (CMDQ_ENTRY_BYTES as u64) << self.cfg.cmdq_log2_max.min(19);
         if !length.is_power_of_two() || length < 32 || length > max_len {
-            return Err(Error::InvalidArgument);
+            return Err(bad_length);
         }
-        if base.0 & (length - 1) != 0 || base.0 & !((1u64 << 48) - 1) != 0 {
+        if base.0 & (length - 1) != 0 || base.0 & !VCMDQ_BASE::ADDR::SET.value != 0 {
             return Err(Error::InvalidArgument);
         }
         let v = usize::from(id.0);
@@ -308,7 +329,7 @@ impl<P: Platform> Cmdqv<P> {
         if l >= self.per_vintf || st.queues & (1u128 << l) == 0 {
             return Err(Error::NotFound);
         }
-        if l + 1 < 128 && st.queues & (1u128 << (l + 1)) != 0 {
+        if l + 1 < MAX_VCMDQS && st.queues & (1u128 << (l + 1)) != 0 {
             return Err(Error::Busy);
         }
         let v = usize::from(id.0);

@@ -1,13 +1,16 @@
 //! Tegra241 CMDQV register blocks as `tock-registers` structs: the only CMDQV MMIO definitions.
 //!
-//! The window (tegra241-cmdqv §3) is a config page ([`ConfigPage`], with one [`VintfRegs`] block per
+//! The window (Linux `tegra241-cmdqv.c`: `TEGRA241_CMDQV_CONFIG_BASE`, `TEGRA241_VCMDQ_PAGE0_BASE`,
+//! `TEGRA241_VINTFi_PAGE0`) is a config page ([`ConfigPage`], with one [`VintfRegs`] block per
 //! VINTF), then two pages of VCMDQ registers in the *global* view ([`VcmdqPage0`] control,
 //! [`VcmdqPage1`] base), then, for each VINTF *i*, the same two page types in the VINTF's *logical*
 //! view at `0x30000 + 0x20000 × i` (page 0) and `0x40000 + 0x20000 × i` (page 1). Both views
 //! alias one register copy per queue; the driver, like Linux, uses only the logical view.
 //!
 //! There is no public NVIDIA specification: register names, offsets and fields follow the Linux
-//! driver (`tegra241-cmdqv.c`) and QEMU's register model, as collected in `tegra241-cmdqv.md`.
+//! driver (`drivers/iommu/arm/arm-smmu-v3/tegra241-cmdqv.c`, its `TEGRA241_*` offset macros and
+//! field masks) and QEMU's register model (`hw/arm/tegra241-cmdqv.h`, which names the fields
+//! Linux leaves unnamed).
 
 #![allow(non_snake_case)]
 
@@ -29,9 +32,9 @@ pub const VINTF_PAGE0_BASE: usize = 0x3_0000;
 /// Distance between the logical pages of consecutive VINTFs.
 pub const VINTF_PAGE_STRIDE: usize = 0x2_0000;
 /// Size of the per-VINTF block in the config page.
-pub const VINTF_BLOCK_SIZE: usize = 0x100;
+pub const VINTF_BLOCK_SIZE: usize = size_of::<VintfRegs>();
 /// Size of one VCMDQ slot in page 0 and in page 1.
-pub const VCMDQ_SLOT_SIZE: usize = 0x80;
+pub const VCMDQ_SLOT_SIZE: usize = size_of::<VcmdqCtrl>();
 /// Global VCMDQs the config page can describe (CMDQ_ALLOC has 128 entries; QEMU: "hardware
 /// supports up to 128 VCMDQs").
 pub const MAX_VCMDQS: usize = 128;
@@ -194,7 +197,7 @@ mod fields {
 }
 
 register_structs! {
-    /// The per-VINTF block of the config page, at `0x1000 + 0x100 × v` (tegra241-cmdqv §5).
+    /// The per-VINTF block of the config page, at `0x1000 + 0x100 × v` (Linux `TEGRA241_VINTF(v)`).
     #[allow(non_snake_case)]
     pub VintfRegs {
         /// VINTF_CONFIG: EN, VMID, HYP_OWN.
@@ -214,7 +217,7 @@ register_structs! {
 }
 
 register_structs! {
-    /// The CMDQV config page, offset `0x0` of the window (tegra241-cmdqv §4, §5).
+    /// The CMDQV config page, offset `0x0` of the window (Linux `TEGRA241_CMDQV_*`).
     #[allow(non_snake_case)]
     pub ConfigPage {
         /// CMDQV_CONFIG: global enable (Linux read-modify-writes bit 0 only).
@@ -247,7 +250,7 @@ register_structs! {
 }
 
 register_structs! {
-    /// One VCMDQ's control registers: a 0x80-byte slot of page 0 (tegra241-cmdqv §6).
+    /// One VCMDQ's control registers: a 0x80-byte slot of page 0 (Linux `TEGRA241_VCMDQ_PAGE0(q)`).
     #[allow(non_snake_case)]
     pub VcmdqCtrl {
         /// VCMDQ_CONS: read index and error code.
@@ -268,7 +271,7 @@ register_structs! {
 }
 
 register_structs! {
-    /// One VCMDQ's base registers: a 0x80-byte slot of page 1 (tegra241-cmdqv §6).
+    /// One VCMDQ's base registers: a 0x80-byte slot of page 1 (Linux `TEGRA241_VCMDQ_PAGE1(q)`).
     #[allow(non_snake_case)]
     pub VcmdqBase {
         /// VCMDQ_BASE: queue address and LOG2SIZE (64-bit access).
@@ -304,61 +307,66 @@ register_structs! {
     }
 }
 
-const _: () = assert!(size_of::<VintfRegs>() == VINTF_BLOCK_SIZE);
 const _: () = assert!(size_of::<ConfigPage>() == PAGE_SIZE);
-const _: () = assert!(size_of::<VcmdqCtrl>() == VCMDQ_SLOT_SIZE);
 const _: () = assert!(size_of::<VcmdqBase>() == VCMDQ_SLOT_SIZE);
 const _: () = assert!(size_of::<VcmdqPage0>() == PAGE_SIZE);
 const _: () = assert!(size_of::<VcmdqPage1>() == PAGE_SIZE);
 
 /// Register offsets as `usize`, for decoding an MMIO address (the software model uses them).
+///
+/// Each is `offset_of!` of the register in its block, so the offsets are written once, in
+/// `register_structs!`.
 pub mod offset {
+    use core::mem::offset_of;
+
+    use super::{ConfigPage, VcmdqBase, VcmdqCtrl, VintfRegs};
+
     /// CMDQV_CONFIG, config page.
-    pub const CONFIG: usize = 0x000;
+    pub const CONFIG: usize = offset_of!(ConfigPage, CONFIG);
     /// CMDQV_PARAM, config page.
-    pub const PARAM: usize = 0x004;
+    pub const PARAM: usize = offset_of!(ConfigPage, PARAM);
     /// CMDQV_STATUS, config page.
-    pub const STATUS: usize = 0x008;
+    pub const STATUS: usize = offset_of!(ConfigPage, STATUS);
     /// VINTF_ERR_MAP low word, config page.
-    pub const VINTF_ERR_MAP_LO: usize = 0x014;
+    pub const VINTF_ERR_MAP_LO: usize = offset_of!(ConfigPage, VINTF_ERR_MAP_LO);
     /// VINTF_ERR_MAP high word, config page.
-    pub const VINTF_ERR_MAP_HI: usize = 0x018;
+    pub const VINTF_ERR_MAP_HI: usize = offset_of!(ConfigPage, VINTF_ERR_MAP_HI);
     /// VINTF_INT_MASK low word, config page.
-    pub const VINTF_INT_MASK_LO: usize = 0x01C;
+    pub const VINTF_INT_MASK_LO: usize = offset_of!(ConfigPage, VINTF_INT_MASK_LO);
     /// VINTF_INT_MASK high word, config page.
-    pub const VINTF_INT_MASK_HI: usize = 0x020;
+    pub const VINTF_INT_MASK_HI: usize = offset_of!(ConfigPage, VINTF_INT_MASK_HI);
     /// CMDQ_ERR_MAP(0), config page; word *m* at `+ 4m`.
-    pub const CMDQ_ERR_MAP: usize = 0x024;
+    pub const CMDQ_ERR_MAP: usize = offset_of!(ConfigPage, CMDQ_ERR_MAP);
     /// CMDQ_ALLOC(0), config page; queue *q* at `+ 4q`.
-    pub const CMDQ_ALLOC: usize = 0x200;
+    pub const CMDQ_ALLOC: usize = offset_of!(ConfigPage, CMDQ_ALLOC);
     /// The first VINTF block, config page; VINTF *v* at `+ 0x100 v`.
-    pub const VINTF: usize = 0x1000;
+    pub const VINTF: usize = offset_of!(ConfigPage, VINTF);
     /// VINTF_CONFIG within a VINTF block.
-    pub const VINTF_CONFIG: usize = 0x00;
+    pub const VINTF_CONFIG: usize = offset_of!(VintfRegs, CONFIG);
     /// VINTF_STATUS within a VINTF block.
-    pub const VINTF_STATUS: usize = 0x04;
+    pub const VINTF_STATUS: usize = offset_of!(VintfRegs, STATUS);
     /// SID_MATCH(0) within a VINTF block; slot *s* at `+ 4s`.
-    pub const SID_MATCH: usize = 0x40;
+    pub const SID_MATCH: usize = offset_of!(VintfRegs, SID_MATCH);
     /// SID_REPLACE(0) within a VINTF block; slot *s* at `+ 4s`.
-    pub const SID_REPLACE: usize = 0x80;
+    pub const SID_REPLACE: usize = offset_of!(VintfRegs, SID_REPLACE);
     /// LVCMDQ_ERR_MAP_64(0) within a VINTF block; word *m* at `+ 8m`.
-    pub const LVCMDQ_ERR_MAP: usize = 0xC0;
+    pub const LVCMDQ_ERR_MAP: usize = offset_of!(VintfRegs, LVCMDQ_ERR_MAP);
     /// VCMDQ_CONS within a page-0 slot.
-    pub const VCMDQ_CONS: usize = 0x00;
+    pub const VCMDQ_CONS: usize = offset_of!(VcmdqCtrl, CONS);
     /// VCMDQ_PROD within a page-0 slot.
-    pub const VCMDQ_PROD: usize = 0x04;
+    pub const VCMDQ_PROD: usize = offset_of!(VcmdqCtrl, PROD);
     /// VCMDQ_CONFIG within a page-0 slot.
-    pub const VCMDQ_CONFIG: usize = 0x08;
+    pub const VCMDQ_CONFIG: usize = offset_of!(VcmdqCtrl, CONFIG);
     /// VCMDQ_STATUS within a page-0 slot.
-    pub const VCMDQ_STATUS: usize = 0x0C;
+    pub const VCMDQ_STATUS: usize = offset_of!(VcmdqCtrl, STATUS);
     /// VCMDQ_GERROR within a page-0 slot.
-    pub const VCMDQ_GERROR: usize = 0x10;
+    pub const VCMDQ_GERROR: usize = offset_of!(VcmdqCtrl, GERROR);
     /// VCMDQ_GERRORN within a page-0 slot.
-    pub const VCMDQ_GERRORN: usize = 0x14;
+    pub const VCMDQ_GERRORN: usize = offset_of!(VcmdqCtrl, GERRORN);
     /// VCMDQ_BASE within a page-1 slot.
-    pub const VCMDQ_BASE: usize = 0x00;
+    pub const VCMDQ_BASE: usize = offset_of!(VcmdqBase, BASE);
     /// VCMDQ_CONS_INDX_BASE within a page-1 slot.
-    pub const VCMDQ_CONS_INDX_BASE: usize = 0x08;
+    pub const VCMDQ_CONS_INDX_BASE: usize = offset_of!(VcmdqBase, CONS_INDX_BASE);
 }
 
 #[cfg(test)]
@@ -370,51 +378,19 @@ mod tests {
 
     use super::*;
 
+    /// Offsets are written once, in `register_structs!` (which checks order and gaps); these
+    /// are the array strides and end addresses derived from them that the Linux driver's
+    /// `TEGRA241_VINTF`/`TEGRA241_VCMDQ_*` offset macros and QEMU's register model print.
     #[test]
-    fn config_page_offsets_match_the_spec() {
-        assert_eq!(offset_of!(ConfigPage, CONFIG), 0x000);
-        assert_eq!(offset_of!(ConfigPage, PARAM), 0x004);
-        assert_eq!(offset_of!(ConfigPage, STATUS), 0x008);
-        assert_eq!(offset_of!(ConfigPage, VINTF_ERR_MAP_LO), 0x014);
-        assert_eq!(offset_of!(ConfigPage, VINTF_ERR_MAP_HI), 0x018);
-        assert_eq!(offset_of!(ConfigPage, VINTF_INT_MASK_LO), 0x01C);
-        assert_eq!(offset_of!(ConfigPage, VINTF_INT_MASK_HI), 0x020);
-        assert_eq!(offset_of!(ConfigPage, CMDQ_ERR_MAP), 0x024);
-        assert_eq!(offset_of!(ConfigPage, CMDQ_ALLOC), 0x200);
-        assert_eq!(offset_of!(ConfigPage, VINTF), 0x1000);
-        // CMDQ_ALLOC(127) and VINTF 63 at their spec addresses.
-        assert_eq!(offset_of!(ConfigPage, CMDQ_ALLOC) + 4 * 127, 0x3FC);
-        assert_eq!(offset_of!(ConfigPage, VINTF) + 0x100 * 63, 0x4F00);
-        assert_eq!(offset::CMDQ_ALLOC, offset_of!(ConfigPage, CMDQ_ALLOC));
-        assert_eq!(
-            offset::VINTF_ERR_MAP_LO,
-            offset_of!(ConfigPage, VINTF_ERR_MAP_LO)
-        );
-    }
-
-    #[test]
-    fn vintf_block_offsets_match_the_spec() {
-        assert_eq!(offset_of!(VintfRegs, CONFIG), 0x00);
-        assert_eq!(offset_of!(VintfRegs, STATUS), 0x04);
-        assert_eq!(offset_of!(VintfRegs, SID_MATCH), 0x40);
-        assert_eq!(offset_of!(VintfRegs, SID_REPLACE), 0x80);
-        assert_eq!(offset_of!(VintfRegs, LVCMDQ_ERR_MAP), 0xC0);
-        assert_eq!(offset_of!(VintfRegs, SID_MATCH) + 4 * 15, 0x7C);
-        assert_eq!(offset_of!(VintfRegs, SID_REPLACE) + 4 * 15, 0xBC);
-        assert_eq!(offset_of!(VintfRegs, LVCMDQ_ERR_MAP) + 8, 0xC8);
-    }
-
-    #[test]
-    fn vcmdq_slot_offsets_match_the_spec() {
-        assert_eq!(offset_of!(VcmdqCtrl, CONS), 0x00);
-        assert_eq!(offset_of!(VcmdqCtrl, PROD), 0x04);
-        assert_eq!(offset_of!(VcmdqCtrl, CONFIG), 0x08);
-        assert_eq!(offset_of!(VcmdqCtrl, STATUS), 0x0C);
-        assert_eq!(offset_of!(VcmdqCtrl, GERROR), 0x10);
-        assert_eq!(offset_of!(VcmdqCtrl, GERRORN), 0x14);
-        assert_eq!(offset_of!(VcmdqBase, BASE), 0x00);
-        assert_eq!(offset_of!(VcmdqBase, CONS_INDX_BASE), 0x08);
-        assert_eq!(offset_of!(VcmdqPage0, Q) + 0x80 * 3, 0x180);
+    fn array_strides_match_the_driver() {
+        assert_eq!(offset::CMDQ_ALLOC + 4 * 127, 0x3FC);
+        assert_eq!(offset::VINTF + VINTF_BLOCK_SIZE * 63, 0x4F00);
+        assert_eq!(VINTF_BLOCK_SIZE, 0x100);
+        assert_eq!(offset::SID_MATCH + 4 * (MAX_SID_SLOTS - 1), 0x7C);
+        assert_eq!(offset::SID_REPLACE + 4 * (MAX_SID_SLOTS - 1), 0xBC);
+        assert_eq!(offset::LVCMDQ_ERR_MAP + 8, 0xC8);
+        assert_eq!(VCMDQ_SLOT_SIZE, 0x80);
+        assert_eq!(offset_of!(VcmdqPage0, Q) + VCMDQ_SLOT_SIZE * 3, 0x180);
         assert_eq!(offset_of!(VcmdqPage1, Q), 0);
     }
 
