@@ -94,7 +94,13 @@
 //! # }
 //! ```
 //!
-//! <!-- guest-visible SMMUv3 (VSmmu) -->
+//! # A guest-visible SMMUv3
+//! A VM can also be given an SMMUv3 of its own to program: a [`VSmmu`] (module [`vsmmu`]). The
+//! hypervisor hands each trapped access to the virtual register window to [`VSmmu::read`] /
+//! [`VSmmu::write`], and calls [`VSmmu::deliver_events`] for each guest right after the physical
+//! event drain above. The guest's memory and interrupt lines are reached through
+//! [`vsmmu::GuestMemory`] and [`vsmmu::GuestIrq`]; everything physical goes through one
+//! [`vsmmu::Backend`] ([`vsmmu::RouterBackend`] for a [`Router`] vIOMMU).
 
 #![cfg_attr(not(any(test, feature = "fakes")), no_std)]
 #![deny(
@@ -137,3 +143,4 @@ pub use platform::{BumpDma, DmaBuf, DmaMemory, MmioAccess, Platform};
 pub use smmu::{CommandSink, Config, EventSink, PriSink, Smmu};
 #[cfg(not(loom))]
 pub use viommu::Router;
+pub use vsmmu::VSmmu;
