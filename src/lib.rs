@@ -141,6 +141,5 @@ pub use error::{CmdqError, Error, Feature, Object, Quantity, Rejection, WaitFor}
 pub use ids::{Asid, Iova, Ipa, PhysAddr, StreamId, SubstreamId, VStreamId, Vmid};
 pub use platform::{BumpDma, DmaBuf, DmaMemory, MmioAccess, Platform};
 pub use smmu::{CommandSink, Config, EventSink, PriSink, Smmu};
-#[cfg(not(loom))]
 pub use viommu::Router;
 pub use vsmmu::VSmmu;

@@ -50,8 +50,6 @@ mod backend;
 mod cmdq;
 mod evtq;
 mod regs;
-// The Router is not built under loom (its rings are model-checked alone).
-#[cfg(not(loom))]
 mod router_backend;
 mod strtab;
 #[cfg(test)]
@@ -66,7 +64,6 @@ use crate::queue::MAX_LOG2;
 use crate::regs::offset as off;
 
 pub use backend::{Backend, GUEST_STE_ABORT, GUEST_STE_BYPASS};
-#[cfg(not(loom))]
 pub use router_backend::RouterBackend;
 
 use regs::Regs;
