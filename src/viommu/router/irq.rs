@@ -10,16 +10,11 @@ use super::{
     FORWARDED_EVENTS, HostReason, LIVE, MAX_LOST_PER_MARK, PRODUCER_SPINS, Routed, SINK_CHUNK,
     Viommu, add, bump,
 };
-use crate::event::{EventId, EvtqEntry};
+use crate::event::{EVT1, EventId, EvtqEntry};
 use crate::ids::StreamId;
 use crate::iommufd::VeventArmSmmuv3;
 use crate::pri::PriqEntry;
 use crate::smmu::{EventSink, PriSink};
-
-/// Event record dword 1, bit 31: Stall (IHI 0070 §7.3.12, F_TRANSLATION and its kin).
-const EVT1_STALL: u64 = 1 << 31;
-/// Event record dword 1, bit 39: S2, the fault is at stage 2 (IHI 0070 §7.3.12).
-const EVT1_S2: u64 = 1 << 39;
 
 impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
     super::Router<V, S, D, Q, F>
@@ -153,14 +148,14 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         let viommu = route.viommu;
         let [_, d1, _, _] = entry.0;
         let id = EventId(entry.id());
-        if d1 & EVT1_STALL != 0 && id.can_stall() && d1 & EVT1_S2 == 0 {
+        if EVT1::STALL.is_set(d1) && id.can_stall() && !EVT1::S2.is_set(d1) {
             // SAFETY: passed on from our caller.
             return unsafe { self.queue_fault(v, route, &Fault::from_stall(entry)) };
         }
-        if d1 & EVT1_S2 != 0 {
+        if EVT1::S2.is_set(d1) {
             return Routed::Host(HostReason::Stage2);
         }
-        if !FORWARDED_EVENTS.contains(&id) || d1 & EVT1_STALL != 0 {
+        if !FORWARDED_EVENTS.contains(&id) || EVT1::STALL.is_set(d1) {
             return Routed::Host(HostReason::NotForwarded);
         }
         let payload = VeventArmSmmuv3 {
