@@ -39,7 +39,7 @@ use crate::error::{Error, Feature, WaitFor};
 use crate::features::{Features, IdRegs};
 use crate::platform::{DmaMemory, MmioAccess, Platform};
 use crate::queue::{QueueGeometry, check_log2};
-use crate::regs::{CR0, CR2, GBPA, GERROR, IRQ_CTRL, Page0, Page1};
+use crate::regs::{CR0, CR1, CR2, GBPA, GERROR, IRQ_CTRL, Page0, Page1};
 use crate::ste::StreamTableLayout;
 
 pub use cmdq::{CmdBatch, CmdqBackend, CmdqCounters, CmdqOptions, CommandSink, Completion};
@@ -52,13 +52,35 @@ use strtab::StreamTable;
 
 /// SMMU_CR1 for a coherent SMMU: tables and queues Inner Shareable, Write-Back inner and outer
 /// (IHI 0070 §6.3.11; the value Linux writes).
-const CR1_COHERENT: u32 = 0xd75;
+const CR1_COHERENT: u32 = CR1::QUEUE_IC::WriteBack.value
+    | CR1::QUEUE_OC::WriteBack.value
+    | CR1::QUEUE_SH::InnerShareable.value
+    | CR1::TABLE_IC::WriteBack.value
+    | CR1::TABLE_OC::WriteBack.value
+    | CR1::TABLE_SH::InnerShareable.value;
+const _: () = assert!(CR1_COHERENT == 0xd75);
 /// SMMU_CR1 for a non-coherent SMMU: Non-cacheable tables and queues (SH ignored, Outer
 /// Shareable), matching memory the CPU cleans to the point of coherency.
-const CR1_NON_COHERENT: u32 = (2 << 4) | (2 << 10);
+const CR1_NON_COHERENT: u32 = CR1::QUEUE_IC::NonCacheable.value
+    | CR1::QUEUE_OC::NonCacheable.value
+    | CR1::QUEUE_SH::OuterShareable.value
+    | CR1::TABLE_IC::NonCacheable.value
+    | CR1::TABLE_OC::NonCacheable.value
+    | CR1::TABLE_SH::OuterShareable.value;
+const _: () = assert!(CR1_NON_COHERENT == (2 << 4) | (2 << 10));
 
 /// GERROR bits this driver knows (bits 0 and 2-10; bit 1 is reserved).
-const GERROR_KNOWN: u32 = 0x7fd;
+const GERROR_KNOWN: u32 = GERROR::CMDQ_ERR::SET.value
+    | GERROR::EVENTQ_ABT_ERR::SET.value
+    | GERROR::PRIQ_ABT_ERR::SET.value
+    | GERROR::MSI_CMDQ_ABT_ERR::SET.value
+    | GERROR::MSI_EVENTQ_ABT_ERR::SET.value
+    | GERROR::MSI_PRIQ_ABT_ERR::SET.value
+    | GERROR::MSI_GERROR_ABT_ERR::SET.value
+    | GERROR::SFM_ERR::SET.value
+    | GERROR::CMDQP_ERR::SET.value
+    | GERROR::DPT_ERR::SET.value;
+const _: () = assert!(GERROR_KNOWN == 0x7fd);
 
 /// One block of lent memory a configuration needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
