@@ -203,7 +203,49 @@ pub fn qemu_binary() -> String {
 }
 
 /// Checks that QEMU is installed and at least [`MIN_QEMU`]; returns its version.
+///
+/// When the default `qemu-system-aarch64` is missing or too old (and [`QEMU_ENV`] does not name
+/// another binary), runs the workspace's `.ci/install-deps` once per process first: it says what
+/// it installs (QEMU 10 from bookworm-backports) and needs root or sudo. So the README's two
+/// commands provision QEMU themselves on a fresh Debian machine.
 pub fn check_qemu() -> Result<(u32, u32, u32), String> {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    match probe_qemu() {
+        Err(missing) if std::env::var_os(QEMU_ENV).is_none() => {
+            INSTALLED
+                .get_or_init(install_qemu)
+                .clone()
+                .map_err(|e| format!("{missing}; {e}"))?;
+            probe_qemu()
+        }
+        found => found,
+    }
+}
+
+/// Runs `.ci/install-deps`, which installs QEMU 10 from bookworm-backports (and the Rust target).
+fn install_qemu() -> Result<(), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/install-deps");
+    eprintln!(
+        "qemu-system-aarch64 >= {}.{} not found: running {} (installs qemu-system-arm from \
+         bookworm-backports with apt-get)",
+        MIN_QEMU.0,
+        MIN_QEMU.1,
+        script.display()
+    );
+    let status = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed: {status}", script.display()))
+    }
+}
+
+/// Runs `--version` of the QEMU binary and checks it against [`MIN_QEMU`].
+fn probe_qemu() -> Result<(u32, u32, u32), String> {
     let bin = qemu_binary();
     let out = Command::new(&bin).arg("--version").stdin(Stdio::null()).output().map_err(|e| {
         format!(
