@@ -48,7 +48,13 @@ struct View {
     cpu: Vec<u64>,
     /// Records written by the SMMU that the CPU cannot see yet, oldest first.
     pending: Vec<PendingRecord>,
+    /// Scratch for [`DmaArena::publish`]: the CPU's memory copied out in one piece.
+    now: Vec<u64>,
 }
+
+/// Words compared as one block by [`DmaArena::publish`] (512 bytes): blocks the CPU did not store
+/// to are skipped by one slice comparison, the others are compared word by word.
+const BLOCK_WORDS: usize = 64;
 
 struct PendingRecord {
     /// Arena offset in words.
@@ -120,6 +126,23 @@ impl DmaArena {
         unsafe { self.base.cast::<u64>().add(w).read_volatile() }
     }
 
+    /// Copies the CPU's memory of words `w..w + out.len()` into `out`, in one piece.
+    ///
+    /// # Panics
+    /// If the words are not all inside the arena.
+    fn copy_live(&self, w: usize, out: &mut [u64]) {
+        assert!(w + out.len() <= self.layout.size() / 8);
+        // SAFETY: the words lie inside the arena (asserted), which is 8-byte aligned, and `out`
+        // is a distinct host allocation: the same memory `live` reads word by word, at once.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.base.cast::<u64>().as_ptr().add(w),
+                out.as_mut_ptr(),
+                out.len(),
+            );
+        }
+    }
+
     fn set_live(&self, w: usize, v: u64) {
         // SAFETY: as in `live`.
         unsafe { self.base.cast::<u64>().add(w).write_volatile(v) };
@@ -141,12 +164,13 @@ impl DmaArena {
             return;
         }
         if bus.is_none() {
-            let words = self.layout.size() / 8;
-            let snap: Vec<u64> = (0..words).map(|w| self.live(w)).collect();
+            let mut snap = vec![0; self.layout.size() / 8];
+            self.copy_live(0, &mut snap);
             *bus = Some(View {
                 smmu: snap.clone(),
                 cpu: snap,
                 pending: Vec::new(),
+                now: Vec::new(),
             });
         }
     }
@@ -161,13 +185,29 @@ impl DmaArena {
         let used = self.used().div_ceil(8).min(self.layout.size() / 8);
         let mut bus = self.bus();
         let Some(v) = bus.as_mut() else { return };
-        for w in 0..used {
-            let l = self.live(w);
-            if l != v.cpu[w] {
-                v.cpu[w] = l;
-                v.smmu[w] = l;
+        // One copy of the CPU's memory, then block by block: a block equal to the CPU's memory
+        // as of the last publication has no store to publish. Every word is still compared, so
+        // what the SMMU sees is exactly what the word-by-word loop would publish.
+        let mut now = std::mem::take(&mut v.now);
+        now.resize(used, 0);
+        self.copy_live(0, &mut now);
+        for (b, (now, cpu)) in now
+            .chunks(BLOCK_WORDS)
+            .zip(v.cpu[..used].chunks_mut(BLOCK_WORDS))
+            .enumerate()
+        {
+            if now == cpu {
+                continue;
+            }
+            let smmu = &mut v.smmu[b * BLOCK_WORDS..];
+            for (i, (&l, c)) in now.iter().zip(cpu.iter_mut()).enumerate() {
+                if l != *c {
+                    *c = l;
+                    smmu[i] = l;
+                }
             }
         }
+        v.now = now;
     }
 
     /// One 64-bit store of the CPU at `pa` reaches the SMMU (single-copy atomic).
@@ -192,7 +232,10 @@ impl DmaArena {
         };
         let bus = self.bus();
         let Some(v) = bus.as_ref() else { return true };
-        (off / 8..(off + len).div_ceil(8)).all(|w| v.smmu[w] == self.live(w))
+        let words = off / 8..(off + len).div_ceil(8);
+        let mut now = vec![0; words.len()];
+        self.copy_live(words.start, &mut now);
+        now == v.smmu[words]
     }
 
     /// Writes a queue record the SMMU produced: the SMMU side sees it at once, the CPU only
