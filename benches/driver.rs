@@ -15,19 +15,16 @@ use std::time::Instant;
 
 use arm_smmuv3::command::Command;
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
-use arm_smmuv3::fake::{DriverOnModel, SmmuModel};
+use arm_smmuv3::fake::{self, DriverOnModel, SmmuModel, kunit};
 use arm_smmuv3::features::{IdRegs, QEMU_VIRT};
 use arm_smmuv3::ids::{Iova, PhysAddr, StreamId, Vmid};
 use arm_smmuv3::smmu::{Config, EventSink};
-use arm_smmuv3::ste::{Granule, S1Dss, S1Fmt, S1StreamConfig, S2Config, Ste};
+use arm_smmuv3::ste::{S1Dss, S2Config, Ste};
 
 type Drv = DriverOnModel;
 
 fn rig(ids: IdRegs, config: Config) -> (Arc<SmmuModel>, Drv) {
-    let m = SmmuModel::new(ids);
-    let d = m.driver(config).expect("probe");
-    d.reset().expect("reset");
-    (m, d)
+    fake::rig::reset_driver_on(ids, config).expect("probe and reset")
 }
 
 fn evt(i: u32) -> EvtqEntry {
@@ -136,25 +133,13 @@ fn main() {
 /// CMD_SYNCs, commands and MMIO accesses of one live STE update, for Linux's KUnit transitions
 /// (its templates: SHCFG = incoming on bypass and stage-2 STEs, 64 KiB 2-level CD table).
 fn ste_updates() {
-    let cdtab = PhysAddr(0xF0F0_F0F0_F000);
-    let cdtable = |dss: S1Dss, ptr: PhysAddr| {
-        let s1 = S1StreamConfig {
-            dss,
-            eats: 1,
-            ..S1StreamConfig::new(ptr, S1Fmt::TwoLevel64K, 8)
-        };
-        let ste = Ste::stage1(&s1);
-        if dss == S1Dss::Bypass {
-            ste.with_shcfg(1)
-        } else {
-            ste
-        }
-    };
-    let s2cfg = S2Config::for_ipa_bits(Vmid(0), PhysAddr(0x9000_0000), 40, Granule::Size4K)
-        .expect("stage 2");
-    let s2 = |ats: bool| Ste::stage2(&s2cfg).with_shcfg(1).with_eats(u8::from(ats));
+    // Linux's stage-1 template with EATS = 1, as KUnit's ATS-enabled CD-table domain.
+    let cdtable = |dss: S1Dss, ptr: PhysAddr| kunit::cdtable(dss, ptr, true);
+    let cdtab = kunit::CDTAB;
+    let s2cfg = kunit::s2cfg();
+    let s2 = kunit::s2;
     let nested = Ste::nested(&cdtable(S1Dss::Ssid0, cdtab), &s2cfg).with_shcfg(1);
-    let bypass = Ste::bypass(true);
+    let bypass = kunit::bypass();
     let cases: [(&str, Ste, Ste, u32); 12] = [
         ("bypass -> abort", bypass, Ste::ABORT, 2),
         ("abort -> bypass", Ste::ABORT, bypass, 2),

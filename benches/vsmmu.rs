@@ -22,13 +22,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arm_smmuv3::command::{Command, TlbiRange};
-use arm_smmuv3::fake::{DriverOnModel, ModelArena, ModelPlatform, SmmuModel};
-use arm_smmuv3::features::Features;
-use arm_smmuv3::iommufd::VeventqType;
+use arm_smmuv3::fake::{DriverOnModel, ModelArena, ModelPlatform, SmmuModel, rig};
 use arm_smmuv3::regs::offset as off;
 use arm_smmuv3::smmu::Config;
-use arm_smmuv3::ste::{Granule, S2Config, Ste};
-use arm_smmuv3::viommu::{NestedSte, Router, ViommuConfig};
+use arm_smmuv3::ste::Ste;
+use arm_smmuv3::viommu::{NestedSte, Router};
 use arm_smmuv3::vsmmu::{
     GuestIrq, GuestMemory, IrqLine, OutsideRam, RouterBackend, VSmmu, VSmmuConfig,
 };
@@ -185,25 +183,10 @@ fn main() {
     let rounds = env("VSMMU_BENCH_ROUNDS", 31).max(1);
     let iters = env("VSMMU_BENCH_ITERS", 2000).max(1);
 
-    let m: Arc<SmmuModel> = SmmuModel::qemu_virt();
-    let smmu = m.driver(Config::default()).expect("probe");
-    smmu.reset().expect("reset");
+    let (m, smmu): (Arc<SmmuModel>, _) = rig::reset_driver(Config::default()).expect("reset");
     let router: Box<R> = Box::new(Router::new());
-    let s2 = S2Config::for_ipa_bits(VMID, PhysAddr(0x8000_0000), 40, Granule::Size4K).expect("s2");
-    let id = router
-        .alloc_viommu(ViommuConfig {
-            s2,
-            features: Features::decode(Features::QEMU_VIRT_IDREGS),
-            coherent_devices: true,
-            repeat_tlbi_cfgi: false,
-        })
-        .expect("viommu");
-    router
-        .alloc_vdevice(id, 1, PSID, u64::from(VSID), false)
-        .expect("vdevice");
-    router
-        .alloc_veventq(id, VeventqType::ArmSmmuv3, 16)
-        .expect("veventq");
+    let devices = [(1, PSID, u64::from(VSID))];
+    let (id, s2) = rig::viommu(&router, VMID, PhysAddr(0x8000_0000), &devices, 16).expect("viommu");
     let ram = Ram(RefCell::new(vec![0; 0x3_0000]));
     let vs: Vs<'_> = VSmmu::new(
         VSmmuConfig {

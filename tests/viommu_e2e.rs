@@ -6,39 +6,27 @@
 use std::sync::Arc;
 
 use arm_smmuv3::event::{EventId, EventRecord};
-use arm_smmuv3::fake::{DmaOutcome, DriverOnModel, FaultKind, HostSink, OverflowStyle, SmmuModel};
-use arm_smmuv3::features::Features;
+use arm_smmuv3::fake::{
+    DmaOutcome, DriverOnModel, FaultKind, HostSink, OverflowStyle, SmmuModel, rig,
+};
 use arm_smmuv3::iommufd::{VeventHeader, VeventqType};
 use arm_smmuv3::smmu::Config;
-use arm_smmuv3::ste::{Granule, S2Config};
-use arm_smmuv3::viommu::{Router, ViommuConfig, ViommuId};
+use arm_smmuv3::ste::Granule;
+use arm_smmuv3::viommu::{Router, ViommuId};
 use arm_smmuv3::{Iova, PhysAddr, StreamId, SubstreamId, VStreamId, Vmid};
 
 type Drv = DriverOnModel;
 
 fn rig() -> (Arc<SmmuModel>, Drv) {
-    let m = SmmuModel::qemu_virt();
-    let d = m.driver(Config::default()).unwrap();
-    d.reset().unwrap();
-    (m, d)
+    rig_with(Config::default())
 }
 
 #[test]
 fn faulting_dma_reaches_the_guest_with_its_vsid() {
     let (m, smmu) = rig();
     let router: Box<Router<2, 16, 4, 16, 8>> = Box::new(Router::new());
-    let s2 = S2Config::for_ipa_bits(Vmid(3), PhysAddr(0x4000_0000), 40, Granule::Size4K).unwrap();
-    let id = router
-        .alloc_viommu(ViommuConfig {
-            s2,
-            features: Features::decode(Features::QEMU_VIRT_IDREGS),
-            coherent_devices: true,
-            repeat_tlbi_cfgi: false,
-        })
-        .unwrap();
     let (psid, vsid) = (StreamId(0x10), VStreamId(0x2));
-    router.alloc_vdevice(id, 1, psid, 2, false).unwrap();
-    router.alloc_veventq(id, VeventqType::ArmSmmuv3, 8).unwrap();
+    let (id, _) = rig::viommu(&router, Vmid(3), PhysAddr(0x4000_0000), &[(1, psid, 2)], 8).unwrap();
     // Guest STE: V = 1, Config = S1, a CD table at IPA 0x8000_0000 (bits [51:6]).
     let guest = [1 | (5 << 1) | 0x8000_0000, 0];
     let ste = router
@@ -102,10 +90,7 @@ fn faulting_dma_reaches_the_guest_with_its_vsid() {
 type R = Router<2, 16, 4, 16, 8>;
 
 fn rig_with(config: Config) -> (Arc<SmmuModel>, Drv) {
-    let m = SmmuModel::qemu_virt();
-    let d = m.driver(config).unwrap();
-    d.reset().unwrap();
-    (m, d)
+    rig::reset_driver(config).unwrap()
 }
 
 /// A vIOMMU (VMID 3) with the device `psid` as `vsid` attached to the guest STE `guest`, and an
@@ -117,21 +102,8 @@ fn viommu_with_device(
     vsid: VStreamId,
     guest: [u64; 2],
 ) -> ViommuId {
-    let s2 = S2Config::for_ipa_bits(Vmid(3), PhysAddr(0x4000_0000), 40, Granule::Size4K).unwrap();
-    let id = router
-        .alloc_viommu(ViommuConfig {
-            s2,
-            features: Features::decode(Features::QEMU_VIRT_IDREGS),
-            coherent_devices: true,
-            repeat_tlbi_cfgi: false,
-        })
-        .unwrap();
-    router
-        .alloc_vdevice(id, 1, psid, u64::from(vsid.0), false)
-        .unwrap();
-    router
-        .alloc_veventq(id, VeventqType::ArmSmmuv3, 16)
-        .unwrap();
+    let devices = [(1, psid, u64::from(vsid.0))];
+    let (id, _) = rig::viommu(router, Vmid(3), PhysAddr(0x4000_0000), &devices, 16).unwrap();
     router
         .attach_nested(id, vsid, guest, smmu, |sid, ste| smmu.set_ste(sid, ste))
         .unwrap();
@@ -140,22 +112,10 @@ fn viommu_with_device(
 
 /// Parses a vEVENTQ stream of SMMUv3 records: (flags, sequence, payload if not a marker).
 fn stream(buf: &[u8]) -> Vec<(u32, u32, Option<[u64; 4]>)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < buf.len() {
-        let h = VeventHeader::from_prefix(&buf[at..]).unwrap();
-        at += 8;
-        if h.is_lost_events() {
-            out.push((h.flags, h.sequence, None));
-            continue;
-        }
-        let evt: [u64; 4] = std::array::from_fn(|i| {
-            u64::from_le_bytes(buf[at + 8 * i..at + 8 * i + 8].try_into().unwrap())
-        });
-        at += 32;
-        out.push((h.flags, h.sequence, Some(evt)));
-    }
-    out
+    rig::vevents(buf)
+        .into_iter()
+        .map(|(h, evt)| (h.flags, h.sequence, evt))
+        .collect()
 }
 
 /// A hardware event-queue overflow, in both styles, through the driver's drain: the records
@@ -175,18 +135,7 @@ fn hardware_overflow_marks_the_veventqs_in_both_styles() {
         let id = viommu_with_device(&router, &smmu, psid, vsid, [1 | (4 << 1), 0]);
         // A second VM with a vEVENTQ but no device: its queue is marked too (whose records
         // were lost is unknown).
-        let other = router
-            .alloc_viommu(ViommuConfig {
-                s2: S2Config::for_ipa_bits(Vmid(4), PhysAddr(0x5000_0000), 40, Granule::Size4K)
-                    .unwrap(),
-                features: Features::decode(Features::QEMU_VIRT_IDREGS),
-                coherent_devices: true,
-                repeat_tlbi_cfgi: false,
-            })
-            .unwrap();
-        router
-            .alloc_veventq(other, VeventqType::ArmSmmuv3, 4)
-            .unwrap();
+        let (other, _) = rig::viommu(&router, Vmid(4), PhysAddr(0x5000_0000), &[], 4).unwrap();
 
         let fault = |i: u64| {
             EventRecord::translation_fault(psid, Iova(0x1000 * (i + 1)), false, false).encode()

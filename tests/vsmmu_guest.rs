@@ -12,13 +12,11 @@ use std::sync::Arc;
 use arm_smmuv3::command::Command;
 use arm_smmuv3::error::CmdqError;
 use arm_smmuv3::event::{EventId, EventRecord, EvtqEntry};
-use arm_smmuv3::fake::{DmaOutcome, DriverOnModel, HostSink, SmmuModel};
-use arm_smmuv3::features::Features;
-use arm_smmuv3::iommufd::VeventqType;
+use arm_smmuv3::fake::{DmaOutcome, DriverOnModel, HostSink, SmmuModel, rig};
 use arm_smmuv3::regs::{Page0, Page1};
 use arm_smmuv3::smmu::{Config, EventSink, Smmu};
 use arm_smmuv3::ste::{Granule, S1Fmt, S1StreamConfig, S2Config, Ste, SteConfig};
-use arm_smmuv3::viommu::{Router, ViommuConfig, ViommuId};
+use arm_smmuv3::viommu::{Router, ViommuId};
 use arm_smmuv3::vsmmu::{
     GuestIrq, GuestMemory, IrqLine, OutsideRam, RouterBackend, VSmmu, VSmmuConfig,
 };
@@ -172,33 +170,20 @@ impl Platform for GuestPlatform<'_> {
 }
 
 fn physical() -> (Arc<SmmuModel>, DriverOnModel) {
-    let m = SmmuModel::qemu_virt();
-    let d = m.driver(Config::default()).unwrap();
-    d.reset().unwrap();
+    let (m, d) = rig::reset_driver(Config::default()).unwrap();
     // The host's own start-up commands are not the guest's.
     m.take_commands();
     (m, d)
 }
 
 fn viommu(router: &R) -> ViommuId {
-    let s2 = S2Config::for_ipa_bits(VMID, PhysAddr(0x8000_0000), 40, Granule::Size4K).unwrap();
-    let id = router
-        .alloc_viommu(ViommuConfig {
-            s2,
-            features: Features::decode(Features::QEMU_VIRT_IDREGS),
-            coherent_devices: true,
-            repeat_tlbi_cfgi: false,
-        })
-        .unwrap();
-    for (i, (v, p)) in DEVS.into_iter().enumerate() {
-        router
-            .alloc_vdevice(id, i as u32, StreamId(p), u64::from(v), false)
-            .unwrap();
-    }
-    router
-        .alloc_veventq(id, VeventqType::ArmSmmuv3, 64)
-        .unwrap();
-    id
+    let devices: Vec<_> = (0..)
+        .zip(DEVS)
+        .map(|(i, (v, p))| (i, StreamId(p), u64::from(v)))
+        .collect();
+    rig::viommu(router, VMID, PhysAddr(0x8000_0000), &devices, 64)
+        .unwrap()
+        .0
 }
 
 type Guest<'a> = Smmu<GuestPlatform<'a>, BumpDma>;

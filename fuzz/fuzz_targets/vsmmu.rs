@@ -12,13 +12,12 @@ use std::sync::Arc;
 
 use arm_smmuv3::command::{CmdqEntry, Command};
 use arm_smmuv3::event::EventRecord;
-use arm_smmuv3::fake::{DriverOnModel, HostSink, ModelArena, ModelPlatform, SmmuModel};
-use arm_smmuv3::features::Features;
+use arm_smmuv3::fake::{DriverOnModel, HostSink, ModelArena, ModelPlatform, SmmuModel, rig};
 use arm_smmuv3::iommufd::VeventqType;
 use arm_smmuv3::regs::offset as off;
 use arm_smmuv3::smmu::Config;
-use arm_smmuv3::ste::{Granule, S2Config, Ste};
-use arm_smmuv3::viommu::{Router, ViommuConfig, ViommuId};
+use arm_smmuv3::ste::Ste;
+use arm_smmuv3::viommu::{Router, ViommuId};
 use arm_smmuv3::vsmmu::{
     GuestIrq, GuestMemory, IrqLine, OutsideRam, RouterBackend, VSmmu, VSmmuConfig,
 };
@@ -47,25 +46,13 @@ struct Rig {
 fn rig() -> &'static Rig {
     thread_local! {
         static RIG: &'static Rig = {
-            let model = SmmuModel::qemu_virt();
-            let phys: &'static DriverOnModel = Box::leak(Box::new(model.driver(Config::default()).unwrap()));
-            phys.reset().unwrap();
+            let (model, phys) = rig::reset_driver(Config::default()).unwrap();
+            let phys: &'static DriverOnModel = Box::leak(Box::new(phys));
             let router: &'static R = Box::leak(Box::new(Router::new()));
             let ids = GUESTS.map(|(vmid, root, devs)| {
-                let s2 = S2Config::for_ipa_bits(vmid, PhysAddr(root), 40, Granule::Size4K).unwrap();
-                let id = router
-                    .alloc_viommu(ViommuConfig {
-                        s2,
-                        features: Features::decode(Features::QEMU_VIRT_IDREGS),
-                        coherent_devices: true,
-                        repeat_tlbi_cfgi: false,
-                    })
-                    .unwrap();
-                for (i, (v, p)) in devs.into_iter().enumerate() {
-                    router.alloc_vdevice(id, i as u32, StreamId(p), u64::from(v), false).unwrap();
-                }
-                router.alloc_veventq(id, VeventqType::ArmSmmuv3, 16).unwrap();
-                id
+                let [(v0, p0), (v1, p1)] = devs;
+                let devices = [(0, StreamId(p0), u64::from(v0)), (1, StreamId(p1), u64::from(v1))];
+                rig::viommu(router, vmid, PhysAddr(root), &devices, 16).unwrap().0
             });
             Box::leak(Box::new(Rig { model, phys, router, ids }))
         };

@@ -36,10 +36,12 @@ mod bits;
 mod cmdq;
 mod control;
 mod dma;
+pub mod kunit;
 pub mod observe;
 mod platform;
 mod queues;
 mod regs;
+pub mod rig;
 mod strtab;
 
 #[cfg(feature = "cmdqv")]
@@ -270,6 +272,20 @@ impl SmmuModel {
     /// The host address of register page 1 as bytes.
     pub fn page1_ptr(&self) -> NonNull<u8> {
         self.hw.regs.page1()
+    }
+
+    /// Where the host address `addr` lies in the register window as laid out in memory:
+    /// `(1, offset)` inside page 1, otherwise `(0, offset from page 0)` (wrapping for an address
+    /// outside both pages). Unlike the model's own decoding it ignores
+    /// [`set_page0_regs_only`](Self::set_page0_regs_only): it says where the driver accessed, not
+    /// which register answered.
+    pub fn window_offset(&self, addr: usize) -> (u8, usize) {
+        let p1 = self.page1_ptr().as_ptr().addr();
+        if (p1..p1 + regs::off::PAGE_SIZE).contains(&addr) {
+            (1, addr - p1)
+        } else {
+            (0, addr.wrapping_sub(self.page0_ptr().as_ptr().addr()))
+        }
     }
 
     /// The decoded ID registers the model presents.

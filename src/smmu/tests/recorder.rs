@@ -108,7 +108,6 @@ pub(super) struct Coherency {
 pub(super) struct Rec {
     pub(super) inner: ModelPlatform,
     pub(super) m: Arc<SmmuModel>,
-    pub(super) p1: usize,
     pub(super) log: Arc<Mutex<Vec<Ev>>>,
     pub(super) coh: Option<Arc<Mutex<Coherency>>>,
 }
@@ -125,7 +124,6 @@ impl Rec {
         Self {
             inner: m.platform(),
             m: m.clone(),
-            p1: m.page1_ptr().as_ptr().addr(),
             log: Arc::new(Mutex::new(Vec::new())),
             coh,
         }
@@ -198,12 +196,7 @@ impl Platform for Rec {
     }
     fn mmio(&self, addr: usize, access: MmioAccess) {
         let write = access == MmioAccess::Write;
-        let page = u8::from((self.p1..self.p1 + 0x10000).contains(&addr));
-        let off = if page == 1 {
-            addr - self.p1
-        } else {
-            addr.wrapping_sub(self.m.page0_ptr().as_ptr().addr())
-        };
+        let (page, off) = self.m.window_offset(addr);
         let val = if write {
             // The register's pointer keeps the provenance of the model's register pages.
             let reg = self.m.page0_ptr().as_ptr().with_addr(addr).cast::<u32>();

@@ -26,8 +26,6 @@ pub(super) type Access = (u8, usize, bool);
 #[derive(Clone)]
 pub(super) struct LogPlatform {
     pub(super) inner: ModelPlatform,
-    pub(super) p0: usize,
-    pub(super) p1: usize,
     pub(super) log: Arc<Mutex<Vec<Access>>>,
 }
 
@@ -42,11 +40,8 @@ impl Platform for LogPlatform {
         self.inner.wait_for_event(what);
     }
     fn mmio(&self, addr: usize, access: MmioAccess) {
-        let entry = if (self.p1..self.p1 + 0x10000).contains(&addr) {
-            (1, addr - self.p1, access == MmioAccess::Write)
-        } else {
-            (0, addr.wrapping_sub(self.p0), access == MmioAccess::Write)
-        };
+        let (page, offset) = self.inner.smmu().window_offset(addr);
+        let entry = (page, offset, access == MmioAccess::Write);
         self.log.lock().unwrap().push(entry);
         self.inner.mmio(addr, access);
     }
@@ -66,8 +61,6 @@ impl Rig {
         let log = Arc::new(Mutex::new(Vec::new()));
         let plat = LogPlatform {
             inner: m.platform(),
-            p0: m.page0_ptr().as_ptr() as usize,
-            p1: m.page1_ptr().as_ptr() as usize,
             log: log.clone(),
         };
         // SAFETY: the model's pages live as long as `m`, which the rig keeps; nothing else

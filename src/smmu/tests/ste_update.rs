@@ -14,49 +14,10 @@ use std::vec::Vec;
 use super::super::*;
 use super::rig::Rig;
 use crate::command::Command;
+use crate::fake::kunit::{CDTAB, bypass, cdtable, nested, s2, s2cfg};
 use crate::ids::{PhysAddr, StreamId, Vmid};
 use crate::platform::DmaMemory;
-use crate::ste::{Granule, S1Dss, S1Fmt, S1StreamConfig, S2Config, Ste};
-
-/// A CD table address outside the model's arena: the model never fetches it here.
-const CDTAB: PhysAddr = PhysAddr(0xF0F0_F0F0_F000);
-
-fn cdtable(dss: S1Dss, ptr: PhysAddr, ats: bool) -> Ste {
-    let s1 = S1StreamConfig {
-        dss,
-        eats: u8::from(ats),
-        ..S1StreamConfig::new(ptr, S1Fmt::TwoLevel64K, 8)
-    };
-    let ste = Ste::stage1(&s1);
-    // Linux's template asks for incoming shareability when S1DSS bypasses.
-    if dss == S1Dss::Bypass {
-        ste.with_shcfg(1)
-    } else {
-        ste
-    }
-}
-
-/// The KUnit stage-2 domain leaves its VMID at 0, as the stage-1 STE does: S2VMID, which a
-/// stage-1 STE uses too, does not change between them.
-fn s2cfg() -> S2Config {
-    S2Config::for_ipa_bits(Vmid(0), PhysAddr(0x9000_0000), 40, Granule::Size4K).unwrap()
-}
-
-fn s2(ats: bool) -> Ste {
-    Ste::stage2(&s2cfg()).with_shcfg(1).with_eats(u8::from(ats))
-}
-
-fn nested(dss: S1Dss, ats: bool) -> Ste {
-    // Linux builds a nested STE on its stage-2 template, SHCFG = incoming included.
-    Ste::nested(&cdtable(dss, CDTAB, false), &s2cfg())
-        .with_shcfg(1)
-        .with_eats(u8::from(ats))
-}
-
-/// Linux's bypass template (SHCFG = incoming).
-fn bypass() -> Ste {
-    Ste::bypass(true)
-}
+use crate::ste::{S1Dss, S1Fmt, S1StreamConfig, S2Config, Ste};
 
 const SID: StreamId = StreamId(0x31);
 
