@@ -174,6 +174,26 @@ pub(crate) fn check_one(seen: &Seen, w: &Want, what: &str) -> bool {
     check(ok, what)
 }
 
+/// A DMA of `sid`'s device to [`IOVA_NO_S2`], which the guest's stage 1 maps to an IPA with no
+/// memory ([`IPA_NO_RAM`]): one stage-2 F_TRANSLATION record with the IOVA and that IPA, read,
+/// CLASS = IN, checked as `what`.
+pub(crate) fn stage2_output_fault(ctx: &Ctx, sid: StreamId, what: &str) -> bool {
+    let seen = faulting_dma(ctx, Direction::ToDevice, IOVA_NO_S2, 4, 1, |_| true);
+    check_one(
+        &seen,
+        &Want {
+            id: EventId::F_TRANSLATION,
+            sid,
+            addr: IOVA_NO_S2,
+            ipa: Some(IPA_NO_RAM),
+            s2: true,
+            class: 2,
+            read: Some(true),
+        },
+        what,
+    )
+}
+
 fn read_u32(buf: &DmaBuf, off: usize) -> u32 {
     assert!(off + 4 <= buf.size);
     // SAFETY: inside the buffer (asserted), 4-byte aligned by the callers, no DMA in flight.
@@ -524,18 +544,9 @@ pub fn nested(ctx: &mut Ctx) -> Outcome {
         "stage-1 fault: F_TRANSLATION, addr = IOVA, S2=0, CLASS=IN",
     );
     // A stage-2 fault on the output: the guest mapped the IOVA to an IPA it has no memory at.
-    let seen = faulting_dma(ctx, Direction::ToDevice, IOVA_NO_S2, 4, 1, |_| true);
-    ok &= check_one(
-        &seen,
-        &Want {
-            id: EventId::F_TRANSLATION,
-            sid,
-            addr: IOVA_NO_S2,
-            ipa: Some(IPA_NO_RAM),
-            s2: true,
-            class: 2,
-            read: Some(true),
-        },
+    ok &= stage2_output_fault(
+        ctx,
+        sid,
         "stage-2 fault on the output: F_TRANSLATION, addr = IOVA, IPA = the unmapped IPA, S2=1, CLASS=IN",
     );
     // A stage-2 fault during the stage-1 walk: a table at an IPA with no memory. IHI 0070

@@ -15,8 +15,8 @@ use arm_smmuv3::{Error, StreamId, VStreamId};
 use crate::edu::Direction;
 use crate::say;
 use crate::scenarios::smmu::{
-    GuestVm, IOVA_NO_S1, IOVA_NO_S2, IPA_NO_RAM, Want, check_one, counters_are, drains_cheap,
-    faulting_dma, print_ste, record_is, take,
+    GuestVm, IOVA_NO_S1, Want, counters_are, drains_cheap, faulting_dma, print_ste, record_is,
+    stage2_output_fault, take,
 };
 use crate::scenarios::{Ctx, Outcome, check, outcome};
 use crate::smmu::{self, DemoSmmu, ROUTER};
@@ -118,18 +118,9 @@ pub fn viommu(ctx: &mut Ctx) -> Outcome {
         );
     }
     // A stage-2 fault of the device: the hypervisor's own, to the host's sink.
-    let seen = faulting_dma(ctx, Direction::ToDevice, IOVA_NO_S2, 4, 1, |_| true);
-    ok &= check_one(
-        &seen,
-        &Want {
-            id: EventId::F_TRANSLATION,
-            sid,
-            addr: IOVA_NO_S2,
-            ipa: Some(IPA_NO_RAM),
-            s2: true,
-            class: 2,
-            read: Some(true),
-        },
+    ok &= stage2_output_fault(
+        ctx,
+        sid,
         "stage-2 fault: to the host's sink with the physical StreamID",
     );
 
