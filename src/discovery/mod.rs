@@ -30,6 +30,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod acpi;
+pub mod aml;
 pub mod dt;
 pub mod iort;
 
@@ -71,17 +73,24 @@ pub enum DiscoveryError {
     Dangling(u32),
     /// A lookup found no SMMU for the requester or device.
     NotFound,
+    /// The caller's physical-memory reader refused the range at this physical address
+    /// ([`acpi::PhysMem`]).
+    Unreadable(u64),
+    /// The XSDT lists no table with this signature.
+    TableNotFound([u8; 4]),
 }
 
 impl DiscoveryError {
     /// The Linux errno the same failure gives: `-EINVAL` for a malformed or dangling
-    /// description, `-EOPNOTSUPP`, `-ENOSPC`, `-ENODEV`.
+    /// description, `-EOPNOTSUPP`, `-ENOSPC`, `-ENODEV` (also for a missing table), `-EFAULT`
+    /// for memory the reader refused.
     pub const fn errno(self) -> i32 {
         match self {
             Self::Malformed { .. } | Self::Dangling(_) => -22,
             Self::Unsupported(_) => -95,
             Self::TooMany(_) => -28,
-            Self::NotFound => -19,
+            Self::NotFound | Self::TableNotFound(_) => -19,
+            Self::Unreadable(_) => -14,
         }
     }
 
@@ -107,6 +116,11 @@ impl fmt::Display for DiscoveryError {
             Self::TooMany(what) => write!(f, "too many {what}"),
             Self::Dangling(r) => write!(f, "reference {r:#x} names nothing"),
             Self::NotFound => f.write_str("no SMMU translates this requester"),
+            Self::Unreadable(pa) => write!(f, "physical memory at {pa:#x} not readable"),
+            Self::TableNotFound(sig) => match core::str::from_utf8(sig) {
+                Ok(s) => write!(f, "no ACPI table {s}"),
+                Err(_) => write!(f, "no ACPI table {sig:02x?}"),
+            },
         }
     }
 }
