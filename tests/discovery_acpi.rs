@@ -280,7 +280,8 @@ fn unsupported(r: Result<Vec<AcpiCmdqv>, DiscoveryError>) -> &'static str {
 
 #[test]
 fn what_the_scanner_cannot_read_is_an_error_not_a_guess() {
-    assert!(unsupported(edge_case("crs-method")).contains("_CRS is a method"));
+    assert!(unsupported(edge_case("crs-outer")).contains("does not hold as a buffer"));
+    assert!(unsupported(edge_case("ini-method")).contains("may change _CRS"));
     assert!(unsupported(edge_case("in-if")).contains("does not read"));
     assert!(unsupported(edge_case("fixed-only")).contains("address space"));
     assert!(unsupported(edge_case("uid-qword")).contains("wider than 32"));
@@ -296,7 +297,7 @@ fn what_the_scanner_cannot_read_is_an_error_not_a_guess() {
 }
 
 #[test]
-fn string_uid_and_32_bit_ones_read_as_linux_prints_them() {
+fn string_uid_named_crs_buffer_and_32_bit_ones() {
     let window = |uid, base: u64, irq| AcpiCmdqv {
         uid,
         base: PhysAddr(base),
@@ -306,6 +307,11 @@ fn string_uid_and_32_bit_ones_read_as_linux_prints_them() {
     assert_eq!(
         edge_case("uid-string"),
         Ok(vec![window(7, 0x1120_0000, None)])
+    );
+    // `Method (_CRS) { Return (RBUF) }` with RBUF a buffer of the device itself.
+    assert_eq!(
+        edge_case("crs-method"),
+        Ok(vec![window(0, 0x1120_0000, None)])
     );
     assert_eq!(
         edge_case("ones-rev1"),

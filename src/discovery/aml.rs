@@ -9,8 +9,10 @@
 //! * `DefName` (0x08) with a constant: `ZeroOp`, `OneOp`, `OnesOp`, `BytePrefix`,
 //!   `WordPrefix`, `DWordPrefix`, `QWordPrefix` integers, a `String`, a `Buffer` (a
 //!   `ResourceTemplate` compiles to one), a `Package` (kept opaque).
-//! * `DefMethod` (0x14) whose whole body is `Return (constant)`, the shape `iasl` emits for
-//!   `Method (_STA) { Return (0x0F) }`; any other method body is not run.
+//! * `DefMethod` (0x14) whose whole body is `Return (constant)` (`Method (_STA) { Return
+//!   (0x0F) }`) or `Return (NAME)` with `NAME` a buffer the same device declares
+//!   (`Method (_CRS) { Return (RBUF) }`); any other method body is not run, and a CMDQV device
+//!   holding such a method is refused, since the method could change `_CRS` at run time.
 //! * `DefExternal`, `DefAlias`, `DefMutex`, `DefEvent` and `DefOpRegion` with constant offset
 //!   and length are stepped over; `DefField`, `DefIndexField`, `DefBankField`, `DefIfElse`,
 //!   `DefWhile`, `DefProcessor`, `DefPowerRes` and `DefThermalZone` are skipped whole by their
@@ -107,6 +109,8 @@ enum Data<'a> {
     /// A buffer's initializer bytes and their offset in the table.
     Buffer(&'a [u8], usize),
     Package,
+    /// A single relative name segment a method returns (`Return (RBUF)`).
+    NameRef([u8; 4]),
 }
 
 /// What a device declares about one of the names the scanner reads.
@@ -120,6 +124,9 @@ enum Field<'a> {
     Unreadable(usize),
 }
 
+/// Buffers other than `_CRS` a device's names hold, kept for a `_CRS` method that returns one.
+const NAMED_BUFFERS: usize = 4;
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Device<'a> {
     at: usize,
@@ -128,6 +135,10 @@ struct Device<'a> {
     uid: Field<'a>,
     crs: Field<'a>,
     sta: Field<'a>,
+    /// `Name (RBUF, ResourceTemplate () {...})` and the like, by name.
+    buffers: [Option<([u8; 4], Data<'a>)>; NAMED_BUFFERS],
+    /// The first method of the device the scanner did not run (it may change `_CRS`).
+    opaque_method: Option<usize>,
 }
 
 impl<'a> Device<'a> {
@@ -138,7 +149,20 @@ impl<'a> Device<'a> {
             b"_UID" => &mut self.uid,
             b"_CRS" => &mut self.crs,
             b"_STA" => &mut self.sta,
-            _ => return Ok(()),
+            _ => {
+                match value {
+                    Field::Value(d @ Data::Buffer(..)) => {
+                        if let Some(free) = self.buffers.iter_mut().find(|b| b.is_none()) {
+                            *free = Some((seg, d));
+                        }
+                    }
+                    Field::Unreadable(_) => {
+                        self.opaque_method.get_or_insert(at);
+                    }
+                    _ => {}
+                }
+                return Ok(());
+            }
         };
         if *slot != Field::Absent {
             return Err(DiscoveryError::malformed(
@@ -370,15 +394,22 @@ impl<'a> Scanner<'a> {
         }))
     }
 
-    /// A method body that is exactly `Return (constant)`.
+    /// A method body that is exactly `Return (constant)` or `Return (NAME)` with `NAME` one
+    /// relative segment.
     fn trivial_return(&self, body: usize, end: usize) -> Result<Option<Data<'a>>> {
         if body >= end || self.byte(body, end)? != 0xa4 {
             return Ok(None);
         }
-        Ok(match self.data(body + 1, end)? {
-            Some((d, next)) if next == end => Some(d),
-            _ => None,
-        })
+        let value = body + 1;
+        if let Some((d, next)) = self.data(value, end)? {
+            return Ok((next == end).then_some(d));
+        }
+        let first = self.byte(value, end)?;
+        if first.is_ascii_uppercase() || first == b'_' {
+            let (seg, next) = self.name_string(value, end)?;
+            return Ok(seg.filter(|_| next == end).map(Data::NameRef));
+        }
+        Ok(None)
     }
 
     fn term(&self, at: usize, end: usize) -> Result<Term<'a>> {
@@ -572,6 +603,11 @@ impl<'a> Scanner<'a> {
                 "NVDA200C device with a term of unknown length in its body",
             ));
         }
+        if dev.opaque_method.is_some() {
+            return Err(unsupported(
+                "NVDA200C device with a method the scanner does not run (it may change _CRS)",
+            ));
+        }
         match dev.sta {
             Field::Absent => {}
             Field::Value(Data::Int(sta)) if sta & 1 == 0 => return Ok(()),
@@ -598,7 +634,20 @@ impl<'a> Scanner<'a> {
                 ));
             }
         };
-        let (crs, crs_at) = match dev.crs {
+        let crs = match dev.crs {
+            Field::Value(Data::NameRef(name)) => Field::Value(
+                dev.buffers
+                    .iter()
+                    .flatten()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, d)| *d)
+                    .ok_or(unsupported(
+                        "NVDA200C _CRS returns a name the device does not hold as a buffer",
+                    ))?,
+            ),
+            other => other,
+        };
+        let (crs, crs_at) = match crs {
             Field::Value(Data::Buffer(b, at)) => (b, at),
             Field::Absent => return Err(malformed("NVDA200C device without _CRS", dev.at)),
             Field::Value(_) => return Err(malformed("NVDA200C _CRS not a buffer", dev.at)),
