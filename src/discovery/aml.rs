@@ -737,7 +737,7 @@ pub enum Resource {
     },
     /// The 16-bit ISA IRQ mask descriptor (§6.4.2.1, small item 0x04).
     LegacyIrq,
-    /// Any other descriptor: its item name (small: bits [6:3]; large: 0x80 | bits [6:0]).
+    /// Any other descriptor: its item name (small: bits 6-3; large: 0x80 | bits 6-0).
     Other(u8),
 }
 

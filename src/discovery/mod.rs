@@ -8,8 +8,14 @@
 //!   `iommu-map` of PCIe host bridges, `Documentation/devicetree/bindings/pci/pci-iommu.txt`;
 //!   `iommus` of platform devices, `Documentation/devicetree/bindings/iommu/iommu.txt`).
 //! * [`iort::Iort`]: the ACPI IORT (Arm DEN 0049, "IO Remapping Table"): SMMUv3 nodes, root
-//!   complex and named component ID mappings; the Tegra241 CMDQV (`_HID` `NVDA200C`) comes from
-//!   the DSDT, which the caller has parsed ([`iort::AcpiCmdqv`]).
+//!   complex and named component ID mappings, each generic SMMUv3 paired with the Tegra241
+//!   CMDQV ([`iort::AcpiCmdqv`]) whose `_UID` is its identifier.
+//!
+//! On an ACPI machine [`acpi::Acpi`] finds the tables from the RSDP through a caller-supplied
+//! [`acpi::PhysMem`] (RSDP, XSDT, FADT → DSDT, SSDTs, IORT, SPCR; every length and checksum
+//! checked) and [`aml::DefinitionBlock`] scans the DSDT and SSDTs for the `NVDA200C` devices, so
+//! [`acpi::Acpi::topology`] gives the whole [`Topology`]. [`dt::DeviceTree::reg`] translates
+//! any node's `reg`, e.g. the `stdout-path` console ([`dt::DeviceTree::stdout`]).
 //!
 //! Everything is bounds-checked: a corrupt blob gives a [`DiscoveryError`], never a panic or a
 //! read outside the slice. No heap: the result lives in fixed-capacity vectors
