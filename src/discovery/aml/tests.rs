@@ -252,3 +252,46 @@ fn a_resource_template_without_end_tag_is_malformed() {
     let r: std::vec::Vec<_> = Resources::new(&[0x8a, 0xff, 0xff, 0], 0).collect();
     assert!(matches!(r[..], [Err(DiscoveryError::Malformed { .. })]));
 }
+
+/// A QWord address space descriptor: `consumer`, [min, max], `_TRA`, `_LEN`.
+fn qword(consumer: bool, min: u64, max: u64, tra: u64, len: u64) -> std::vec::Vec<u8> {
+    let mut d = vec![0x8a, 43, 0, 0, 0x0c | u8::from(consumer), 0x01];
+    for v in [0, min, max, tra, len] {
+        d.extend_from_slice(&v.to_le_bytes());
+    }
+    d
+}
+
+#[test]
+fn window_follows_linux_decode_space() {
+    let end = [0x79u8, 0];
+    // A consumer's _TRA is ignored; the size is max - min + 1.
+    let mut b = qword(true, 0x1000, 0x1fff, 0x5000_0000, 0x1000);
+    b.extend(end);
+    assert_eq!(cmdqv_resources(&b, 0), Ok(((0x1000, 0x1000), None)));
+    // A producer's _TRA is added.
+    let mut b = qword(false, 0x1000, 0x1fff, 0x5000_0000, 0x1000);
+    b.extend(end);
+    assert_eq!(cmdqv_resources(&b, 0), Ok(((0x5000_1000, 0x1000), None)));
+    // An invalid one (_LEN 0, or min > max) is passed over for the next.
+    let mut b = qword(true, 0x1000, 0x1fff, 0, 0);
+    b.extend(qword(true, 0x3000, 0x1fff, 0, 0x1000));
+    b.extend(qword(true, 0x8000, 0x8fff, 0, 0x1000));
+    b.extend(end);
+    assert_eq!(cmdqv_resources(&b, 0), Ok(((0x8000, 0x1000), None)));
+    // An I/O range first is not a window.
+    let mut b = qword(true, 0x1000, 0x1fff, 0, 0x1000);
+    b[3] = 1;
+    b.extend(end);
+    assert!(matches!(
+        cmdqv_resources(&b, 0),
+        Err(DiscoveryError::Unsupported(_))
+    ));
+    // A window reaching 2^64 is malformed, not wrapped.
+    let mut b = qword(true, 0, u64::MAX, 0, 1);
+    b.extend(end);
+    assert!(matches!(
+        cmdqv_resources(&b, 0),
+        Err(DiscoveryError::Malformed { .. })
+    ));
+}
