@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut table = vec![0u8; 36];
-    table[..4].copy_from_slice(if revision & 0x80 != 0 { b"DSDT" } else { b"SSDT" });
+    table[..4].copy_from_slice(if revision & 0x80 != 0 {
+        b"DSDT"
+    } else {
+        b"SSDT"
+    });
     table[8] = revision & 0x7f;
     table.extend_from_slice(aml);
     let len = table.len() as u32;
@@ -42,7 +46,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let mem = Region { base: 0, bytes: data };
+    let mem = Region {
+        base: 0,
+        bytes: data,
+    };
     if let Ok(acpi) = Acpi::new(&mem, 0) {
         let _ = acpi.topology();
         let _ = acpi.spcr();
