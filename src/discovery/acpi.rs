@@ -145,14 +145,7 @@ impl<'m, M: PhysMem + ?Sized> Acpi<'m, M> {
                 "ACPI 1.0 RSDP (revision below 2: no XSDT)",
             ));
         }
-        let r = mem
-            .bytes(rsdp, RSDP_LEN)
-            .ok_or(DiscoveryError::Unreadable(rsdp))?;
-        let len = le(r, 20, 4).unwrap_or(0);
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len < RSDP_LEN {
-            return Err(DiscoveryError::malformed("RSDP length", 20));
-        }
+        let len = declared_len(mem, rsdp, RSDP_LEN, 20, "RSDP length below 36 bytes")?;
         let r = mem
             .bytes(rsdp, len)
             .ok_or(DiscoveryError::Unreadable(rsdp))?;
@@ -282,18 +275,25 @@ impl<'m, M: PhysMem + ?Sized> Acpi<'m, M> {
     }
 }
 
-fn table_at<M: PhysMem + ?Sized>(mem: &M, pa: u64) -> Result<&[u8]> {
-    let head = mem
-        .bytes(pa, HEADER_LEN)
-        .ok_or(DiscoveryError::Unreadable(pa))?;
-    let len = le(head, 4, 4).unwrap_or(0);
+/// The 32-bit length field at `field` of the `min`-byte structure at `pa`, at least `min`.
+fn declared_len<M: PhysMem + ?Sized>(
+    mem: &M,
+    pa: u64,
+    min: usize,
+    field: usize,
+    what: &'static str,
+) -> Result<usize> {
+    let head = mem.bytes(pa, min).ok_or(DiscoveryError::Unreadable(pa))?;
+    let len = le(head, field, 4).unwrap_or(0);
     let len = usize::try_from(len).unwrap_or(usize::MAX);
-    if len < HEADER_LEN {
-        return Err(DiscoveryError::malformed(
-            "ACPI table length below its header",
-            4,
-        ));
+    if len < min {
+        return Err(DiscoveryError::malformed(what, field));
     }
+    Ok(len)
+}
+
+fn table_at<M: PhysMem + ?Sized>(mem: &M, pa: u64) -> Result<&[u8]> {
+    let len = declared_len(mem, pa, HEADER_LEN, 4, "ACPI table length below its header")?;
     checked_table(mem.bytes(pa, len).ok_or(DiscoveryError::Unreadable(pa))?)
 }
 
