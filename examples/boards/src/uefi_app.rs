@@ -67,8 +67,9 @@ pub struct Profile {
     pub rule: CmdqvRule,
 }
 
-/// The memory lent to the drivers (stream tables, queues, CMDQV queues, stage-2 roots).
-const DMA_BYTES: usize = 64 << 20;
+/// The memory lent to the drivers (stream tables, queues, CMDQV queues, stage-2 roots). The
+/// run on QEMU (one SMMU, 16 StreamID bits) uses 36 KiB; Tegra264 has five SMMUs with CMDQVs.
+const DMA_BYTES: usize = 16 << 20;
 const PAGE: u64 = 4096;
 
 // ---------------------------------------------------------------------------------------------
