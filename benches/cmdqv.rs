@@ -14,23 +14,23 @@ use std::time::{Duration, Instant};
 
 use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CpuIndex};
 use arm_smmuv3::command::{Command, TlbiRange};
-use arm_smmuv3::fake::cmdqv::{FakeCmdqv, FakeCmdqvParams, RecordingCommandSink};
-use arm_smmuv3::fake::{FakePlatform, FakeSmmu, ModelSmmu};
+use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams, RecordingCommandSink};
+use arm_smmuv3::fake::{DriverOnModel, ModelPlatform, SmmuModel};
 use arm_smmuv3::ids::{Asid, Vmid};
 use arm_smmuv3::smmu::Config;
 
-type Drv = ModelSmmu;
+type Drv = DriverOnModel;
 
 struct Rig {
-    m: Arc<FakeSmmu>,
-    fake: Arc<FakeCmdqv>,
+    m: Arc<SmmuModel>,
+    fake: Arc<CmdqvModel>,
     smmu: Drv,
-    cmdqv: Cmdqv<FakePlatform>,
+    cmdqv: Cmdqv<ModelPlatform>,
 }
 
 fn rig() -> Rig {
-    let m = FakeSmmu::qemu_virt();
-    let fake = FakeCmdqv::attach(&m, FakeCmdqvParams::TEST);
+    let m = SmmuModel::qemu_virt();
+    let fake = CmdqvModel::attach(&m, CmdqvModelParams::TEST);
     let smmu = m.driver(Config::default()).expect("probe");
     smmu.reset().expect("reset");
     let cfg = CmdqvConfig {
@@ -135,7 +135,7 @@ fn main() {
 
     // The same VCMDQ path with the CMDQV model alone behind the hook (no SMMU model lock on
     // every access): what the dispatch through the SMMU model costs on the host.
-    let (fake, arena, platform) = FakeCmdqv::standalone(FakeCmdqvParams::TEST);
+    let (fake, arena, platform) = CmdqvModel::standalone(CmdqvModelParams::TEST);
     let cfg = CmdqvConfig {
         host_queue_log2: 8,
         ..CmdqvConfig::new(fake.phys(), fake.size(), 19)

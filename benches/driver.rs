@@ -15,16 +15,16 @@ use std::time::Instant;
 
 use arm_smmuv3::command::Command;
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
-use arm_smmuv3::fake::{FakeSmmu, ModelSmmu};
+use arm_smmuv3::fake::{DriverOnModel, SmmuModel};
 use arm_smmuv3::features::{IdRegs, QEMU_VIRT};
 use arm_smmuv3::ids::{Iova, PhysAddr, StreamId, Vmid};
 use arm_smmuv3::smmu::{Config, EventSink};
 use arm_smmuv3::ste::{Granule, S1Dss, S1Fmt, S1StreamConfig, S2Config, Ste};
 
-type Drv = ModelSmmu;
+type Drv = DriverOnModel;
 
-fn rig(ids: IdRegs, config: Config) -> (Arc<FakeSmmu>, Drv) {
-    let m = FakeSmmu::new(ids);
+fn rig(ids: IdRegs, config: Config) -> (Arc<SmmuModel>, Drv) {
+    let m = SmmuModel::new(ids);
     let d = m.driver(config).expect("probe");
     d.reset().expect("reset");
     (m, d)

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arm_smmuv3::command::{Command, TlbiRange};
-use arm_smmuv3::fake::{FakePlatform, FakeSmmu, ModelDma, ModelSmmu};
+use arm_smmuv3::fake::{DriverOnModel, ModelArena, ModelPlatform, SmmuModel};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::VeventqType;
 use arm_smmuv3::regs::offset as off;
@@ -35,7 +35,7 @@ use arm_smmuv3::vsmmu::{
 use arm_smmuv3::{Asid, Ipa, PhysAddr, StreamId, Vmid};
 
 type R = Router<2, 16, 4, 16, 8>;
-type Vs<'a> = VSmmu<RouterBackend<'a, FakePlatform, ModelDma, 2, 16, 4, 16, 8>, &'a Ram, NoIrq>;
+type Vs<'a> = VSmmu<RouterBackend<'a, ModelPlatform, ModelArena, 2, 16, 4, 16, 8>, &'a Ram, NoIrq>;
 
 const RAM_BASE: u64 = 0x4000_0000;
 const STRTAB: u64 = RAM_BASE;
@@ -128,7 +128,7 @@ fn op_guest_tlbi_sync(vs: &Vs<'_>, ram: &Ram, n: usize) {
 }
 
 #[inline(never)]
-fn op_host_tlbi_sync(smmu: &ModelSmmu, n: usize) {
+fn op_host_tlbi_sync(smmu: &DriverOnModel, n: usize) {
     for i in 0..n {
         let mut c = tlbi(i as u16);
         if let Command::TlbiNhVa { vmid, .. } = &mut c {
@@ -157,7 +157,7 @@ fn op_guest_cfgi_ste(vs: &Vs<'_>, ram: &Ram, n: usize) {
 }
 
 #[inline(never)]
-fn op_host_cfgi_ste(smmu: &ModelSmmu, stes: &[Ste; 2], n: usize) {
+fn op_host_cfgi_ste(smmu: &DriverOnModel, stes: &[Ste; 2], n: usize) {
     for i in 0..n {
         smmu.set_ste(PSID, &stes[i % 2]).expect("host set_ste");
     }
@@ -185,7 +185,7 @@ fn main() {
     let rounds = env("VSMMU_BENCH_ROUNDS", 31).max(1);
     let iters = env("VSMMU_BENCH_ITERS", 2000).max(1);
 
-    let m: Arc<FakeSmmu> = FakeSmmu::qemu_virt();
+    let m: Arc<SmmuModel> = SmmuModel::qemu_virt();
     let smmu = m.driver(Config::default()).expect("probe");
     smmu.reset().expect("reset");
     let router: Box<R> = Box::new(Router::new());

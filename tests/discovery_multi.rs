@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arm_smmuv3::discovery::dt::DeviceTree;
 use arm_smmuv3::discovery::{DiscoveryError, IrqSource, SmmuIndex, Stream, Topology};
 use arm_smmuv3::event::EventRecord;
-use arm_smmuv3::fake::{DmaOutcome, FakeSmmu, FaultKind, HostSink, ModelSmmu};
+use arm_smmuv3::fake::{DmaOutcome, DriverOnModel, FaultKind, HostSink, SmmuModel};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::VeventqType;
 use arm_smmuv3::smmu::Quirks;
@@ -24,8 +24,8 @@ type R = Router<2, 16, 4, 16, 8>;
 
 /// One SMMU instance as the hypervisor keeps it.
 struct Instance {
-    model: Arc<FakeSmmu>,
-    smmu: ModelSmmu,
+    model: Arc<SmmuModel>,
+    smmu: DriverOnModel,
     router: Box<R>,
     host: HostSink,
 }
@@ -36,7 +36,7 @@ fn bring_up(topo: &Topology) -> Vec<Instance> {
     topo.smmus()
         .iter()
         .map(|desc| {
-            let model = FakeSmmu::qemu_virt();
+            let model = SmmuModel::qemu_virt();
             let smmu = model.driver(desc.config()).unwrap();
             smmu.reset().unwrap();
             Instance {

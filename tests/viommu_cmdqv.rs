@@ -1,5 +1,5 @@
 //! The TEGRA241_CMDQV vIOMMU end to end: the router on the SMMU driver and the CMDQV driver,
-//! both on their software models (FakeSmmu + FakeCmdqv): VINTF per vIOMMU, SID pairs per
+//! both on their software models (SmmuModel + CmdqvModel): VINTF per vIOMMU, SID pairs per
 //! vDEVICE, HW queues with Linux's rules, guest queue errors read back from the vIOMMU's
 //! TEGRA241_CMDQV vEVENTQ byte for byte, and teardown in descending queue order.
 #![cfg(all(feature = "fakes", feature = "cmdqv"))]
@@ -10,8 +10,8 @@ use arm_smmuv3::cmdqv::regs::{self, offset as off};
 use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CmdqvErrorStats, VintfId};
 use arm_smmuv3::command::{CmdqEntry, Command};
 use arm_smmuv3::error::Error;
-use arm_smmuv3::fake::cmdqv::{FakeCmdqv, FakeCmdqvParams};
-use arm_smmuv3::fake::{FakePlatform, FakeSmmu, ModelSmmu};
+use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams};
+use arm_smmuv3::fake::{DriverOnModel, ModelPlatform, SmmuModel};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{HwQueueType, VeventTegra241Cmdqv, VeventqType};
 use arm_smmuv3::platform::DmaMemory;
@@ -23,16 +23,16 @@ use arm_smmuv3::{Asid, PhysAddr, StreamId, VStreamId, Vmid};
 type R = Router<4, 16, 4, 8, 8>;
 
 struct Rig {
-    m: Arc<FakeSmmu>,
-    fake: Arc<FakeCmdqv>,
-    smmu: ModelSmmu,
-    cmdqv: Cmdqv<FakePlatform>,
+    m: Arc<SmmuModel>,
+    fake: Arc<CmdqvModel>,
+    smmu: DriverOnModel,
+    cmdqv: Cmdqv<ModelPlatform>,
     router: Box<R>,
 }
 
 fn rig() -> Rig {
-    let m = FakeSmmu::qemu_virt();
-    let fake = FakeCmdqv::attach(&m, FakeCmdqvParams::TEST);
+    let m = SmmuModel::qemu_virt();
+    let fake = CmdqvModel::attach(&m, CmdqvModelParams::TEST);
     let smmu = m.driver(Config::default()).unwrap();
     smmu.reset().unwrap();
     let cfg = CmdqvConfig {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arm_smmuv3::event::{EventId, EventRecord};
-use arm_smmuv3::fake::{DmaOutcome, FakeSmmu, FaultKind, HostSink, ModelSmmu, OverflowStyle};
+use arm_smmuv3::fake::{DmaOutcome, DriverOnModel, FaultKind, HostSink, OverflowStyle, SmmuModel};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{VeventHeader, VeventqType};
 use arm_smmuv3::smmu::Config;
@@ -14,10 +14,10 @@ use arm_smmuv3::ste::{Granule, S2Config};
 use arm_smmuv3::viommu::{Router, ViommuConfig, ViommuId};
 use arm_smmuv3::{Iova, PhysAddr, StreamId, SubstreamId, VStreamId, Vmid};
 
-type Drv = ModelSmmu;
+type Drv = DriverOnModel;
 
-fn rig() -> (Arc<FakeSmmu>, Drv) {
-    let m = FakeSmmu::qemu_virt();
+fn rig() -> (Arc<SmmuModel>, Drv) {
+    let m = SmmuModel::qemu_virt();
     let d = m.driver(Config::default()).unwrap();
     d.reset().unwrap();
     (m, d)
@@ -101,8 +101,8 @@ fn faulting_dma_reaches_the_guest_with_its_vsid() {
 
 type R = Router<2, 16, 4, 16, 8>;
 
-fn rig_with(config: Config) -> (Arc<FakeSmmu>, Drv) {
-    let m = FakeSmmu::qemu_virt();
+fn rig_with(config: Config) -> (Arc<SmmuModel>, Drv) {
+    let m = SmmuModel::qemu_virt();
     let d = m.driver(config).unwrap();
     d.reset().unwrap();
     (m, d)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arm_smmuv3::command::Command;
 use arm_smmuv3::error::CmdqError;
 use arm_smmuv3::event::{EventId, EventRecord, EvtqEntry};
-use arm_smmuv3::fake::{DmaOutcome, FakeSmmu, HostSink, ModelSmmu};
+use arm_smmuv3::fake::{DmaOutcome, DriverOnModel, HostSink, SmmuModel};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::VeventqType;
 use arm_smmuv3::regs::{Page0, Page1};
@@ -96,8 +96,16 @@ impl GuestIrq for Lines {
     }
 }
 
-type Backend<'a> =
-    RouterBackend<'a, arm_smmuv3::fake::FakePlatform, arm_smmuv3::fake::ModelDma, 2, 16, 4, 64, 8>;
+type Backend<'a> = RouterBackend<
+    'a,
+    arm_smmuv3::fake::ModelPlatform,
+    arm_smmuv3::fake::ModelArena,
+    2,
+    16,
+    4,
+    64,
+    8,
+>;
 type Vs<'a> = VSmmu<Backend<'a>, &'a GuestRam, &'a Lines>;
 
 /// The guest driver's platform: each MMIO access of the guest driver is a trap delivered to the
@@ -163,8 +171,8 @@ impl Platform for GuestPlatform<'_> {
     }
 }
 
-fn physical() -> (Arc<FakeSmmu>, ModelSmmu) {
-    let m = FakeSmmu::qemu_virt();
+fn physical() -> (Arc<SmmuModel>, DriverOnModel) {
+    let m = SmmuModel::qemu_virt();
     let d = m.driver(Config::default()).unwrap();
     d.reset().unwrap();
     // The host's own start-up commands are not the guest's.

@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(topo.smmu(m.smmu).is_some());
         if let MapOwner::PciRoot { segment, .. } = m.owner {
             // The first RID a mapping covers must resolve through the topology too.
-            if !m.single && m.count > 0 && m.input_base <= 0xffff && m.input_base & m.mask == m.input_base {
+            if !m.single
+                && m.count > 0
+                && m.input_base <= 0xffff
+                && m.input_base & m.mask == m.input_base
+            {
                 let rid = m.input_base as u16;
                 assert!(topo.pci_stream(segment, rid).is_ok());
             }

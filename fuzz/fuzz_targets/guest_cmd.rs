@@ -28,7 +28,11 @@ fn check_map(raw: [u64; 2], cmd: &Command) {
     if let Some(Opcode::CfgiCd | Opcode::CfgiCdAll | Opcode::AtcInv) = Opcode::from_u8(e.opcode()) {
         let vsid = (raw[0] >> 32) as u32;
         let want = VDEVS.iter().find(|(v, _)| *v == vsid).map(|(_, p)| *p);
-        assert_eq!(Some(e.sid().0), want, "vSID {vsid:#x} mapped wrong: {cmd:?}");
+        assert_eq!(
+            Some(e.sid().0),
+            want,
+            "vSID {vsid:#x} mapped wrong: {cmd:?}"
+        );
     }
 }
 
@@ -120,7 +124,13 @@ fuzz_target!(|data: &[u8]| {
             .alloc_vdevice(id, p, StreamId(p), u64::from(v), true)
             .unwrap();
         router
-            .attach_nested(id, VStreamId(v), [1 | 5 << 1, 1 << 28], &Rec(RefCell::new(Vec::new())), |_, _| Ok(()))
+            .attach_nested(
+                id,
+                VStreamId(v),
+                [1 | 5 << 1, 1 << 28],
+                &Rec(RefCell::new(Vec::new())),
+                |_, _| Ok(()),
+            )
             .unwrap();
     }
     // Another VM with its own device, whose StreamID must never appear.

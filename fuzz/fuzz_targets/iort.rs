@@ -9,8 +9,18 @@ use arm_smmuv3::discovery::{MapOwner, SmmuIndex};
 use libfuzzer_sys::fuzz_target;
 
 const CMDQVS: [AcpiCmdqv; 2] = [
-    AcpiCmdqv { uid: 0, base: PhysAddr(0x1120_0000), size: 0x83_0000, irq: None },
-    AcpiCmdqv { uid: 1, base: PhysAddr(0x1220_0000), size: 0x83_0000, irq: None },
+    AcpiCmdqv {
+        uid: 0,
+        base: PhysAddr(0x1120_0000),
+        size: 0x83_0000,
+        irq: None,
+    },
+    AcpiCmdqv {
+        uid: 1,
+        base: PhysAddr(0x1220_0000),
+        size: 0x83_0000,
+        irq: None,
+    },
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -36,7 +36,11 @@ struct Rec {
 
 impl CommandSink for Rec {
     fn submit(&self, cmds: &[Command]) -> Result<(), Error> {
-        assert!(!cmds.is_empty() && cmds.len() <= 63, "batch of {}", cmds.len());
+        assert!(
+            !cmds.is_empty() && cmds.len() <= 63,
+            "batch of {}",
+            cmds.len()
+        );
         if self.fail {
             return Err(Error::Io);
         }
@@ -147,13 +151,16 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!clash, "VMID {vmid} on two stage-2 roots");
                     assert!(!model.contains_key(&id.0), "a handle came back: {id:?}");
                     handles.push(id);
-                    model.insert(id.0, Model {
-                        vmid,
-                        root,
-                        live: true,
-                        devs: BTreeMap::new(),
-                        vsids_ever: BTreeSet::new(),
-                    });
+                    model.insert(
+                        id.0,
+                        Model {
+                            vmid,
+                            root,
+                            live: true,
+                            devs: BTreeMap::new(),
+                            vsids_ever: BTreeSet::new(),
+                        },
+                    );
                 }
             }
             1 => {
@@ -281,7 +288,9 @@ fuzz_target!(|data: &[u8]| {
             }
             10 => {
                 let mut out = [HwptPgfault::default(); 4];
-                let n = r.read_faults(h, &mut out[..usize::from(b % 5)]).unwrap_or(0);
+                let n = r
+                    .read_faults(h, &mut out[..usize::from(b % 5)])
+                    .unwrap_or(0);
                 if n > 0 {
                     assert!(before_live);
                 }
@@ -301,8 +310,12 @@ fuzz_target!(|data: &[u8]| {
             }
             11 => {
                 let cmd = match c % 5 {
-                    0 => Command::TlbiNhAll { vmid: Vmid(u16::from(b)) },
-                    1 => Command::CfgiCdAll { sid: StreamId(vsid) },
+                    0 => Command::TlbiNhAll {
+                        vmid: Vmid(u16::from(b)),
+                    },
+                    1 => Command::CfgiCdAll {
+                        sid: StreamId(vsid),
+                    },
                     2 => Command::AtcInv {
                         sid: StreamId(vsid),
                         ssid: None,
@@ -310,10 +323,14 @@ fuzz_target!(|data: &[u8]| {
                         addr: 0,
                         size: 52,
                     },
-                    3 => Command::CfgiCdAll { sid: StreamId(psid) },
+                    3 => Command::CfgiCdAll {
+                        sid: StreamId(psid),
+                    },
                     _ => Command::TlbiNsnhAll,
                 };
-                let ent = ViommuArmSmmuv3Invalidate { cmd: cmd.encode().0 };
+                let ent = ViommuArmSmmuv3Invalidate {
+                    cmd: cmd.encode().0,
+                };
                 let out = r.invalidate(h, &[ent, ent], &rec);
                 check(&rec.cmds.borrow(), model.get(&h.0), "invalidate");
                 if !before_live {
@@ -329,7 +346,9 @@ fuzz_target!(|data: &[u8]| {
                 }
                 _ => {
                     let mut buf = [0u8; 200];
-                    let n = r.read_vevents(h, VeventqType::ArmSmmuv3, &mut buf).unwrap_or(0);
+                    let n = r
+                        .read_vevents(h, VeventqType::ArmSmmuv3, &mut buf)
+                        .unwrap_or(0);
                     let mut at = 0;
                     while at < n {
                         let flags = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap());
@@ -341,7 +360,10 @@ fuzz_target!(|data: &[u8]| {
                         let vsid = (d0 >> 32) as u32;
                         let m = model.get(&h.0).expect("a read through an unknown handle");
                         assert!(m.live, "a read through a dead handle returned records");
-                        assert!(m.vsids_ever.contains(&vsid), "a record of vSID {vsid:#x} is not ours");
+                        assert!(
+                            m.vsids_ever.contains(&vsid),
+                            "a record of vSID {vsid:#x} is not ours"
+                        );
                         at += 32;
                     }
                 }
@@ -349,9 +371,13 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 // A handle from another slot or generation.
                 let stale = ViommuId(h.0 ^ (1 << (16 + (c % 3))));
-                let out = r.invalidate(stale, &[ViommuArmSmmuv3Invalidate {
-                    cmd: Command::TlbiNsnhAll.encode().0,
-                }], &rec);
+                let out = r.invalidate(
+                    stale,
+                    &[ViommuArmSmmuv3Invalidate {
+                        cmd: Command::TlbiNsnhAll.encode().0,
+                    }],
+                    &rec,
+                );
                 check(&rec.cmds.borrow(), model.get(&stale.0), "stale invalidate");
                 if !model.get(&stale.0).is_some_and(|m| m.live) {
                     assert_eq!(out.result, Err(Error::NotFound));

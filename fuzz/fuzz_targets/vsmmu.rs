@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arm_smmuv3::command::{CmdqEntry, Command};
 use arm_smmuv3::event::EventRecord;
-use arm_smmuv3::fake::{FakePlatform, FakeSmmu, HostSink, ModelDma, ModelSmmu};
+use arm_smmuv3::fake::{DriverOnModel, HostSink, ModelArena, ModelPlatform, SmmuModel};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::VeventqType;
 use arm_smmuv3::regs::offset as off;
@@ -38,8 +38,8 @@ const GUESTS: [(Vmid, u64, [(u32, u32); 2]); 2] = [
 const CMDQ_LOG2: u8 = 5;
 
 struct Rig {
-    model: Arc<FakeSmmu>,
-    phys: &'static ModelSmmu,
+    model: Arc<SmmuModel>,
+    phys: &'static DriverOnModel,
     router: &'static R,
     ids: [ViommuId; 2],
 }
@@ -47,8 +47,8 @@ struct Rig {
 fn rig() -> &'static Rig {
     thread_local! {
         static RIG: &'static Rig = {
-            let model = FakeSmmu::qemu_virt();
-            let phys: &'static ModelSmmu = Box::leak(Box::new(model.driver(Config::default()).unwrap()));
+            let model = SmmuModel::qemu_virt();
+            let phys: &'static DriverOnModel = Box::leak(Box::new(model.driver(Config::default()).unwrap()));
             phys.reset().unwrap();
             let router: &'static R = Box::leak(Box::new(Router::new()));
             let ids = GUESTS.map(|(vmid, root, devs)| {
@@ -101,7 +101,7 @@ impl GuestIrq for NoIrq {
     fn raise(&self, _: IrqLine) {}
 }
 
-type Vs<'a> = VSmmu<RouterBackend<'a, FakePlatform, ModelDma, 2, 16, 4, 16, 8>, &'a Ram, NoIrq>;
+type Vs<'a> = VSmmu<RouterBackend<'a, ModelPlatform, ModelArena, 2, 16, 4, 16, 8>, &'a Ram, NoIrq>;
 
 const OFFSETS: [u64; 16] = [
     off::CR0 as u64,

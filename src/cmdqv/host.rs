@@ -110,7 +110,7 @@ impl<P: Platform> Cmdqv<P> {
     }
 
     /// Counters of host queue `l`'s engine (batches, PROD writes, recovered errors...).
-    pub fn host_queue_counters(&self, l: usize) -> Option<crate::smmu::CmdqCounters> {
+    pub fn host_queue_counters(&self, l: usize) -> Option<crate::smmu::CmdqStats> {
         self.host.get(l).map(crate::smmu::cmdq::Cmdq::counters)
     }
 }

@@ -14,18 +14,18 @@ use super::*;
 use crate::command::{CmdqEntry, Command, TlbiRange};
 use crate::error::{CmdqError, errno};
 use crate::fake::cmdqv::{
-    AckTarget, CmdqvReg, FakeCmdqv, FakeCmdqvParams, ModelError, RecordingCommandSink, VcmdqFault,
+    AckTarget, CmdqvModel, CmdqvModelParams, CmdqvReg, ModelError, RecordingCommandSink, VcmdqFault,
 };
-use crate::fake::{FakeDma, FakePlatform, FakeSmmu};
+use crate::fake::{DmaArena, ModelPlatform, SmmuModel};
 use crate::ids::{Asid, StreamId, VStreamId};
 use crate::iommufd::VeventTegra241Cmdqv;
 use crate::platform::DmaMemory;
 
 /// The CMDQV model beside the SMMU model, one platform hook and one DMA arena for both.
 struct Rig {
-    smmu: Arc<FakeSmmu>,
-    fake: Arc<FakeCmdqv>,
-    cmdqv: Cmdqv<FakePlatform>,
+    smmu: Arc<SmmuModel>,
+    fake: Arc<CmdqvModel>,
+    cmdqv: Cmdqv<ModelPlatform>,
     main: RecordingCommandSink,
 }
 
@@ -43,16 +43,16 @@ impl Rig {
     }
 }
 
-fn config_for(fake: &FakeCmdqv) -> CmdqvConfig {
+fn config_for(fake: &CmdqvModel) -> CmdqvConfig {
     CmdqvConfig {
         host_queue_log2: 4,
         ..CmdqvConfig::new(fake.phys(), fake.size(), 8)
     }
 }
 
-fn rig_with(params: FakeCmdqvParams, tweak: impl FnOnce(&FakeCmdqv, &mut CmdqvConfig)) -> Rig {
-    let smmu = FakeSmmu::qemu_virt();
-    let fake = FakeCmdqv::attach(&smmu, params);
+fn rig_with(params: CmdqvModelParams, tweak: impl FnOnce(&CmdqvModel, &mut CmdqvConfig)) -> Rig {
+    let smmu = SmmuModel::qemu_virt();
+    let fake = CmdqvModel::attach(&smmu, params);
     let mut cfg = config_for(&fake);
     tweak(&fake, &mut cfg);
     // SAFETY: the model's window is `fake.size()` bytes, lives as long as `fake`, and only this
@@ -67,7 +67,7 @@ fn rig_with(params: FakeCmdqvParams, tweak: impl FnOnce(&FakeCmdqv, &mut CmdqvCo
 }
 
 fn ready_rig() -> Rig {
-    let mut r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    let mut r = rig_with(CmdqvModelParams::TEST, |_, _| {});
     r.cmdqv.reset(&r.main).unwrap();
     r
 }
@@ -108,7 +108,7 @@ fn atc_inv(sid: u32) -> Command {
 
 #[test]
 fn probe_decodes_param_and_hw_info() {
-    let r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    let r = rig_with(CmdqvModelParams::TEST, |_, _| {});
     let p = r.cmdqv.param();
     assert_eq!(
         (p.version, p.vcmdqs_log2, p.vintfs_log2, p.sids_log2),
@@ -125,12 +125,12 @@ fn probe_decodes_param_and_hw_info() {
     assert_eq!((c.reads, c.writes), (1, 0));
     assert_eq!(c.get(CmdqvReg::Param), (1, 0));
     // One 256-byte ring per host queue, naturally aligned.
-    assert_eq!(r.alloc(1).0, FakeDma::DEFAULT_PA_BASE + 4 * 256);
+    assert_eq!(r.alloc(1).0, DmaArena::DEFAULT_PA_BASE + 4 * 256);
 }
 
 #[test]
 fn probe_refuses_unusable_params_and_windows() {
-    let (fake, arena, platform) = FakeCmdqv::standalone(FakeCmdqvParams {
+    let (fake, arena, platform) = CmdqvModel::standalone(CmdqvModelParams {
         version: 1,
         vcmdqs_log2: 1,
         vintfs_log2: 2,
@@ -144,7 +144,7 @@ fn probe_refuses_unusable_params_and_windows() {
     // SAFETY: as in `rig_with`.
     let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, small) };
     assert_eq!(e.unwrap_err(), Error::Unsupported(Feature::Cmdqv));
-    let (fake, arena, platform) = FakeCmdqv::standalone(FakeCmdqvParams::TEST);
+    let (fake, arena, platform) = CmdqvModel::standalone(CmdqvModelParams::TEST);
     let mut deep = config_for(&fake);
     deep.host_queue_log2 = 9;
     // SAFETY: as in `rig_with`.
@@ -154,7 +154,7 @@ fn probe_refuses_unusable_params_and_windows() {
 
 #[test]
 fn window_smaller_than_param_caps_the_vintfs() {
-    let r = rig_with(FakeCmdqvParams::TEST, |_, cfg| {
+    let r = rig_with(CmdqvModelParams::TEST, |_, cfg| {
         cfg.window_size = regs::window_size(2)
     });
     assert_eq!(r.cmdqv.num_vintfs(), 2);
@@ -179,7 +179,7 @@ fn reset_enables_vintf0_with_hyp_own_and_maps_its_queues_in_order() {
         let q = r.fake.queue(l).unwrap();
         assert!(q.enabled);
         assert_eq!(q.base & 0x1F, 4);
-        assert_eq!(q.base & !0x1F, FakeDma::DEFAULT_PA_BASE + 256 * l as u64);
+        assert_eq!(q.base & !0x1F, DmaArena::DEFAULT_PA_BASE + 256 * l as u64);
     }
     // Other VINTFs' CMDQ_ALLOC carry their static assignment, unallocated.
     assert_eq!(r.fake.queue(5).unwrap().alloc, (1 << 15) | (1 << 1));
@@ -204,7 +204,7 @@ fn every_enable_handshake_is_bounded() {
         (AckTarget::Vintf(0), WaitFor::VintfEnable),
         (AckTarget::Vcmdq(2), WaitFor::VcmdqEnable),
     ] {
-        let mut r = rig_with(FakeCmdqvParams::TEST, |_, cfg| cfg.timeout_us = 50);
+        let mut r = rig_with(CmdqvModelParams::TEST, |_, cfg| cfg.timeout_us = 50);
         r.fake.set_never_ack(target, true);
         let start = r.cmdqv.platform().now_us();
         assert_eq!(r.cmdqv.reset(&r.main), Err(Error::Timeout(what)));
@@ -254,13 +254,13 @@ fn batches_larger_than_the_ring_wait_for_space_and_keep_order() {
 
 #[test]
 fn bypass_and_not_ready_use_the_smmu_queue() {
-    let r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    let r = rig_with(CmdqvModelParams::TEST, |_, _| {});
     r.cmdqv
         .submit(CpuIndex(0), &[cfgi_ste(1)], &r.main)
         .unwrap();
     assert_eq!(r.main.batches(), vec![vec![cfgi_ste(1)]]);
 
-    let mut r = rig_with(FakeCmdqvParams::TEST, |_, cfg| cfg.bypass_vcmdq = true);
+    let mut r = rig_with(CmdqvModelParams::TEST, |_, cfg| cfg.bypass_vcmdq = true);
     r.cmdqv.reset(&r.main).unwrap();
     r.cmdqv
         .submit(CpuIndex(0), &[cfgi_ste(2)], &r.main)
@@ -271,7 +271,7 @@ fn bypass_and_not_ready_use_the_smmu_queue() {
 
 #[test]
 fn without_hyp_own_only_the_guest_subset_goes_to_the_vcmdq() {
-    let mut r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    let mut r = rig_with(CmdqvModelParams::TEST, |_, _| {});
     r.fake.set_hyp_own_wired_zero(true);
     r.cmdqv.reset(&r.main).unwrap();
     assert!(!r.cmdqv.hyp_own(), "HYP_OWN read back as 0");
@@ -305,7 +305,7 @@ fn without_hyp_own_only_the_guest_subset_goes_to_the_vcmdq() {
 
 #[test]
 fn tegra264_repeats_cfgi_and_tlbi_after_the_sync_but_never_atc_inv() {
-    let mut r = rig_with(FakeCmdqvParams::TEST, |_, cfg| cfg.board = Board::Tegra264);
+    let mut r = rig_with(CmdqvModelParams::TEST, |_, cfg| cfg.board = Board::Tegra264);
     r.cmdqv.reset(&r.main).unwrap();
     r.fake.reset_mmio_counts();
     let cmds = [cfgi_ste(1), atc_inv(2), tlbi_va(3, 0x8000)];
@@ -386,7 +386,7 @@ fn abort_and_atc_inv_sync_are_acknowledged_and_retried() {
 
 #[test]
 fn a_stuck_host_queue_times_out() {
-    let mut r = rig_with(FakeCmdqvParams::TEST, |_, cfg| cfg.timeout_us = 100);
+    let mut r = rig_with(CmdqvModelParams::TEST, |_, cfg| cfg.timeout_us = 100);
     r.cmdqv.reset(&r.main).unwrap();
     // Disable queue 0 behind the driver's back: PROD is not consumed.
     r.fake.write32(regs::vintf_page0(0) + off::VCMDQ_CONFIG, 0);
@@ -422,7 +422,7 @@ fn guest_vintf_gets_its_vmid_no_hyp_own_and_a_mappable_page() {
     let r = ready_rig();
     let g = r.cmdqv.vintf_alloc(Vmid(0x42)).unwrap();
     assert_eq!(g.id, VintfId(1));
-    assert_eq!(g.page0.phys, PhysAddr(FakeCmdqv::DEFAULT_PHYS.0 + 0x50000));
+    assert_eq!(g.page0.phys, PhysAddr(CmdqvModel::DEFAULT_PHYS.0 + 0x50000));
     assert_eq!(g.page0.mmap_offset, 0x50000);
     assert_eq!(g.page0.mmap_length, 0x10000);
     assert_eq!(r.cmdqv.vintf_page(g.id), Some(g.page0));
@@ -442,7 +442,7 @@ fn guest_vintf_gets_its_vmid_no_hyp_own_and_a_mappable_page() {
 
 #[test]
 fn guest_vintf_needs_reset_first() {
-    let r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    let r = rig_with(CmdqvModelParams::TEST, |_, _| {});
     assert_eq!(r.cmdqv.vintf_alloc(Vmid(1)), Err(Error::Disabled));
 }
 
@@ -902,7 +902,7 @@ fn vevent_read_returns_the_tegra241_cmdqv_record_as_linux_would() {
 #[test]
 fn standalone_model_runs_without_an_smmu() {
     use crate::fake::cmdqv::CmdqvArena;
-    let (fake, arena, platform) = FakeCmdqv::standalone(FakeCmdqvParams::QEMU);
+    let (fake, arena, platform) = CmdqvModel::standalone(CmdqvModelParams::QEMU);
     assert_eq!(fake.size(), 0x50000);
     let cfg = CmdqvConfig {
         host_queue_log2: 3,
@@ -1034,8 +1034,8 @@ mod props {
 #[test]
 fn the_smmu_driver_is_the_main_queue() {
     use crate::smmu::Config;
-    let m = FakeSmmu::qemu_virt();
-    let fake = FakeCmdqv::attach(&m, FakeCmdqvParams::TEST);
+    let m = SmmuModel::qemu_virt();
+    let fake = CmdqvModel::attach(&m, CmdqvModelParams::TEST);
     let config = Config {
         quirks: Board::Tegra264.smmu_quirks(),
         ..Config::default()
@@ -1129,7 +1129,7 @@ fn dropping_the_driver_stops_cmdqv() {
     assert!(!fake.enabled());
     assert!(!fake.queue(0).unwrap().enabled);
     // Never reset: nothing to stop, nothing written.
-    let r = rig_with(FakeCmdqvParams::TEST, |_, _| {});
+    let r = rig_with(CmdqvModelParams::TEST, |_, _| {});
     let fake = r.fake.clone();
     drop(r);
     assert_eq!(fake.mmio_counts().writes, 0);

@@ -11,13 +11,13 @@
 
 use super::*;
 use crate::command::Command;
-use crate::fake::FakeSmmu;
-use crate::fake::cmdqv::{CmdqvReg, FakeCmdqv, FakeCmdqvParams, RecordingCommandSink};
+use crate::fake::SmmuModel;
+use crate::fake::cmdqv::{CmdqvModel, CmdqvModelParams, CmdqvReg, RecordingCommandSink};
 
 #[test]
 fn a_flagged_host_queue_without_a_command_error_is_still_acknowledged() {
-    let smmu = FakeSmmu::qemu_virt();
-    let fake = FakeCmdqv::attach(&smmu, FakeCmdqvParams::TEST);
+    let smmu = SmmuModel::qemu_virt();
+    let fake = CmdqvModel::attach(&smmu, CmdqvModelParams::TEST);
     let cfg = CmdqvConfig {
         host_queue_log2: 4,
         ..CmdqvConfig::new(fake.phys(), fake.size(), 8)

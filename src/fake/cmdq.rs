@@ -110,9 +110,9 @@ fn decode_op(raw: [u64; 2]) -> Option<Op> {
     Some(op)
 }
 
-/// An error the test asks the command queue to report (see [`FakeSmmu::inject_cmdq_error`]).
+/// An error the test asks the command queue to report (see [`SmmuModel::inject_cmdq_error`]).
 ///
-/// [`FakeSmmu::inject_cmdq_error`]: super::FakeSmmu::inject_cmdq_error
+/// [`SmmuModel::inject_cmdq_error`]: super::SmmuModel::inject_cmdq_error
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmdqFault {
     /// CERROR_ABT: the fetch of the command aborted; the SMMU refetches it after the error is

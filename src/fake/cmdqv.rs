@@ -1,4 +1,4 @@
-//! `FakeCmdqv`: a software Tegra241 CMDQV for host tests (features `fakes` + `cmdqv`).
+//! `CmdqvModel`: a software Tegra241 CMDQV for host tests (features `fakes` + `cmdqv`).
 //!
 //! The register window lives in an aligned host allocation. The driver reaches it through
 //! `tock-registers` like real MMIO, and the model runs from the
@@ -22,10 +22,10 @@
 //!   VINTF_INT_MASK masks the VINTF. Acknowledging (GERRORN = GERROR) clears the map bits and
 //!   restarts the queue at CONS.
 //!
-//! Beside the SMMU model: [`FakeCmdqv::attach`] registers the model as an
-//! [`MmioDevice`] of a [`FakeSmmu`], so the SMMU's [`FakePlatform`](super::FakePlatform) runs
-//! both models from one hook and the queues read commands from the SMMU's [`FakeDma`](super::FakeDma)
-//! arena. [`FakeCmdqv::standalone`] gives a model with its own arena ([`CmdqvArena`]) and
+//! Beside the SMMU model: [`CmdqvModel::attach`] registers the model as an
+//! [`MmioDevice`] of a [`SmmuModel`], so the SMMU's [`ModelPlatform`](super::ModelPlatform) runs
+//! both models from one hook and the queues read commands from the SMMU's [`DmaArena`](super::DmaArena)
+//! arena. [`CmdqvModel::standalone`] gives a model with its own arena ([`CmdqvArena`]) and
 //! platform ([`StandalonePlatform`]) for tests that need no SMMU.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
@@ -34,7 +34,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use super::{FakeSmmu, MmioDevice};
+use super::{MmioDevice, SmmuModel};
 
 use crate::cmdqv::regs::{self, offset as off};
 use crate::command::{CmdqEntry, Command, Opcode};
@@ -50,7 +50,7 @@ pub trait PhysBus: Send + Sync {
 
 /// The PARAM register and window geometry of a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FakeCmdqvParams {
+pub struct CmdqvModelParams {
     /// CMDQV_VER.
     pub version: u8,
     /// NUM_VCMDQ_LOG2.
@@ -61,7 +61,7 @@ pub struct FakeCmdqvParams {
     pub sids_log2: u8,
 }
 
-impl FakeCmdqvParams {
+impl CmdqvModelParams {
     /// QEMU's model: version 1, two VCMDQs, one VINTF, 16 SID pairs (window `0x50000`).
     pub const QEMU: Self = Self {
         version: 1,
@@ -217,7 +217,7 @@ pub enum CmdqvReg {
     Other,
 }
 
-/// MMIO access counters of a [`FakeCmdqv`].
+/// MMIO access counters of a [`CmdqvModel`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CmdqvMmioCounts {
     /// Reads of any register.
@@ -320,7 +320,7 @@ impl VintfModel {
 }
 
 struct State {
-    p: FakeCmdqvParams,
+    p: CmdqvModelParams,
     config: u32,
     enabled: bool,
     never_ack: bool,
@@ -369,10 +369,10 @@ struct HostMem {
 
 impl HostMem {
     fn new(size: usize, align: usize) -> Self {
-        let layout = Layout::from_size_align(size, align).expect("FakeCmdqv: bad layout");
+        let layout = Layout::from_size_align(size, align).expect("CmdqvModel: bad layout");
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
-        let base = NonNull::new(ptr).expect("FakeCmdqv: host allocation failed");
+        let base = NonNull::new(ptr).expect("CmdqvModel: host allocation failed");
         Self { base, layout }
     }
 
@@ -408,10 +408,10 @@ impl Drop for HostMem {
     }
 }
 
-/// A software Tegra241 CMDQV. Create it with [`FakeCmdqv::new`] (or [`FakeCmdqv::standalone`]),
+/// A software Tegra241 CMDQV. Create it with [`CmdqvModel::new`] (or [`CmdqvModel::standalone`]),
 /// hand [`base`](Self::base) to `Cmdqv::new`, run it from a platform's MMIO hook through
 /// [`access`](Self::access), and steer or observe it with the other methods.
-pub struct FakeCmdqv {
+pub struct CmdqvModel {
     win: HostMem,
     phys: PhysAddr,
     bus: Arc<dyn PhysBus>,
@@ -420,33 +420,33 @@ pub struct FakeCmdqv {
 
 // SAFETY: the window is owned by the model for its whole life (freed only when it drops) and holds
 // plain integers, so the owner may move between threads.
-unsafe impl Send for FakeCmdqv {}
-// SAFETY: through `&FakeCmdqv`, model code touches the window only with `state` locked (`access`
+unsafe impl Send for CmdqvModel {}
+// SAFETY: through `&CmdqvModel`, model code touches the window only with `state` locked (`access`
 // and the steering methods), so two model accesses never race. CPU-side accesses (the driver
 // through the pointers `Cmdqv::new` was given, or `read32`/`write32`, which stand for a CPU load
 // or store) run before or after the hook for that access, never inside it; as on hardware, the
 // caller must not let two threads access one register at once, which the driver guarantees by
 // giving each VCMDQ to one CPU (its lock) and which Miri's race detector checked for the
 // two-thread tests.
-unsafe impl Sync for FakeCmdqv {}
+unsafe impl Sync for CmdqvModel {}
 
-impl core::fmt::Debug for FakeCmdqv {
+impl core::fmt::Debug for CmdqvModel {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FakeCmdqv")
+        f.debug_struct("CmdqvModel")
             .field("phys", &self.phys)
             .field("size", &self.win.layout.size())
             .finish()
     }
 }
 
-impl FakeCmdqv {
+impl CmdqvModel {
     /// The physical address the model's window claims (any 64 KiB-aligned value would do).
     pub const DEFAULT_PHYS: PhysAddr = PhysAddr(0x0520_0000);
 
     /// A model with `params`, its queues fetching commands through `bus`. The window is
     /// `0x30000 + 0x20000 × num_vintfs` bytes, 64 KiB aligned, with reset values: CONFIG 0,
     /// PARAM from `params`, everything else 0.
-    pub fn new(params: FakeCmdqvParams, bus: Arc<dyn PhysBus>) -> Arc<Self> {
+    pub fn new(params: CmdqvModelParams, bus: Arc<dyn PhysBus>) -> Arc<Self> {
         let nv = params.num_vintfs();
         let win = HostMem::new(regs::window_size(nv), regs::PAGE_SIZE);
         win.w32(off::PARAM, params.param());
@@ -473,15 +473,17 @@ impl FakeCmdqv {
     }
 
     /// A model beside `smmu`: registered as one of its MMIO devices (so
-    /// [`FakeSmmu::platform`]'s hook runs it) and fetching commands from its DMA arena.
-    pub fn attach(smmu: &Arc<FakeSmmu>, params: FakeCmdqvParams) -> Arc<Self> {
+    /// [`SmmuModel::platform`]'s hook runs it) and fetching commands from its DMA arena.
+    pub fn attach(smmu: &Arc<SmmuModel>, params: CmdqvModelParams) -> Arc<Self> {
         let cmdqv = Self::new(params, Arc::new(SmmuBus(Arc::downgrade(smmu))));
         smmu.add_device(cmdqv.clone());
         cmdqv
     }
 
     /// A model with its own DMA arena (see [`CmdqvArena`]) and a platform running it.
-    pub fn standalone(params: FakeCmdqvParams) -> (Arc<Self>, Arc<CmdqvArena>, StandalonePlatform) {
+    pub fn standalone(
+        params: CmdqvModelParams,
+    ) -> (Arc<Self>, Arc<CmdqvArena>, StandalonePlatform) {
         let arena = Arc::new(CmdqvArena::default());
         let cmdqv = Self::new(params, arena.clone());
         let platform = StandalonePlatform::new(cmdqv.clone());
@@ -1237,18 +1239,18 @@ fn reg_of(loc: Loc) -> CmdqvReg {
     }
 }
 
-impl MmioDevice for FakeCmdqv {
+impl MmioDevice for CmdqvModel {
     fn contains(&self, addr: usize) -> bool {
-        FakeCmdqv::contains(self, addr)
+        CmdqvModel::contains(self, addr)
     }
 
     fn access(&self, addr: usize, write: bool) {
-        FakeCmdqv::access(self, addr, write);
+        CmdqvModel::access(self, addr, write);
     }
 }
 
 /// The SMMU model's DMA arena as the CMDQV sees it (weak: the SMMU model owns the CMDQV model).
-struct SmmuBus(Weak<FakeSmmu>);
+struct SmmuBus(Weak<SmmuModel>);
 
 impl PhysBus for SmmuBus {
     fn read_u64(&self, pa: PhysAddr) -> Option<u64> {
@@ -1350,17 +1352,17 @@ unsafe impl DmaMemory for CmdqvArena {
     }
 }
 
-/// A [`Platform`] running only a [`FakeCmdqv`]: virtual clock (1 µs per `relax`), MMIO hook
+/// A [`Platform`] running only a [`CmdqvModel`]: virtual clock (1 µs per `relax`), MMIO hook
 /// forwarding to the model.
 #[derive(Clone, Debug)]
 pub struct StandalonePlatform {
-    cmdqv: Arc<FakeCmdqv>,
+    cmdqv: Arc<CmdqvModel>,
     clock: Arc<AtomicU64>,
 }
 
 impl StandalonePlatform {
     /// A platform for `cmdqv`.
-    pub fn new(cmdqv: Arc<FakeCmdqv>) -> Self {
+    pub fn new(cmdqv: Arc<CmdqvModel>) -> Self {
         Self {
             cmdqv,
             clock: Arc::new(AtomicU64::new(0)),
@@ -1368,7 +1370,7 @@ impl StandalonePlatform {
     }
 
     /// The model.
-    pub fn cmdqv(&self) -> &Arc<FakeCmdqv> {
+    pub fn cmdqv(&self) -> &Arc<CmdqvModel> {
         &self.cmdqv
     }
 }

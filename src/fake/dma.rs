@@ -1,21 +1,21 @@
-//! `FakeDma`: the memory a test lends to the driver, with fake physical addresses.
+//! `DmaArena`: the memory a test lends to the driver, with fake physical addresses.
 //!
 //! One zeroed host allocation, aligned to its own (power-of-two) size, seen by the model at
-//! physical address [`FakeDma::DEFAULT_PA_BASE`] (or a base of the test's choosing). The driver
+//! physical address [`DmaArena::DEFAULT_PA_BASE`] (or a base of the test's choosing). The driver
 //! allocates from it through [`DmaMemory`]; the model reads and writes SMMU-visible memory only
-//! through [`FakeDma::read`] / [`FakeDma::write`], which translate a physical address to host
+//! through [`DmaArena::read`] / [`DmaArena::write`], which translate a physical address to host
 //! memory with bounds checks. A physical address outside the arena is an external abort for the
 //! model (F_STE_FETCH, CERROR_ABT, EVENTQ_ABT_ERR, ... as IHI 0070 says for each structure).
 //!
 //! # Strict mode: what the SMMU sees is what the barriers published
 //!
-//! An arena owned by a [`FakeSmmu`](super::FakeSmmu) is strict by default. The driver's CPU
+//! An arena owned by a [`SmmuModel`](super::SmmuModel) is strict by default. The driver's CPU
 //! reads and stores the host memory directly; the SMMU side (every accessor of this type) sees a
 //! second copy that follows the CPU's stores only when the driver executes a barrier that orders
 //! them (`dma_wmb`, `dma_mb`; IHI 0070 §3.5: commands, STEs and tables must be visible before
 //! the MMIO write or command that makes the SMMU read them), or when the driver reports a single
 //! 64-bit store to a live stream-table entry (which the SMMU may observe at once). In the other
-//! direction, queue records the SMMU writes ([`FakeDma::write_record`]) reach the CPU's memory
+//! direction, queue records the SMMU writes ([`DmaArena::write_record`]) reach the CPU's memory
 //! only after the CPU read the queue's PROD register and then executed a barrier that orders
 //! loads (`dma_rmb`, `dma_mb`), as the CPU may otherwise satisfy the record reads early. MSI
 //! writes and test steering writes reach both copies at once.
@@ -29,7 +29,7 @@ use crate::platform::{DmaBuf, DmaMemory};
 
 /// A DMA arena for host tests: zeroed, contiguous, aligned to its size, with fake physical
 /// addresses. Implements [`DmaMemory`] (a bump allocator that never frees).
-pub struct FakeDma {
+pub struct DmaArena {
     base: NonNull<u8>,
     layout: Layout,
     pa_base: u64,
@@ -60,17 +60,17 @@ struct PendingRecord {
     observed: bool,
 }
 
-// SAFETY: the arena is owned by `FakeDma` (allocated in `new`, freed in `drop`) and holds plain
+// SAFETY: the arena is owned by `DmaArena` (allocated in `new`, freed in `drop`) and holds plain
 // bytes, so moving the owner to another thread is fine.
-unsafe impl Send for FakeDma {}
-// SAFETY: every access through `&FakeDma` is a bounds-checked copy made with `bus` held (so two
+unsafe impl Send for DmaArena {}
+// SAFETY: every access through `&DmaArena` is a bounds-checked copy made with `bus` held (so two
 // of them never race) or the allocator, behind `next`. The driver's own accesses use the
-// buffers `alloc` handed out, under `DmaMemory`'s contract, not `&FakeDma`.
-unsafe impl Sync for FakeDma {}
+// buffers `alloc` handed out, under `DmaMemory`'s contract, not `&DmaArena`.
+unsafe impl Sync for DmaArena {}
 
-impl core::fmt::Debug for FakeDma {
+impl core::fmt::Debug for DmaArena {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FakeDma")
+        f.debug_struct("DmaArena")
             .field("pa_base", &format_args!("{:#x}", self.pa_base))
             .field("size", &self.layout.size())
             .field("used", &self.used())
@@ -78,7 +78,7 @@ impl core::fmt::Debug for FakeDma {
     }
 }
 
-impl FakeDma {
+impl DmaArena {
     /// The physical address the default arena starts at (a typical DRAM base).
     pub const DEFAULT_PA_BASE: u64 = 0x8000_0000;
     /// The default arena size: 4 MiB.
@@ -94,12 +94,12 @@ impl FakeDma {
         let size = size.max(1 << 16).next_power_of_two();
         assert!(
             pa_base.is_multiple_of(size as u64),
-            "FakeDma: pa_base {pa_base:#x} not aligned to the arena size {size:#x}"
+            "DmaArena: pa_base {pa_base:#x} not aligned to the arena size {size:#x}"
         );
-        let layout = Layout::from_size_align(size, size).expect("FakeDma: bad layout");
+        let layout = Layout::from_size_align(size, size).expect("DmaArena: bad layout");
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
-        let base = NonNull::new(ptr).expect("FakeDma: host allocation failed");
+        let base = NonNull::new(ptr).expect("DmaArena: host allocation failed");
         Self {
             base,
             layout,
@@ -196,7 +196,7 @@ impl FakeDma {
     }
 
     /// Writes a queue record the SMMU produced: the SMMU side sees it at once, the CPU only
-    /// after [`FakeDma::observe_records`] and [`FakeDma::hand_over_records`]. `None` outside
+    /// after [`DmaArena::observe_records`] and [`DmaArena::hand_over_records`]. `None` outside
     /// the arena or for an unaligned `pa`.
     pub(crate) fn write_record(&self, pa: PhysAddr, words: &[u64], queue: u8) -> Option<()> {
         if !pa.0.is_multiple_of(8) {
@@ -426,13 +426,13 @@ impl FakeDma {
     }
 }
 
-impl Default for FakeDma {
+impl Default for DmaArena {
     fn default() -> Self {
         Self::new(Self::DEFAULT_SIZE, Self::DEFAULT_PA_BASE)
     }
 }
 
-impl Drop for FakeDma {
+impl Drop for DmaArena {
     fn drop(&mut self) {
         // SAFETY: `base` was allocated in `new` with exactly `layout` and is freed once.
         unsafe { dealloc(self.base.as_ptr(), self.layout) };
@@ -443,7 +443,7 @@ impl Drop for FakeDma {
 // out twice (bump allocation, no free); the arena base is aligned to the arena size and the
 // physical base to the same size, so an offset aligned to `align <= size` is aligned both at
 // `vaddr` and at `paddr`. The arena lives as long as the allocator.
-unsafe impl DmaMemory for FakeDma {
+unsafe impl DmaMemory for DmaArena {
     fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf> {
         if !align.is_power_of_two() || align > self.layout.size() {
             return None;
@@ -471,7 +471,7 @@ mod tests {
 
     #[test]
     fn allocations_are_zeroed_aligned_disjoint_and_translate_back() {
-        let dma = FakeDma::default();
+        let dma = DmaArena::default();
         let a = dma.alloc(64, 64).unwrap();
         let b = dma.alloc(0x4000, 0x4000).unwrap();
         let c = dma.alloc(8, 8).unwrap();
@@ -485,12 +485,12 @@ mod tests {
         let bytes = unsafe { core::slice::from_raw_parts(b.vaddr.as_ptr(), b.size) };
         assert!(bytes.iter().all(|&x| x == 0));
         assert!(dma.alloc(8, 3).is_none());
-        assert!(dma.alloc(FakeDma::DEFAULT_SIZE, 8).is_none());
+        assert!(dma.alloc(DmaArena::DEFAULT_SIZE, 8).is_none());
     }
 
     #[test]
     fn model_accesses_are_bounds_checked() {
-        let dma = FakeDma::new(1 << 16, 0x4000_0000);
+        let dma = DmaArena::new(1 << 16, 0x4000_0000);
         assert_eq!(dma.size(), 1 << 16);
         let top = PhysAddr(0x4000_0000 + 0xfff8);
         assert_eq!(dma.write_u64(top, 0x1122_3344_5566_7788), Some(()));
@@ -511,14 +511,14 @@ mod tests {
     }
 }
 
-/// The DMA arena of a [`FakeSmmu`](super::FakeSmmu), owned through an `Arc` so that it can be
+/// The DMA arena of a [`SmmuModel`](super::SmmuModel), owned through an `Arc` so that it can be
 /// lent by value to a driver while the test keeps the model.
 #[derive(Clone)]
-pub struct ModelDma(pub std::sync::Arc<super::FakeSmmu>);
+pub struct ModelArena(pub std::sync::Arc<super::SmmuModel>);
 
-// SAFETY: `FakeDma` meets the `DmaMemory` contract (zeroed, aligned, disjoint pieces of an arena the
+// SAFETY: `DmaArena` meets the `DmaMemory` contract (zeroed, aligned, disjoint pieces of an arena the
 // model keeps alive for as long as this `Arc` does); this only forwards to it.
-unsafe impl DmaMemory for ModelDma {
+unsafe impl DmaMemory for ModelArena {
     fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf> {
         self.0.dma().alloc(size, align)
     }

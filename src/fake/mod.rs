@@ -1,17 +1,17 @@
 //! Software models of an SMMUv3 (and CMDQV) for host tests (feature `fakes`).
 //!
-//! [`FakeSmmu`] is a software SMMUv3 that the real driver code runs against. Its register pages
+//! [`SmmuModel`] is a software SMMUv3 that the real driver code runs against. Its register pages
 //! are plain host memory; the driver reaches them through `tock-registers` like real MMIO, and
 //! the model runs from the [`Platform::mmio`](crate::platform::Platform::mmio) hook of
-//! [`FakePlatform`]: after a write it reacts synchronously as QEMU's SMMUv3 does (CR0 → CR0ACK,
+//! [`ModelPlatform`]: after a write it reacts synchronously as QEMU's SMMUv3 does (CR0 → CR0ACK,
 //! CMDQ_PROD → commands consumed, EVENTQ_CONS → slots freed, ...), before a read it brings the
 //! register up to date (late ACKs). Memory the SMMU reads or writes (stream table, queues, CDs,
-//! MSI targets) lives in a [`FakeDma`] arena with fake physical addresses.
+//! MSI targets) lives in a [`DmaArena`] with fake physical addresses.
 //!
 //! ```
-//! use arm_smmuv3::fake::FakeSmmu;
+//! use arm_smmuv3::fake::SmmuModel;
 //! use arm_smmuv3::platform::{DmaMemory, Platform};
-//! let smmu = FakeSmmu::qemu_virt();
+//! let smmu = SmmuModel::qemu_virt();
 //! let platform = smmu.platform(); // give to the driver with smmu.page0(), smmu.page1()
 //! let buf = smmu.dma().alloc(4096, 4096).unwrap(); // what the driver allocates from
 //! assert_eq!(buf.paddr.0, 0x8000_0000);
@@ -19,7 +19,7 @@
 //! ```
 //!
 //! What the model does, in short (each behaviour has its own test in `fake::tests`):
-//! - CR0/IRQ_CTRL acknowledged at once, GBPA UPDATE cleared at once, unless [`FakeSmmu::set_ack`]
+//! - CR0/IRQ_CTRL acknowledged at once, GBPA UPDATE cleared at once, unless [`SmmuModel::set_ack`]
 //!   delays or withholds it. Queue bases are latched when a queue is enabled, the stream table at
 //!   SMMUEN and at every CFGI. Writes to read-only registers are ignored.
 //! - Command queue: consumed on CMDQ_PROD writes; illegal commands (decode error, SSec, CS = 3,
@@ -27,7 +27,7 @@
 //!   GERROR.CMDQ_ERR, resumed by GERRORN. CMD_SYNC CS=SIG_IRQ writes the MSI when IDR0.MSI and
 //!   MSIAddr != 0, else counts a wired pulse. Errors and stalls on demand.
 //! - Stream table: linear and 2-level walk, STEs cached per StreamID until CFGI (as QEMU), CDs
-//!   fetched (not cached) for stage-1 streams. [`FakeSmmu::dma_access`] simulates a device access;
+//!   fetched (not cached) for stage-1 streams. [`SmmuModel::dma_access`] simulates a device access;
 //!   translation is the identity unless a test registered a fault.
 //! - Event and PRI queues with three overflow styles, edge interrupts, MSIs.
 //! - MMIO counters per register, STE snapshots for write-ordering checks.
@@ -52,14 +52,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use cmdq::{CmdqFault, CmdqStats};
-pub use dma::{FakeDma, ModelDma};
-pub use platform::{FakePlatform, MmioDevice};
+pub use dma::{DmaArena, ModelArena};
+pub use platform::{MmioDevice, ModelPlatform};
 pub use queues::{OverflowStyle, QueueStats};
 pub use regs::{MmioCounts, RegCount, RegPage, register_offset};
 pub use strtab::{DmaOutcome, FaultKind, RejectedSte, SteSnapshot};
 
-/// The driver type [`FakeSmmu::driver`] builds.
-pub type ModelSmmu = crate::smmu::Smmu<FakePlatform, ModelDma>;
+/// The real driver ([`Smmu`](crate::smmu::Smmu)) running on a [`SmmuModel`], as
+/// [`SmmuModel::driver`] builds it.
+pub type DriverOnModel = crate::smmu::Smmu<ModelPlatform, ModelArena>;
 
 /// A host-side sink for tests: keeps every event record and PRI request the IRQ path hands to
 /// the host, and counts the overflow notifications of each queue.
@@ -153,10 +154,10 @@ pub struct IrqCounts {
 /// Hardware the model owns outside its lock: the register pages and the DMA arena.
 pub(crate) struct Hw {
     pub(crate) regs: RegPages,
-    pub(crate) dma: FakeDma,
+    pub(crate) dma: DmaArena,
 }
 
-/// The model's state, behind [`FakeSmmu`]'s mutex.
+/// The model's state, behind [`SmmuModel`]'s mutex.
 pub(crate) struct Model {
     pub(crate) feat: Features,
     pub(crate) ctl: Control,
@@ -168,11 +169,11 @@ pub(crate) struct Model {
     pub(crate) counts: MmioCounts,
 }
 
-/// A software SMMUv3 for host tests. Create it with [`FakeSmmu::new`] or
-/// [`FakeSmmu::qemu_virt`], hand [`page0`](Self::page0)/[`page1`](Self::page1),
+/// A software SMMUv3 for host tests. Create it with [`SmmuModel::new`] or
+/// [`SmmuModel::qemu_virt`], hand [`page0`](Self::page0)/[`page1`](Self::page1),
 /// [`platform`](Self::platform) and [`dma`](Self::dma) to the driver, and steer or observe it with
 /// the other methods.
-pub struct FakeSmmu {
+pub struct SmmuModel {
     hw: Hw,
     clock_us: AtomicU64,
     relax_step_us: AtomicU64,
@@ -180,32 +181,32 @@ pub struct FakeSmmu {
     devices: std::sync::RwLock<Vec<Arc<dyn MmioDevice>>>,
     /// Accesses outside the two SMMU pages, counted without the model lock.
     outside: std::sync::atomic::AtomicU64,
-    /// Set once [`FakeSmmu::driver`] has lent the register pages to a driver.
+    /// Set once [`SmmuModel::driver`] has lent the register pages to a driver.
     driver_taken: std::sync::atomic::AtomicBool,
     /// This model, for the thread-local list of models a CPU's barriers reach.
-    me: std::sync::Weak<FakeSmmu>,
+    me: std::sync::Weak<SmmuModel>,
 }
 
 // SAFETY: the register pages and the DMA arena are owned by the model for its whole life (freed
 // only when it drops) and hold plain integers, so the owner may move between threads.
-unsafe impl Send for FakeSmmu {}
-// SAFETY: through `&FakeSmmu` the register pages are only touched by model code running with the
+unsafe impl Send for SmmuModel {}
+// SAFETY: through `&SmmuModel` the register pages are only touched by model code running with the
 // `model` mutex held (the MMIO hook, `relax`, test steering), so two of those accesses never race;
-// the DMA arena is `Sync` itself (`FakeDma`). The driver reaches the pages through the pointers
+// the DMA arena is `Sync` itself (`DmaArena`). The driver reaches the pages through the pointers
 // from `page0`/`page1` under `Smmu::new`'s contract, and reads a register only after the hook
 // for that read returned.
-unsafe impl Sync for FakeSmmu {}
+unsafe impl Sync for SmmuModel {}
 
-impl FakeSmmu {
+impl SmmuModel {
     /// A model presenting `idregs`, with QEMU's reset values (GBPA 0x1000, queue bases with
     /// LOG2SIZE at the IDR1 maximum for CMDQ and EVENTQ, everything else 0) and a default
-    /// 4 MiB [`FakeDma`] arena at physical address 0x8000_0000.
+    /// 4 MiB [`DmaArena`] arena at physical address 0x8000_0000.
     pub fn new(idregs: IdRegs) -> Arc<Self> {
-        Self::with_dma(idregs, FakeDma::default())
+        Self::with_dma(idregs, DmaArena::default())
     }
 
     /// As [`new`](Self::new), with the caller's DMA arena.
-    pub fn with_dma(idregs: IdRegs, dma: FakeDma) -> Arc<Self> {
+    pub fn with_dma(idregs: IdRegs, dma: DmaArena) -> Arc<Self> {
         let hw = Hw {
             regs: RegPages::new(),
             dma,
@@ -277,14 +278,14 @@ impl FakeSmmu {
     }
 
     /// The DMA arena the driver allocates from and the model reads and writes.
-    pub fn dma(&self) -> &FakeDma {
+    pub fn dma(&self) -> &DmaArena {
         &self.hw.dma
     }
 
     /// The model's DMA arena as an owned [`DmaMemory`](crate::platform::DmaMemory) to lend to
     /// a driver (`Smmu::new` takes its memory by value).
-    pub fn lend_dma(self: &Arc<Self>) -> ModelDma {
-        ModelDma(Arc::clone(self))
+    pub fn lend_dma(self: &Arc<Self>) -> ModelArena {
+        ModelArena(Arc::clone(self))
     }
 
     /// The driver of this model, probed (not reset) with `config`: the safe way to build one in
@@ -293,7 +294,7 @@ impl FakeSmmu {
     pub fn driver(
         self: &Arc<Self>,
         config: crate::smmu::Config,
-    ) -> Result<ModelSmmu, crate::Error> {
+    ) -> Result<DriverOnModel, crate::Error> {
         if self.driver_taken.swap(true, Ordering::AcqRel) {
             return Err(crate::Error::Busy);
         }
@@ -317,8 +318,8 @@ impl FakeSmmu {
     }
 
     /// A [`Platform`](crate::platform::Platform) whose MMIO hook runs this model.
-    pub fn platform(self: &Arc<Self>) -> FakePlatform {
-        FakePlatform::new(Arc::clone(self))
+    pub fn platform(self: &Arc<Self>) -> ModelPlatform {
+        ModelPlatform::new(Arc::clone(self))
     }
 
     /// The virtual clock in microseconds.
@@ -390,7 +391,7 @@ impl FakeSmmu {
     }
 
     /// Whether the SMMU sees DMA memory only as the driver's barriers publish it (default on;
-    /// see [`FakeDma`]'s strict mode). Turn it off only for a test that writes memory behind the
+    /// see [`DmaArena`]'s strict mode). Turn it off only for a test that writes memory behind the
     /// driver's back on purpose.
     pub fn set_strict(&self, on: bool) {
         self.hw.dma.set_strict(on);
@@ -645,7 +646,7 @@ impl Model {
         }
     }
 
-    /// Raises GERROR bits (see [`FakeSmmu::raise_gerror`]).
+    /// Raises GERROR bits (see [`SmmuModel::raise_gerror`]).
     pub(crate) fn raise_gerror(&mut self, hw: &Hw, bits: u32) {
         let active = self.ctl.gerror ^ self.ctl.gerrorn;
         let new = bits & !active & bits::GERROR_MASK;

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 
-use super::FakeSmmu;
+use super::SmmuModel;
 
 /// A barrier of the driver (see `smmu::barrier`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,12 +39,12 @@ impl Barrier {
 type Hook = Box<dyn FnMut(Barrier)>;
 
 thread_local! {
-    static MODELS: RefCell<Vec<Weak<FakeSmmu>>> = const { RefCell::new(Vec::new()) };
+    static MODELS: RefCell<Vec<Weak<SmmuModel>>> = const { RefCell::new(Vec::new()) };
     static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
 }
 
 /// Adds `m` to the models this thread's barriers and stores reach (once).
-pub(crate) fn register(m: &Weak<FakeSmmu>) {
+pub(crate) fn register(m: &Weak<SmmuModel>) {
     MODELS.with(|ms| {
         let mut ms = ms.borrow_mut();
         if !ms.iter().any(|w| w.ptr_eq(m)) {
@@ -54,7 +54,7 @@ pub(crate) fn register(m: &Weak<FakeSmmu>) {
     });
 }
 
-fn models() -> Vec<Arc<FakeSmmu>> {
+fn models() -> Vec<Arc<SmmuModel>> {
     MODELS.with(|ms| ms.borrow().iter().filter_map(Weak::upgrade).collect())
 }
 

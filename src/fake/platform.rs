@@ -1,12 +1,12 @@
-//! `FakePlatform`: the [`Platform`] the driver gets in host tests.
+//! `ModelPlatform`: the [`Platform`] the driver gets in host tests.
 //!
 //! `now_us` reads the model's virtual clock; `relax` and `wait_for_event` move it forward (by
-//! [`FakeSmmu::set_relax_step_us`], default 1 µs) and step the model; `mmio` runs the model for
+//! [`SmmuModel::set_relax_step_us`], default 1 µs) and step the model; `mmio` runs the model for
 //! each register access, exactly where a real SMMU would observe it.
 
 use std::sync::Arc;
 
-use super::FakeSmmu;
+use super::SmmuModel;
 use crate::error::WaitFor;
 use crate::platform::{MmioAccess, Platform};
 
@@ -22,30 +22,30 @@ pub trait MmioDevice: Send + Sync {
 
 /// The host-test [`Platform`]: virtual clock, relax steps the model, MMIO hook runs it.
 #[derive(Clone)]
-pub struct FakePlatform {
-    smmu: Arc<FakeSmmu>,
+pub struct ModelPlatform {
+    smmu: Arc<SmmuModel>,
 }
 
-impl core::fmt::Debug for FakePlatform {
+impl core::fmt::Debug for ModelPlatform {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FakePlatform")
+        f.debug_struct("ModelPlatform")
             .field("now_us", &self.smmu.now_us())
             .finish()
     }
 }
 
-impl FakePlatform {
-    pub(crate) fn new(smmu: Arc<FakeSmmu>) -> Self {
+impl ModelPlatform {
+    pub(crate) fn new(smmu: Arc<SmmuModel>) -> Self {
         Self { smmu }
     }
 
     /// The model this platform runs.
-    pub fn smmu(&self) -> &Arc<FakeSmmu> {
+    pub fn smmu(&self) -> &Arc<SmmuModel> {
         &self.smmu
     }
 }
 
-impl Platform for FakePlatform {
+impl Platform for ModelPlatform {
     fn now_us(&self) -> u64 {
         // Every bounded wait starts by reading the clock, before the barrier that precedes its
         // MMIO write: the model must see this thread's barriers from here on.

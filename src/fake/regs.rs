@@ -117,7 +117,7 @@ pub fn register_offset(name: &str) -> Option<(RegPage, usize)> {
 pub(crate) struct RegPages {
     base: NonNull<u8>,
     /// Cavium CN99xx layout: the page-1 registers live at their page-0 offsets and page 1 does
-    /// not exist (see [`FakeSmmu::set_page0_regs_only`](super::FakeSmmu::set_page0_regs_only)).
+    /// not exist (see [`SmmuModel::set_page0_regs_only`](super::SmmuModel::set_page0_regs_only)).
     page0_only: AtomicBool,
 }
 
@@ -145,7 +145,7 @@ impl RegPages {
         }
     }
 
-    /// Switches the page-0-only layout on or off (see `FakeSmmu::set_page0_regs_only`).
+    /// Switches the page-0-only layout on or off (see `SmmuModel::set_page0_regs_only`).
     pub(crate) fn set_page0_only(&self, on: bool) {
         self.page0_only.store(on, Ordering::Relaxed);
     }
@@ -259,7 +259,7 @@ pub struct RegCount {
 }
 
 /// MMIO accesses the driver made, per register (IHI 0070 §6.2 offsets), since creation or the
-/// last [`reset_mmio_counts`](super::FakeSmmu::reset_mmio_counts).
+/// last [`reset_mmio_counts`](super::SmmuModel::reset_mmio_counts).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MmioCounts {
     /// Per `(page, first offset of the register)`; unnamed offsets are counted at their own

@@ -3,7 +3,7 @@
 //!
 //! As QEMU does, decoded STEs are cached per StreamID until a CFGI_STE / CFGI_STE_RANGE /
 //! CFGI_ALL drops them (QEMU's configuration cache in hw/arm/smmuv3.c): a driver that forgets a CFGI keeps the old configuration,
-//! which [`FakeSmmu::ste_cache_stale`](super::FakeSmmu::ste_cache_stale) makes visible.
+//! which [`SmmuModel::ste_cache_stale`](super::SmmuModel::ste_cache_stale) makes visible.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -84,7 +84,7 @@ pub enum DmaOutcome {
     /// with CR2.RECINVSID = 0).
     Aborted,
     /// Terminated and a record of this type was generated (written to the event queue if it was
-    /// enabled and had room; see [`FakeSmmu::event_stats`](super::FakeSmmu::event_stats)).
+    /// enabled and had room; see [`SmmuModel::event_stats`](super::SmmuModel::event_stats)).
     Faulted(EventId),
 }
 
@@ -368,7 +368,7 @@ impl Model {
         DmaOutcome::Faulted(rec.id)
     }
 
-    /// One device transaction (see [`FakeSmmu::dma_access`](super::FakeSmmu::dma_access)).
+    /// One device transaction (see [`SmmuModel::dma_access`](super::SmmuModel::dma_access)).
     pub(crate) fn dma(
         &mut self,
         hw: &Hw,

@@ -92,7 +92,7 @@ pub struct CmdqOptions {
 /// Cumulative command queue counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct CmdqCounters {
+pub struct CmdqStats {
     /// Batches submitted (each ends with one CMD_SYNC).
     pub batches: u64,
     /// Commands written, CMD_SYNCs included.
@@ -272,10 +272,10 @@ impl Cmdq {
     }
 
     /// Cumulative counters.
-    pub fn counters(&self) -> CmdqCounters {
+    pub fn counters(&self) -> CmdqStats {
         let c = &self.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        CmdqCounters {
+        CmdqStats {
             batches: l(&c.batches),
             commands: l(&c.commands),
             prod_writes: l(&c.prod_writes),

@@ -112,7 +112,7 @@ impl GerrorStats {
 /// Cumulative counts of each GERROR bit seen active (IHI 0070 §6.3.19).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct GerrorCounts {
+pub struct GerrorBitStats {
     /// CMDQ_ERR, bit 0.
     pub cmdq_err: u64,
     /// EVENTQ_ABT_ERR, bit 2.
@@ -136,7 +136,7 @@ pub struct GerrorCounts {
 /// Cumulative counters of the IRQ path and the command queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Counters {
+pub struct SmmuStats {
     /// Event records drained.
     pub events: u64,
     /// Event overflows (OVFLG toggles + EVENTQ_ABT_ERR).
@@ -150,12 +150,12 @@ pub struct Counters {
     /// Drains that hit their pass bound.
     pub drains_incomplete: u64,
     /// GERROR bits.
-    pub gerror: GerrorCounts,
+    pub gerror: GerrorBitStats,
     /// GERROR bits found active by [`Smmu::reset`] (left by a previous owner, or raised while
     /// the driver was not ready) and acknowledged there; also counted in `gerror`.
     pub gerror_stale: u64,
     /// Command queue.
-    pub cmdq: super::CmdqCounters,
+    pub cmdq: super::CmdqStats,
 }
 
 #[derive(Default)]
@@ -491,11 +491,11 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     }
 
     /// Cumulative counters of the IRQ path and the command queue.
-    pub fn counters(&self) -> Counters {
+    pub fn counters(&self) -> SmmuStats {
         let c = &self.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let g = |i: usize| c.gerror.get(i).map_or(0, l);
-        Counters {
+        SmmuStats {
             events: l(&c.events),
             event_overflows: l(&c.event_overflows),
             pri_requests: l(&c.pri_requests),
@@ -503,7 +503,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             drains_busy: l(&c.drains_busy),
             drains_incomplete: l(&c.drains_incomplete),
             gerror_stale: l(&c.gerror_stale),
-            gerror: GerrorCounts {
+            gerror: GerrorBitStats {
                 cmdq_err: g(0),
                 eventq_abt_err: g(2),
                 priq_abt_err: g(3),

@@ -42,9 +42,9 @@ use crate::queue::{QueueGeometry, check_log2};
 use crate::regs::{CR0, CR1, CR2, GBPA, GERROR, IRQ_CTRL, Page0, Page1};
 use crate::ste::StreamTableLayout;
 
-pub use cmdq::{CmdBatch, CmdqBackend, CmdqCounters, CmdqOptions, CommandSink, Completion};
+pub use cmdq::{CmdBatch, CmdqBackend, CmdqOptions, CmdqStats, CommandSink, Completion};
 pub use config::{Config, IrqConfig, MsiDoorbell, Quirks, StrtabFormat, SyncMode};
-pub use irq::{Counters, DrainStats, EventSink, GerrorCounts, GerrorStats, PriSink};
+pub use irq::{DrainStats, EventSink, GerrorBitStats, GerrorStats, PriSink, SmmuStats};
 
 use cmdq::Cmdq;
 use irq::{InQueue, IrqCounters};
@@ -465,7 +465,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     }
 
     /// The command queue engine's counters.
-    pub fn cmdq_counters(&self) -> CmdqCounters {
+    pub fn cmdq_counters(&self) -> CmdqStats {
         self.cmdq.counters()
     }
 
@@ -771,7 +771,7 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     }
 
     /// Acknowledges every active GERROR bit while the IRQ path is off (during [`Smmu::reset`]),
-    /// counting each in [`Counters::gerror`] and [`Counters::gerror_stale`].
+    /// counting each in [`SmmuStats::gerror`] and [`SmmuStats::gerror_stale`].
     fn ack_stale_gerror(&self) {
         let (g, active) = self.gerror_active();
         if active == 0 {

@@ -11,8 +11,8 @@ use arm_smmuv3::PhysAddr;
 use arm_smmuv3::discovery::dt::DeviceTree;
 use arm_smmuv3::discovery::iort::{AcpiCmdqv, Iort};
 use arm_smmuv3::discovery::{CmdqvDesc, Irq, SmmuDesc, Topology, Trigger};
-use arm_smmuv3::fake::cmdqv::{FakeCmdqv, FakeCmdqvParams};
-use arm_smmuv3::fake::{CmdqFault, FakePlatform, FakeSmmu, ModelDma};
+use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams};
+use arm_smmuv3::fake::{CmdqFault, ModelArena, ModelPlatform, SmmuModel};
 use arm_smmuv3::features::{Features, IdRegs};
 use arm_smmuv3::regs::{Page0, Page1};
 use qemu_virt_runner::contract;
@@ -25,8 +25,8 @@ const GRACE_IORT: &[u8] = include_bytes!("../../../tests/fixtures/iort/grace.ior
 
 type Slot = (
     PhysAddr,
-    Arc<FakeSmmu>,
-    Option<Arc<FakeCmdqv>>,
+    Arc<SmmuModel>,
+    Option<Arc<CmdqvModel>>,
     Option<PhysAddr>,
 );
 
@@ -47,13 +47,13 @@ impl Models {
             .map(|d| {
                 // QEMU's ID registers with 20 StreamID bits: Tegra264's DT maps PCIe domains to
                 // StreamIDs up to 0x5_ffff.
-                let m = FakeSmmu::new(IdRegs {
+                let m = SmmuModel::new(IdRegs {
                     idr1: (Features::QEMU_VIRT_IDREGS.idr1 & !0x3f) | 20,
                     ..Features::QEMU_VIRT_IDREGS
                 });
                 let q = d
                     .cmdqv
-                    .map(|_| FakeCmdqv::attach(&m, FakeCmdqvParams::TEST));
+                    .map(|_| CmdqvModel::attach(&m, CmdqvModelParams::TEST));
                 (d.base, m, q, d.cmdqv.map(|c| c.base))
             })
             .collect();
@@ -77,8 +77,8 @@ impl Models {
 // SAFETY: each model's pages and window live as long as `Models` (which outlives the run), and
 // the bring-up creates one driver per model.
 unsafe impl Machine for Models {
-    type Platform = FakePlatform;
-    type Dma = ModelDma;
+    type Platform = ModelPlatform;
+    type Dma = ModelArena;
 
     fn smmu_pages(
         &mut self,
@@ -100,11 +100,11 @@ unsafe impl Machine for Models {
         self.mapped_cmdqv.then(|| (q.base(), q.size()))
     }
 
-    fn platform(&self, index: usize) -> FakePlatform {
+    fn platform(&self, index: usize) -> ModelPlatform {
         self.smmus[index].1.platform()
     }
 
-    fn dma(&self, index: usize) -> ModelDma {
+    fn dma(&self, index: usize) -> ModelArena {
         self.smmus[index].1.lend_dma()
     }
 

@@ -200,7 +200,7 @@ fn typed_register_pages_reach_the_model() {
 
 #[test]
 fn the_model_lends_its_pages_to_one_driver_only() {
-    let m = crate::fake::FakeSmmu::qemu_virt();
+    let m = crate::fake::SmmuModel::qemu_virt();
     // A refused probe gives the pages back.
     let too_many = crate::smmu::Config {
         sid_bits: Some(17),

@@ -4,18 +4,18 @@
 use std::sync::Arc;
 
 use crate::fake::regs::{RegPage, register_offset};
-use crate::fake::{FakePlatform, FakeSmmu};
+use crate::fake::{ModelPlatform, SmmuModel};
 use crate::platform::{MmioAccess, Platform};
 
 /// A model and its platform, with raw register accessors.
 pub(crate) struct Rig {
-    pub(crate) smmu: Arc<FakeSmmu>,
-    pub(crate) plat: FakePlatform,
+    pub(crate) smmu: Arc<SmmuModel>,
+    pub(crate) plat: ModelPlatform,
 }
 
 impl Rig {
     pub(crate) fn qemu() -> Self {
-        let smmu = FakeSmmu::qemu_virt();
+        let smmu = SmmuModel::qemu_virt();
         let plat = smmu.platform();
         Self { smmu, plat }
     }
@@ -93,7 +93,7 @@ pub(crate) fn msi_idregs() -> IdRegs {
 
 impl Rig {
     pub(crate) fn with(idregs: IdRegs) -> Self {
-        let smmu = FakeSmmu::new(idregs);
+        let smmu = SmmuModel::new(idregs);
         let plat = smmu.platform();
         Self { smmu, plat }
     }

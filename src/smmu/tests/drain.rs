@@ -15,7 +15,7 @@ use super::recorder::*;
 use super::rig::*;
 use super::*;
 use crate::event::EvtqEntry;
-use crate::fake::{FakeSmmu, HostSink, OverflowStyle};
+use crate::fake::{HostSink, OverflowStyle, SmmuModel};
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::StreamId;
 use crate::pri::{PageRequest, PriqEntry};
@@ -23,7 +23,7 @@ use crate::regs::offset;
 
 /// An event sink that produces more events into the model while it is called.
 struct Producer<'a> {
-    m: &'a FakeSmmu,
+    m: &'a SmmuModel,
     got: Vec<EvtqEntry>,
     /// Events still to inject, one per event received (`u32::MAX`: endless).
     left: u32,
@@ -317,7 +317,7 @@ fn priq_loss_during_a_drain_is_reported_by_the_next_one() {
         },
     );
     h.m.set_pri_overflow(OverflowStyle::Qemu);
-    struct Burst<'a>(&'a FakeSmmu, HostSink, bool);
+    struct Burst<'a>(&'a SmmuModel, HostSink, bool);
     impl PriSink for Burst<'_> {
         fn request(&mut self, e: &PriqEntry) {
             self.1.request(e);

@@ -19,7 +19,7 @@ use super::super::*;
 use super::*;
 use crate::error::{Error, WaitFor};
 use crate::event::{EventRecord, EvtqEntry};
-use crate::fake::{FakeDma, FakePlatform, FakeSmmu};
+use crate::fake::{DmaArena, ModelPlatform, SmmuModel};
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::{Iova, PhysAddr, StreamId, Vmid};
 use crate::platform::{DmaBuf, DmaMemory, MmioAccess, Platform};
@@ -40,11 +40,11 @@ pub(super) fn pri_ids(priqs: u32) -> IdRegs {
 }
 
 /// A model with a 512 KiB arena (small enough to compare whole in the coherency checker).
-pub(super) fn model(ids: IdRegs) -> Arc<FakeSmmu> {
-    FakeSmmu::with_dma(ids, FakeDma::new(512 << 10, FakeDma::DEFAULT_PA_BASE))
+pub(super) fn model(ids: IdRegs) -> Arc<SmmuModel> {
+    SmmuModel::with_dma(ids, DmaArena::new(512 << 10, DmaArena::DEFAULT_PA_BASE))
 }
 
-pub(super) fn page0(m: &FakeSmmu) -> &Page0 {
+pub(super) fn page0(m: &SmmuModel) -> &Page0 {
     // SAFETY: the model's register page lives as long as `m`; reading a register is a volatile
     // load of host memory.
     unsafe { m.page0().as_ref() }
@@ -106,15 +106,15 @@ pub(super) struct Coherency {
 
 #[derive(Clone)]
 pub(super) struct Rec {
-    pub(super) inner: FakePlatform,
-    pub(super) m: Arc<FakeSmmu>,
+    pub(super) inner: ModelPlatform,
+    pub(super) m: Arc<SmmuModel>,
     pub(super) p1: usize,
     pub(super) log: Arc<Mutex<Vec<Ev>>>,
     pub(super) coh: Option<Arc<Mutex<Coherency>>>,
 }
 
 impl Rec {
-    pub(super) fn new(m: &Arc<FakeSmmu>, check_coherency: bool) -> Self {
+    pub(super) fn new(m: &Arc<SmmuModel>, check_coherency: bool) -> Self {
         let coh = check_coherency.then(|| {
             Arc::new(Mutex::new(Coherency {
                 shadow: std::vec![0; m.dma().size()],
@@ -242,13 +242,13 @@ pub(super) type Alloc = (u64, usize, usize);
 /// allocation.
 #[derive(Clone)]
 pub(super) struct CountingDma {
-    pub(super) m: Arc<FakeSmmu>,
+    pub(super) m: Arc<SmmuModel>,
     pub(super) allocs: Arc<Mutex<Vec<Alloc>>>,
     pub(super) budget: Arc<AtomicUsize>,
 }
 
 impl CountingDma {
-    pub(super) fn new(m: &Arc<FakeSmmu>, budget: usize) -> Self {
+    pub(super) fn new(m: &Arc<SmmuModel>, budget: usize) -> Self {
         Self {
             m: m.clone(),
             allocs: Arc::new(Mutex::new(Vec::new())),
@@ -261,7 +261,7 @@ impl CountingDma {
     }
 }
 
-// SAFETY: every buffer comes from the model's `FakeDma`, which meets the contract; the budget
+// SAFETY: every buffer comes from the model's `DmaArena`, which meets the contract; the budget
 // only refuses requests.
 unsafe impl DmaMemory for CountingDma {
     fn alloc(&self, size: usize, align: usize) -> Option<DmaBuf> {
@@ -277,14 +277,14 @@ unsafe impl DmaMemory for CountingDma {
 }
 
 pub(super) struct H<D: DmaMemory = CountingDma> {
-    pub(super) m: Arc<FakeSmmu>,
+    pub(super) m: Arc<SmmuModel>,
     pub(super) d: Smmu<Rec, D>,
     pub(super) rec: Rec,
 }
 
 impl<D: DmaMemory> H<D> {
     pub(super) fn with(
-        m: Arc<FakeSmmu>,
+        m: Arc<SmmuModel>,
         dma: D,
         config: Config,
         check: bool,

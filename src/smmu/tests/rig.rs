@@ -13,7 +13,7 @@ use std::vec::Vec;
 use super::super::*;
 use crate::error::{Error, WaitFor};
 use crate::event::{EventRecord, EvtqEntry};
-use crate::fake::{FakePlatform, FakeSmmu, ModelDma};
+use crate::fake::{ModelArena, ModelPlatform, SmmuModel};
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::{Iova, PhysAddr, StreamId, Vmid};
 use crate::platform::{MmioAccess, Platform};
@@ -25,7 +25,7 @@ pub(super) type Access = (u8, usize, bool);
 /// The model's platform, plus a log of every MMIO access in order.
 #[derive(Clone)]
 pub(super) struct LogPlatform {
-    pub(super) inner: FakePlatform,
+    pub(super) inner: ModelPlatform,
     pub(super) p0: usize,
     pub(super) p1: usize,
     pub(super) log: Arc<Mutex<Vec<Access>>>,
@@ -52,17 +52,17 @@ impl Platform for LogPlatform {
     }
 }
 
-pub(super) type Drv = Smmu<LogPlatform, ModelDma>;
+pub(super) type Drv = Smmu<LogPlatform, ModelArena>;
 
 pub(super) struct Rig {
-    pub(super) m: Arc<FakeSmmu>,
+    pub(super) m: Arc<SmmuModel>,
     pub(super) d: Drv,
     pub(super) log: Arc<Mutex<Vec<Access>>>,
 }
 
 impl Rig {
     pub(super) fn new(ids: IdRegs, config: Config) -> Result<Self, Error> {
-        let m = FakeSmmu::new(ids);
+        let m = SmmuModel::new(ids);
         let log = Arc::new(Mutex::new(Vec::new()));
         let plat = LogPlatform {
             inner: m.platform(),
