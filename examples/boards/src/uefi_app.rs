@@ -71,6 +71,9 @@ pub struct Profile {
 /// run on QEMU (one SMMU, 16 StreamID bits) uses 36 KiB; Tegra264 has five SMMUs with CMDQVs.
 const DMA_BYTES: usize = 16 << 20;
 const PAGE: u64 = 4096;
+/// Largest device tree read (its header's `totalsize`; QEMU's is 1 MiB padded, Tegra264's a few
+/// hundred KiB): a corrupt header does not make the image walk gigabytes.
+const DTB_MAX: usize = 16 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Output: the UEFI console while boot services run, then the UART; always the in-RAM log.
@@ -265,6 +268,12 @@ fn from_device_tree() -> Result<(Topology, Option<u64>), DiscoveryError> {
     };
     let header = Identity.bytes(pa, 8).ok_or(DiscoveryError::NotFound)?;
     let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if !(40..=DTB_MAX).contains(&size) {
+        line(format_args!(
+            "UEFI: device tree at {pa:#x} claims {size} bytes (accepted: 40..={DTB_MAX})"
+        ));
+        return Err(DiscoveryError::NotFound);
+    }
     let blob = Identity.bytes(pa, size).ok_or(DiscoveryError::NotFound)?;
     line(format_args!(
         "UEFI: device tree at {pa:#x} ({size} bytes, EFI_DTB_TABLE_GUID)"
