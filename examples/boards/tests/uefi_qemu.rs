@@ -109,6 +109,21 @@ impl Boot {
     fn starting(&self, prefix: &str) -> Option<&str> {
         self.lines.iter().find_map(|l| l.strip_prefix(prefix))
     }
+
+    /// Asserts the console has each of `lines` whole and a line starting with each of
+    /// `prefixes`.
+    fn expect_lines(&self, lines: &[&str], prefixes: &[&str]) {
+        for l in lines {
+            assert!(self.has(l), "no line {l:?} in:\n{}", self.text);
+        }
+        for p in prefixes {
+            assert!(
+                self.starting(p).is_some(),
+                "no line starting {p:?} in:\n{}",
+                self.text
+            );
+        }
+    }
 }
 
 /// Boots `image` (thor or grace) from a FAT drive under edk2 with `machine` options appended to
@@ -223,8 +238,19 @@ fn expect(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 /// The steps every image runs after ExitBootServices, with the firmware facts it printed.
 fn assert_exited_boot_services(b: &Boot) {
-    assert!(b.has("UEFI: running at EL2"), "{}", b.text);
-    assert!(b.has("UEFI: ExitBootServices"), "{}", b.text);
+    b.expect_lines(
+        &[
+            "UEFI: running at EL2",
+            "UEFI: ExitBootServices",
+            // QEMU's SMMUv3, found where `virt` puts it, with its wired SPIs.
+            "DISCOVERED SMMU 0: page0 0x9050000 size 0x20000 coherent true enabled true \
+             eventq Some(106) gerror Some(109) cmdqv 0x0 enabled false",
+            "    root complex StreamID 0x0: stage-2 STE (VMID 1) Ok(())",
+            "    submit([TLBI_S_EL2_ALL]) = Err(Cmdq(Illegal([80, 0]))); GERROR active 0x0; \
+             later Ok(()); illegal 0 -> 1",
+        ],
+        &[],
+    );
     let exited = b
         .starting("UEFI: boot services exited; memory map: ")
         .unwrap_or_else(|| panic!("no exit line:\n{}", b.text));
@@ -235,25 +261,6 @@ fn assert_exited_boot_services(b: &Boot) {
     assert!(
         b.starting("UEFI: DMA region 0x")
             .is_some_and(|l| l.ends_with("(AllocatePages, EfiLoaderData, write-back)")),
-        "{}",
-        b.text
-    );
-    // QEMU's SMMUv3, found where `virt` puts it, with its wired SPIs.
-    assert!(
-        b.has(
-            "DISCOVERED SMMU 0: page0 0x9050000 size 0x20000 coherent true enabled true \
-             eventq Some(106) gerror Some(109) cmdqv 0x0 enabled false"
-        ),
-        "{}",
-        b.text
-    );
-    assert!(
-        b.has("    root complex StreamID 0x0: stage-2 STE (VMID 1) Ok(())"),
-        "{}",
-        b.text
-    );
-    assert!(
-        b.has("    submit([TLBI_S_EL2_ALL]) = Err(Cmdq(Illegal([80, 0]))); GERROR active 0x0; later Ok(()); illegal 0 -> 1"),
         "{}",
         b.text
     );
@@ -268,21 +275,12 @@ fn assert_exited_boot_services(b: &Boot) {
 #[test]
 fn grace_image_under_edk2_reads_qemus_iort_at_el2() {
     let b = boot("grace", "");
-    assert!(
-        b.has("arm-smmuv3 board image: Grace (Tegra241), UEFI application"),
-        "{}",
-        b.text
-    );
-    assert!(
-        b.starting("UEFI: ACPI 2.0 RSDP at 0x").is_some(),
-        "{}",
-        b.text
-    );
-    assert!(b.starting("UEFI: IORT at 0x").is_some(), "{}", b.text);
-    assert!(
-        b.has("UEFI: console after ExitBootServices: PL011 at 0x9000000 (SPCR)"),
-        "{}",
-        b.text
+    b.expect_lines(
+        &[
+            "arm-smmuv3 board image: Grace (Tegra241), UEFI application",
+            "UEFI: console after ExitBootServices: PL011 at 0x9000000 (SPCR)",
+        ],
+        &["UEFI: ACPI 2.0 RSDP at 0x", "UEFI: IORT at 0x"],
     );
     assert_exited_boot_services(&b);
     // QEMU has no CMDQV; Grace's rule makes that a named FAIL, and only that.
@@ -303,20 +301,12 @@ fn grace_image_under_edk2_reads_qemus_iort_at_el2() {
 #[test]
 fn thor_image_under_edk2_reads_qemus_device_tree_at_el2() {
     let b = boot("thor", ",acpi=off");
-    assert!(
-        b.has("arm-smmuv3 board image: Jetson AGX Thor (Tegra264), UEFI application"),
-        "{}",
-        b.text
-    );
-    assert!(
-        b.starting("UEFI: device tree at 0x").is_some(),
-        "{}",
-        b.text
-    );
-    assert!(
-        b.has("UEFI: console after ExitBootServices: PL011 at 0x9000000 (the device tree's stdout-path)"),
-        "{}",
-        b.text
+    b.expect_lines(
+        &[
+            "arm-smmuv3 board image: Jetson AGX Thor (Tegra264), UEFI application",
+            "UEFI: console after ExitBootServices: PL011 at 0x9000000 (the device tree's stdout-path)",
+        ],
+        &["UEFI: device tree at 0x"],
     );
     assert_exited_boot_services(&b);
     assert_eq!(
