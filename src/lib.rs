@@ -15,8 +15,8 @@
 //! carries, in `docs/errors.md`.
 //!
 //! Layers, bottom up: [`regs`] (the only MMIO), pure data formats ([`queue`], [`command`],
-//! [`event`], [`pri`], [`ste`], [`cd`], [`features`]), the physical driver [`smmu`], the
-//! virtualisation layer [`viommu`] with its [`iommufd`] uAPI mirror, the guest-visible SMMUv3
+//! [`event`], [`pri`], [`ste`], [`cd`], [`features`]), the physical driver [`smmu`], the vEVENT
+//! ring [`vevent`], the virtualisation layer [`viommu`] with its [`iommufd`] uAPI mirror, the guest-visible SMMUv3
 //! [`vsmmu`] built on it, and `cmdqv` (feature `cmdqv`). The software models in `fake` (feature
 //! `fakes`) let the same driver code run on the host.
 //!
@@ -125,6 +125,7 @@ pub mod queue;
 pub mod regs;
 pub mod smmu;
 pub mod ste;
+pub mod vevent;
 pub mod viommu;
 pub mod vsmmu;
 

@@ -26,7 +26,7 @@
 )]
 
 use super::super::sync::Ordering;
-use super::super::veventq::Reported;
+use crate::vevent::Reported;
 use super::{
     Ctl, HostReason, PRODUCER_SPINS, Routed, Router, TEARDOWN_SPINS, ViommuConfig, ViommuId, bump,
 };

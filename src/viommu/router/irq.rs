@@ -5,7 +5,7 @@
 use super::super::iopf::Fault;
 use super::super::routing::{Lookup, Route};
 use super::super::sync::Ordering;
-use super::super::veventq::Reported;
+use crate::vevent::Reported;
 use super::{
     FORWARDED_EVENTS, HostReason, LIVE, MAX_LOST_PER_MARK, PRODUCER_SPINS, Routed, SINK_CHUNK,
     Viommu, add, bump,
@@ -208,7 +208,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// documentation of [`crate::viommu`], "What a hardware event-queue overflow does"): the
     /// router's and every live vIOMMU's `evtq_overflows` counters, every live vIOMMU's SMMUv3
     /// vEVENTQ, which gets a LOST_EVENTS marker at its tail with a freshly consumed sequence
-    /// number ([`super::super::veventq::VeventQueue::report_lost`], Linux's allocation-failure
+    /// number ([`crate::vevent::VeventQueue::report_lost`], Linux's allocation-failure
     /// path), and the host's sink.
     ///
     /// Never waits: if another IRQ-path producer holds the router's rings, the marking is left

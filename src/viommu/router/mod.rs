@@ -56,7 +56,7 @@ use super::iopf::{FaultGroups, FaultRing};
 use super::producer::Producer;
 use super::routing::{MAX_VIOMMUS, RoutingTable};
 use super::sync::{AtomicU64, Mutex, Ordering, array_of, ctor};
-use super::veventq::VeventQueue;
+use crate::vevent::VeventQueue;
 use super::vste::NestedSte;
 use crate::error::Error;
 use crate::event::EventId;

@@ -1,7 +1,7 @@
 //! vEVENTQs: allocation, destruction and the `read()` of their fd (IOMMU_VEVENTQ_ALLOC,
 //! `struct iommu_veventq_alloc`; Documentation/userspace-api/iommufd.rst, "IOMMUFD_OBJ_VEVENTQ").
 
-use super::super::veventq::VeventQueue;
+use crate::vevent::VeventQueue;
 use super::{TEARDOWN_SPINS, ViommuId};
 use crate::error::{Error, Feature};
 use crate::iommufd::VeventqType;
