@@ -321,8 +321,8 @@ mod tests {
 mod loom_tests {
     use super::*;
     use crate::iommufd::VeventTegra241Cmdqv;
-    use crate::viommu::sync::AtomicU32;
     use crate::vevent::VeventQueue;
+    use crate::viommu::sync::AtomicU32;
     use loom::sync::Arc;
 
     /// An overflow deferred while a record is being produced: the two never run at once (the

@@ -26,9 +26,9 @@
 )]
 
 use super::super::sync::Ordering;
-use crate::vevent::Reported;
 use super::{
-    Ctl, HostReason, PRODUCER_SPINS, Routed, Router, TEARDOWN_SPINS, ViommuConfig, ViommuId, bump,
+    HostReason, PRODUCER_SPINS, Routed, Router, TEARDOWN_SPINS, Tenant, ViommuConfig, ViommuId,
+    bump,
 };
 use crate::cmdqv::{Cmdqv, CmdqvEventSink, VintfId};
 use crate::error::{Error, Feature};
@@ -36,6 +36,7 @@ use crate::ids::{PhysAddr, StreamId, VStreamId};
 use crate::iommufd::{HwInfoTegra241Cmdqv, HwQueueType, VeventTegra241Cmdqv, ViommuTegra241Cmdqv};
 use crate::platform::Platform;
 use crate::smmu::CommandSink;
+use crate::vevent::Reported;
 
 /// A `vintf_owner` word: 0 for none, else the owning [`ViommuId`] + 1 (generations are 48 bits,
 /// so the sum never wraps).
@@ -43,7 +44,7 @@ const fn owner_word(id: ViommuId) -> u64 {
     id.0 + 1
 }
 
-fn vintf_of<const D: usize, const F: usize>(c: &Ctl<D, F>) -> Result<VintfId, Error> {
+fn vintf_of<const D: usize, const F: usize>(c: &Tenant<D, F>) -> Result<VintfId, Error> {
     c.vintf
         .map(VintfId)
         .ok_or(Error::Unsupported(Feature::Cmdqv))

@@ -4,7 +4,7 @@
 
 use super::super::invalidate::INVALIDATE_BATCH;
 use super::super::iopf::{FaultGroups, FaultRing};
-use super::{Ctl, TEARDOWN_SPINS, Viommu, ViommuId};
+use super::{TEARDOWN_SPINS, Tenant, Viommu, ViommuId};
 use crate::command::Command;
 use crate::error::Error;
 use crate::ids::StreamId;
@@ -124,7 +124,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     pub(super) fn purge_faults(
         &self,
         v: &Viommu<D, Q, F>,
-        c: &mut Ctl<D, F>,
+        c: &mut Tenant<D, F>,
         filter: Option<StreamId>,
         cmds: &impl CommandSink,
     ) -> Result<usize, Error> {

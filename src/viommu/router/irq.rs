@@ -5,7 +5,6 @@
 use super::super::iopf::Fault;
 use super::super::routing::{Lookup, Route};
 use super::super::sync::Ordering;
-use crate::vevent::Reported;
 use super::{
     FORWARDED_EVENTS, HostReason, LIVE, MAX_LOST_PER_MARK, PRODUCER_SPINS, Routed, SINK_CHUNK,
     Viommu, add, bump,
@@ -15,6 +14,7 @@ use crate::ids::StreamId;
 use crate::iommufd::VeventArmSmmuv3;
 use crate::pri::PriqEntry;
 use crate::smmu::{EventSink, PriSink};
+use crate::vevent::Reported;
 
 impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
     super::Router<V, S, D, Q, F>

@@ -50,13 +50,12 @@ mod loom_tests;
 #[cfg(feature = "cmdqv")]
 pub use cmdqv::CmdqvRouterSink;
 
-use super::gate::Gate;
+use super::gate::{Gate, Held};
 use super::invalidate::GuestCmdPolicy;
 use super::iopf::{FaultGroups, FaultRing};
 use super::producer::Producer;
 use super::routing::{MAX_VIOMMUS, RoutingTable};
 use super::sync::{AtomicU64, Mutex, Ordering, array_of, ctor};
-use crate::vevent::VeventQueue;
 use super::vste::NestedSte;
 use crate::error::Error;
 use crate::event::EventId;
@@ -66,6 +65,7 @@ use crate::iommufd::VeventArmSmmuv3;
 #[cfg(feature = "cmdqv")]
 use crate::iommufd::VeventTegra241Cmdqv;
 use crate::ste::S2Config;
+use crate::vevent::VeventQueue;
 
 /// How many rounds teardown waits for an IRQ-path producer or a vEVENTQ reader inside a
 /// vIOMMU's ring before it reports [`Error::Busy`] (the caller retries; no new producer or
@@ -329,8 +329,9 @@ counters! {
     }
 }
 
-/// The control-path state of a live (or dying) vIOMMU, behind its lock.
-struct Ctl<const D: usize, const F: usize> {
+/// The VM whose vIOMMU occupies a slot, as the control path sees it behind the slot's lock: the
+/// vIOMMU's generation, configuration, vDEVICEs, fault groups and (CMDQV) VINTF.
+struct Tenant<const D: usize, const F: usize> {
     /// The generation the vIOMMU was allocated with: a handle must name it.
     generation: u64,
     /// A teardown started: only teardown may touch the vIOMMU now.
@@ -343,7 +344,7 @@ struct Ctl<const D: usize, const F: usize> {
     vintf: Option<u8>,
 }
 
-impl<const D: usize, const F: usize> Ctl<D, F> {
+impl<const D: usize, const F: usize> Tenant<D, F> {
     fn vdevice(&self, vsid: VStreamId) -> Option<&VDevice> {
         self.vdevices.iter().find(|d| d.vsid == vsid)
     }
@@ -357,7 +358,8 @@ const LIVE: u64 = 1;
 /// vEVENTQ of capacity `Q`, and a fault ring of `F` faults. Lives inside a [`Router`].
 pub struct Viommu<const D: usize, const Q: usize, const F: usize> {
     state: AtomicU64,
-    ctl: Mutex<Option<Ctl<D, F>>>,
+    /// The slot's tenant, if any (all zero bits when free: [`Held::Empty`]).
+    tenant: Mutex<Held<Tenant<D, F>>>,
     veventq: Gate<VeventQueue<VeventArmSmmuv3, Q>>,
     #[cfg(feature = "cmdqv")]
     veventq_cmdqv: Gate<VeventQueue<VeventTegra241Cmdqv, Q>>,
@@ -382,7 +384,7 @@ impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
     pub fn new() -> Self {
         Self {
             state: AtomicU64::new(0),
-            ctl: Mutex::new(None),
+            tenant: Mutex::new(Held::Empty),
             veventq: Gate::new(),
             #[cfg(feature = "cmdqv")]
             veventq_cmdqv: Gate::new(),
@@ -418,7 +420,7 @@ impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
 pub struct Router<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> {
     viommus: [Viommu<D, Q, F>; V],
     routes: RoutingTable<S>,
-    /// Serialises route writers and vIOMMU allocation; taken before any vIOMMU's `ctl`.
+    /// Serialises route writers and vIOMMU allocation; taken before any vIOMMU's `tenant` lock.
     writers: Mutex<()>,
     /// Written under `producer`.
     counters: Counters,
@@ -497,10 +499,10 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     fn with_ctl<R>(
         &self,
         id: ViommuId,
-        f: impl FnOnce(&Viommu<D, Q, F>, &mut Ctl<D, F>) -> Result<R, Error>,
+        f: impl FnOnce(&Viommu<D, Q, F>, &mut Tenant<D, F>) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let v = self.slot(id)?;
-        let mut guard = v.ctl.lock();
+        let mut guard = v.tenant.lock();
         match guard.as_mut() {
             Some(c) if c.generation == id.generation() && !c.dying => f(v, c),
             _ => Err(Error::NotFound),

@@ -3,7 +3,7 @@
 
 use super::super::routing::Route;
 use super::super::vste::NestedSte;
-use super::{Ctl, VDevice, ViommuId};
+use super::{Tenant, VDevice, ViommuId};
 use crate::error::Error;
 use crate::ids::{StreamId, VStreamId};
 use crate::smmu::CommandSink;
@@ -52,8 +52,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         psid: StreamId,
         virt_id: u64,
         ats_capable: bool,
-        bind: impl FnOnce(&Ctl<D, F>, VStreamId) -> Result<(), Error>,
-        unbind: impl FnOnce(&Ctl<D, F>, VStreamId),
+        bind: impl FnOnce(&Tenant<D, F>, VStreamId) -> Result<(), Error>,
+        unbind: impl FnOnce(&Tenant<D, F>, VStreamId),
     ) -> Result<VStreamId, Error> {
         let vsid = VStreamId(u32::try_from(virt_id).map_err(|_| Error::InvalidArgument)?);
         let _w = self.writers.lock();
@@ -125,7 +125,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         id: ViommuId,
         vsid: VStreamId,
         cmds: &impl CommandSink,
-        check: impl FnOnce(&Ctl<D, F>, VStreamId) -> Result<(), Error>,
+        check: impl FnOnce(&Tenant<D, F>, VStreamId) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let _w = self.writers.lock();
         self.with_ctl(id, |v, c| {

@@ -1,10 +1,10 @@
 //! vEVENTQs: allocation, destruction and the `read()` of their fd (IOMMU_VEVENTQ_ALLOC,
 //! `struct iommu_veventq_alloc`; Documentation/userspace-api/iommufd.rst, "IOMMUFD_OBJ_VEVENTQ").
 
-use crate::vevent::VeventQueue;
 use super::{TEARDOWN_SPINS, ViommuId};
 use crate::error::{Error, Feature};
 use crate::iommufd::VeventqType;
+use crate::vevent::VeventQueue;
 
 impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
     super::Router<V, S, D, Q, F>
