@@ -23,7 +23,8 @@
 //! # From `Smmu::new` to an event routed to a guest
 //! With QEMU `virt`'s addresses (`-machine virt,iommu=smmuv3`): take over the SMMU, let a host
 //! device through, give a VM a vIOMMU with one device, and hand that device's faults to the
-//! VMM as iommufd vEVENTs.
+//! VMM as iommufd vEVENTs. (The same steps run on the software model of an SMMUv3 in the example
+//! on [`Router`], feature `fakes`.)
 //!
 //! ```no_run
 //! use core::ptr::NonNull;

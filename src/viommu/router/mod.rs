@@ -417,6 +417,63 @@ impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
 /// Capacities: `V` vIOMMUs, `S` routes (vDEVICEs over all vIOMMUs; a power of two), `D` vDEVICEs
 /// per vIOMMU, `Q` records per vEVENTQ (a power of two; `veventq_depth <= Q`), `F` faults per
 /// fault queue (a power of two). No heap: place the router in a `static` (`new` is `const`).
+#[cfg_attr(
+    feature = "fakes",
+    doc = r#"
+# Example
+On the software model of an SMMUv3 (feature `fakes`): a VM gets a vIOMMU with one device, the
+device faults, the event-queue drain routes the record, and the VMM reads it from the vEVENTQ
+with the device's virtual StreamID.
+```
+use arm_smmuv3::event::{EventId, EventRecord};
+use arm_smmuv3::fake::{HostSink, SmmuModel};
+use arm_smmuv3::iommufd::{VeventHeader, VeventqType};
+use arm_smmuv3::ste::{Granule, S2Config};
+use arm_smmuv3::viommu::{Router, ViommuConfig};
+use arm_smmuv3::{Config, Iova, PhysAddr, StreamId, Vmid};
+
+/// 2 vIOMMUs, 16 routed StreamIDs, 4 vDEVICEs, 16-record vEVENTQs and 8 faults per vIOMMU.
+static ROUTER: Router<2, 16, 4, 16, 8> = Router::new();
+
+# fn main() -> Result<(), arm_smmuv3::Error> {
+let model = SmmuModel::qemu_virt();
+let smmu = model.driver(Config::default())?;
+smmu.reset()?;
+
+let s2 = S2Config::for_ipa_bits(Vmid(1), PhysAddr(0x4000_0000), 40, Granule::Size4K)?;
+let viommu = ROUTER.alloc_viommu(ViommuConfig {
+    s2,
+    features: *smmu.features(),
+    coherent_devices: true,
+    repeat_tlbi_cfgi: false,
+})?;
+// Physical StreamID 0x10 is the guest's StreamID 0x2.
+let vsid = ROUTER.alloc_vdevice(viommu, 1, StreamId(0x10), 0x2, false)?;
+ROUTER.alloc_veventq(viommu, VeventqType::ArmSmmuv3, 16)?;
+// The guest's STE for StreamID 0x2: V = 1, Config = S1 translate, CD table at IPA 0x8000_0000.
+let guest_ste = [1 | (5 << 1) | 0x8000_0000, 0];
+ROUTER.attach_nested(viommu, vsid, guest_ste, &smmu, |sid, ste| smmu.set_ste(sid, ste))?;
+
+// The device takes a stage-1 translation fault; the event-queue interrupt drains it.
+model.inject_event(EventRecord::translation_fault(StreamId(0x10), Iova(0x1000), false, true).encode());
+let mut host = HostSink::default();
+smmu.drain_evtq(&mut ROUTER.sink(&mut host));
+assert!(host.events.is_empty(), "the VM's record did not go to the host");
+
+// The VMM reads the record as iommufd's read() gives it: header, then the event, StreamID
+// field (word 0, bits [63:32]) replaced by the vSID.
+let mut buf = [0u8; 64];
+let n = ROUTER.read_vevents(viommu, VeventqType::ArmSmmuv3, &mut buf)?;
+assert_eq!(n, 40);
+assert_eq!(VeventHeader::from_prefix(&buf).map(|h| h.sequence), Some(0));
+let word0 = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+assert_eq!(EventId(word0 as u8), EventId::F_TRANSLATION);
+assert_eq!(word0 >> 32, 0x2);
+# Ok(())
+# }
+```
+"#
+)]
 pub struct Router<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> {
     viommus: [Viommu<D, Q, F>; V],
     routes: RoutingTable<S>,
