@@ -19,13 +19,13 @@ pub struct RouterBackend<
     'a,
     P: Platform,
     D: DmaMemory,
-    const V: usize,
-    const S: usize,
-    const DV: usize,
-    const Q: usize,
-    const F: usize,
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
 > {
-    router: &'a Router<V, S, DV, Q, F>,
+    router: &'a Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>,
     smmu: &'a Smmu<P, D>,
     id: ViommuId,
 }
@@ -34,15 +34,19 @@ impl<
     'a,
     P: Platform,
     D: DmaMemory,
-    const V: usize,
-    const S: usize,
-    const DV: usize,
-    const Q: usize,
-    const F: usize,
-> RouterBackend<'a, P, D, V, S, DV, Q, F>
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> RouterBackend<'a, P, D, VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// The backend of vIOMMU `id` of `router`, whose devices sit behind `smmu`.
-    pub fn new(router: &'a Router<V, S, DV, Q, F>, smmu: &'a Smmu<P, D>, id: ViommuId) -> Self {
+    pub fn new(
+        router: &'a Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>,
+        smmu: &'a Smmu<P, D>,
+        id: ViommuId,
+    ) -> Self {
         Self { router, smmu, id }
     }
 
@@ -55,12 +59,12 @@ impl<
 impl<
     P: Platform,
     D: DmaMemory,
-    const V: usize,
-    const S: usize,
-    const DV: usize,
-    const Q: usize,
-    const F: usize,
-> Backend for RouterBackend<'_, P, D, V, S, DV, Q, F>
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> Backend for RouterBackend<'_, P, D, VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     fn features(&self) -> Features {
         *self.smmu.features()

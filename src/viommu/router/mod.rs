@@ -47,8 +47,6 @@ mod viommu;
 mod cmdqv;
 #[cfg(all(test, loom))]
 mod loom_tests;
-#[cfg(feature = "cmdqv")]
-pub use cmdqv::CmdqvRouterSink;
 
 use super::gate::{Gate, Held};
 use super::invalidate::GuestCmdPolicy;
@@ -331,20 +329,20 @@ counters! {
 
 /// The VM whose vIOMMU occupies a slot, as the control path sees it behind the slot's lock: the
 /// vIOMMU's generation, configuration, vDEVICEs, fault groups and (CMDQV) VINTF.
-struct Tenant<const D: usize, const F: usize> {
+struct Tenant<const VDEVICES: usize, const FAULTS: usize> {
     /// The generation the vIOMMU was allocated with: a handle must name it.
     generation: u64,
     /// A teardown started: only teardown may touch the vIOMMU now.
     dying: bool,
     cfg: ViommuConfig,
     policy: GuestCmdPolicy,
-    vdevices: heapless::Vec<VDevice, D>,
-    groups: FaultGroups<F>,
+    vdevices: heapless::Vec<VDevice, VDEVICES>,
+    groups: FaultGroups<FAULTS>,
     /// The guest VINTF of a TEGRA241_CMDQV vIOMMU.
     vintf: Option<u8>,
 }
 
-impl<const D: usize, const F: usize> Tenant<D, F> {
+impl<const VDEVICES: usize, const FAULTS: usize> Tenant<VDEVICES, FAULTS> {
     fn vdevice(&self, vsid: VStreamId) -> Option<&VDevice> {
         self.vdevices.iter().find(|d| d.vsid == vsid)
     }
@@ -354,16 +352,16 @@ impl<const D: usize, const F: usize> Tenant<D, F> {
 const LIVE: u64 = 1;
 
 /// One vIOMMU slot (per VM): its configuration and vDEVICEs (control path), and the rings the
-/// IRQ path feeds: an SMMUv3 vEVENTQ of capacity `Q`, with feature `cmdqv` a Tegra241 CMDQV
-/// vEVENTQ of capacity `Q`, and a fault ring of `F` faults. Lives inside a [`Router`].
-pub struct Viommu<const D: usize, const Q: usize, const F: usize> {
+/// IRQ path feeds: an SMMUv3 vEVENTQ of capacity `VEVENTS`, with feature `cmdqv` a Tegra241 CMDQV
+/// vEVENTQ of capacity `VEVENTS`, and a fault ring of `FAULTS` faults. Lives inside a [`Router`].
+pub struct Viommu<const VDEVICES: usize, const VEVENTS: usize, const FAULTS: usize> {
     state: AtomicU64,
     /// The slot's tenant, if any (all zero bits when free: [`Held::Empty`]).
-    tenant: Mutex<Held<Tenant<D, F>>>,
-    veventq: Gate<VeventQueue<VeventArmSmmuv3, Q>>,
+    tenant: Mutex<Held<Tenant<VDEVICES, FAULTS>>>,
+    veventq: Gate<VeventQueue<VeventArmSmmuv3, VEVENTS>>,
     #[cfg(feature = "cmdqv")]
-    veventq_cmdqv: Gate<VeventQueue<VeventTegra241Cmdqv, Q>>,
-    faults: Gate<FaultRing<F>>,
+    veventq_cmdqv: Gate<VeventQueue<VeventTegra241Cmdqv, VEVENTS>>,
+    faults: Gate<FaultRing<FAULTS>>,
     /// Written under the router's producer token.
     counters: ViommuCounters,
     /// Written under the router's CMDQV producer token.
@@ -372,13 +370,17 @@ pub struct Viommu<const D: usize, const Q: usize, const F: usize> {
 }
 
 #[cfg(not(loom))]
-impl<const D: usize, const Q: usize, const F: usize> Default for Viommu<D, Q, F> {
+impl<const VDEVICES: usize, const VEVENTS: usize, const FAULTS: usize> Default
+    for Viommu<VDEVICES, VEVENTS, FAULTS>
+{
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
+impl<const VDEVICES: usize, const VEVENTS: usize, const FAULTS: usize>
+    Viommu<VDEVICES, VEVENTS, FAULTS>
+{
     ctor! {
     /// A free slot.
     pub fn new() -> Self {
@@ -414,9 +416,11 @@ impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
 
 /// The vIOMMUs of one physical SMMU and the routing of its records.
 ///
-/// Capacities: `V` vIOMMUs, `S` routes (vDEVICEs over all vIOMMUs; a power of two), `D` vDEVICEs
-/// per vIOMMU, `Q` records per vEVENTQ (a power of two; `veventq_depth <= Q`), `F` faults per
-/// fault queue (a power of two). No heap: place the router in a `static` (`new` is `const`).
+/// Capacities, in order: `VIOMMUS` vIOMMUs, `ROUTES` routes (vDEVICEs over all vIOMMUs; a power
+/// of two), `VDEVICES` vDEVICEs per vIOMMU, `VEVENTS` records per vEVENTQ (a power of two;
+/// `veventq_depth <= VEVENTS`), `FAULTS` faults per fault queue (a power of two). No heap: place
+/// the router in a `static` (`new` is `const`; every byte of a new router is zero, so the static
+/// takes no room in the image: it lands in `.bss`).
 #[cfg_attr(
     feature = "fakes",
     doc = r#"
@@ -455,7 +459,8 @@ let guest_ste = [1 | (5 << 1) | 0x8000_0000, 0];
 ROUTER.attach_nested(viommu, vsid, guest_ste, &smmu, |sid, ste| smmu.set_ste(sid, ste))?;
 
 // The device takes a stage-1 translation fault; the event-queue interrupt drains it.
-model.inject_event(EventRecord::translation_fault(StreamId(0x10), Iova(0x1000), false, true).encode());
+let fault = EventRecord::translation_fault(StreamId(0x10), Iova(0x1000), false, true);
+model.inject_event(fault.encode());
 let mut host = HostSink::default();
 smmu.drain_evtq(&mut ROUTER.sink(&mut host));
 assert!(host.events.is_empty(), "the VM's record did not go to the host");
@@ -474,9 +479,15 @@ assert_eq!(word0 >> 32, 0x2);
 ```
 "#
 )]
-pub struct Router<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> {
-    viommus: [Viommu<D, Q, F>; V],
-    routes: RoutingTable<S>,
+pub struct Router<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> {
+    viommus: [Viommu<VDEVICES, VEVENTS, FAULTS>; VIOMMUS],
+    routes: RoutingTable<ROUTES>,
     /// Serialises route writers and vIOMMU allocation; taken before any vIOMMU's `tenant` lock.
     writers: Mutex<()>,
     /// Written under `producer`.
@@ -499,18 +510,28 @@ pub struct Router<const V: usize, const S: usize, const D: usize, const Q: usize
 }
 
 #[cfg(not(loom))]
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> Default
-    for Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> Default for Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
-    const V_OK: () = assert!(V <= MAX_VIOMMUS + 1, "too many vIOMMUs");
+    const V_OK: () = assert!(VIOMMUS <= MAX_VIOMMUS + 1, "too many vIOMMUs");
 
     ctor! {
     /// A router with every vIOMMU slot free.
@@ -518,7 +539,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         #[allow(clippy::let_unit_value)]
         let () = Self::V_OK;
         Self {
-            viommus: array_of!(Viommu::new(); V),
+            viommus: array_of!(Viommu::new(); VIOMMUS),
             routes: RoutingTable::new(),
             writers: Mutex::new(()),
             counters: Counters::new(),
@@ -545,7 +566,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         s
     }
 
-    fn slot(&self, id: ViommuId) -> Result<&Viommu<D, Q, F>, Error> {
+    fn slot(&self, id: ViommuId) -> Result<&Viommu<VDEVICES, VEVENTS, FAULTS>, Error> {
         self.viommus
             .get(usize::from(id.index()))
             .ok_or(Error::NotFound)
@@ -556,7 +577,10 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     fn with_ctl<R>(
         &self,
         id: ViommuId,
-        f: impl FnOnce(&Viommu<D, Q, F>, &mut Tenant<D, F>) -> Result<R, Error>,
+        f: impl FnOnce(
+            &Viommu<VDEVICES, VEVENTS, FAULTS>,
+            &mut Tenant<VDEVICES, FAULTS>,
+        ) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let v = self.slot(id)?;
         let mut guard = v.tenant.lock();

@@ -12,8 +12,13 @@ use crate::ids::Vmid;
 use crate::iommufd::HwInfoArmSmmuv3;
 use crate::smmu::CommandSink;
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    super::Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> super::Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// Creates a vIOMMU (IOMMU_VIOMMU_ALLOC; Linux's `arm_vsmmu_alloc`). Errors as Linux: no
     /// nesting (IDR0.S1P and S2P) → EOPNOTSUPP; neither coherent devices nor S2FWB →
@@ -80,7 +85,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     pub(super) fn destroy_viommu_with(
         &self,
         id: ViommuId,
-        release: impl FnOnce(&Tenant<D, F>) -> Result<(), Error>,
+        release: impl FnOnce(&Tenant<VDEVICES, FAULTS>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let _w = self.writers.lock();
         let v = self.slot(id)?;
@@ -105,7 +110,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
 
     /// Closes every ring of `v` and drops what they hold, once no reader or producer is inside
     /// (bounded): EBUSY otherwise, the rings then stay closed and a retry finishes.
-    fn close_rings(&self, v: &Viommu<D, Q, F>) -> Result<(), Error> {
+    fn close_rings(&self, v: &Viommu<VDEVICES, VEVENTS, FAULTS>) -> Result<(), Error> {
         let mut ok = v
             .veventq
             .close(TEARDOWN_SPINS, || self.producer_round())
@@ -158,8 +163,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         &self,
         id: ViommuId,
         cmds: &impl CommandSink,
-        check: impl FnOnce(&Tenant<D, F>) -> Result<(), Error>,
-        release: impl FnOnce(&mut Tenant<D, F>) -> Result<(), Error>,
+        check: impl FnOnce(&Tenant<VDEVICES, FAULTS>) -> Result<(), Error>,
+        release: impl FnOnce(&mut Tenant<VDEVICES, FAULTS>) -> Result<(), Error>,
     ) -> Result<usize, Error> {
         let _w = self.writers.lock();
         let v = self.slot(id)?;
