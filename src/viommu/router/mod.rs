@@ -606,3 +606,23 @@ impl<
         self.producer.round(TEARDOWN_SPINS)
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    /// A vIOMMU reserves room for a TEGRA241_CMDQV vEVENTQ only with feature `cmdqv`: with
+    /// 1,024-record queues the second ring alone is 1,024 × 40 bytes.
+    #[test]
+    fn cmdqv_veventq_storage_only_with_the_feature() {
+        let smmuv3_ring = size_of::<VeventQueue<VeventArmSmmuv3, 1024>>();
+        let viommu = size_of::<Viommu<1, 1024, 1>>();
+        assert!(smmuv3_ring >= 1024 * 40);
+        if cfg!(feature = "cmdqv") {
+            assert!(viommu >= 2 * smmuv3_ring, "{viommu} bytes");
+        } else {
+            assert!(viommu < smmuv3_ring + 1024, "{viommu} bytes");
+        }
+    }
+}
