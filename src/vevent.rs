@@ -560,10 +560,12 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
 }
 
 /// Adds 1 to a counter only one side writes (no read-modify-write needed); returns the new value.
+#[inline]
 fn bump(counter: &AtomicU64) -> u64 {
     add(counter, 1)
 }
 
+#[inline]
 fn add(counter: &AtomicU64, n: u64) -> u64 {
     let v = counter.load(Ordering::Relaxed).wrapping_add(n);
     counter.store(v, Ordering::Relaxed);

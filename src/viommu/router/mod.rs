@@ -249,10 +249,12 @@ pub struct RouterStats {
 
 /// A counter written by one side only (the holder of a producer token): a load and a store, no
 /// locked read-modify-write.
+#[inline]
 fn bump(c: &AtomicU64) {
     add(c, 1);
 }
 
+#[inline]
 fn add(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
