@@ -58,7 +58,7 @@ mod producer;
 mod router;
 pub mod routing;
 pub mod sink;
-mod sync;
+pub(crate) mod sync;
 pub mod veventq;
 pub mod vste;
 
