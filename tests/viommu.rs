@@ -12,7 +12,7 @@ use arm_smmuv3::iommufd::{
     ViommuArmSmmuv3Invalidate,
 };
 use arm_smmuv3::pri::{PageRequest, PriqEntry};
-use arm_smmuv3::ste::{Granule, S2Config, Ste};
+use arm_smmuv3::ste::Ste;
 use arm_smmuv3::viommu::{
     CommandSink, EventSink, HostReason, PriSink, Routed, Router, ViommuConfig, ViommuId,
 };
@@ -43,12 +43,7 @@ impl Recorder {
 }
 
 fn cfg(vmid: u16) -> ViommuConfig {
-    ViommuConfig {
-        s2: S2Config::for_ipa_bits(Vmid(vmid), PhysAddr(0x4000_0000), 40, Granule::Size4K).unwrap(),
-        features: Features::decode(Features::QEMU_VIRT_IDREGS),
-        coherent_devices: true,
-        repeat_tlbi_cfgi: false,
-    }
+    arm_smmuv3::fake::rig::viommu_config(Vmid(vmid), PhysAddr(0x4000_0000)).unwrap()
 }
 
 const GUEST_S1: [u64; 2] = [1 | (5 << 1) | 0x8_0000_0000, 0];

@@ -12,11 +12,9 @@ use arm_smmuv3::command::{CmdqEntry, Command};
 use arm_smmuv3::error::Error;
 use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams};
 use arm_smmuv3::fake::{DriverOnModel, ModelPlatform, SmmuModel};
-use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{HwQueueType, VeventTegra241Cmdqv, VeventqType};
 use arm_smmuv3::platform::DmaMemory;
 use arm_smmuv3::smmu::Config;
-use arm_smmuv3::ste::{Granule, S2Config};
 use arm_smmuv3::viommu::{HostReason, Routed, Router, ViommuConfig, ViommuId};
 use arm_smmuv3::{Asid, PhysAddr, StreamId, VStreamId, Vmid};
 
@@ -54,12 +52,7 @@ fn rig() -> Rig {
 }
 
 fn cfg(vmid: u16) -> ViommuConfig {
-    ViommuConfig {
-        s2: S2Config::for_ipa_bits(Vmid(vmid), PhysAddr(0x4000_0000), 40, Granule::Size4K).unwrap(),
-        features: Features::decode(Features::QEMU_VIRT_IDREGS),
-        coherent_devices: true,
-        repeat_tlbi_cfgi: false,
-    }
+    arm_smmuv3::fake::rig::viommu_config(Vmid(vmid), PhysAddr(0x4000_0000)).unwrap()
 }
 
 impl Rig {

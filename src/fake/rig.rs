@@ -44,6 +44,17 @@ pub fn reset_driver_on(
     Ok((model, smmu))
 }
 
+/// The configuration of a vIOMMU for a VM with VMID `vmid` whose stage-2 tables (40-bit IPA
+/// space, 4 KiB granule) start at `s2_root`, on a QEMU `virt` SMMU with coherent devices.
+pub fn viommu_config(vmid: Vmid, s2_root: PhysAddr) -> Result<ViommuConfig, Error> {
+    Ok(ViommuConfig {
+        s2: S2Config::for_ipa_bits(vmid, s2_root, 40, Granule::Size4K)?,
+        features: Features::decode(Features::QEMU_VIRT_IDREGS),
+        coherent_devices: true,
+        repeat_tlbi_cfgi: false,
+    })
+}
+
 /// A vIOMMU of `router` for a VM with VMID `vmid` whose stage-2 tables (40-bit IPA space, 4 KiB
 /// granule) start at `s2_root`, on a QEMU `virt` SMMU with coherent devices; each
 /// `(dev_id, psid, vsid)` of `devices` bound as a vDEVICE, and an SMMUv3 vEVENTQ of `depth`
@@ -55,18 +66,13 @@ pub fn viommu<const V: usize, const S: usize, const D: usize, const Q: usize, co
     devices: &[(u32, StreamId, u64)],
     depth: u32,
 ) -> Result<(ViommuId, S2Config), Error> {
-    let s2 = S2Config::for_ipa_bits(vmid, s2_root, 40, Granule::Size4K)?;
-    let id = router.alloc_viommu(ViommuConfig {
-        s2,
-        features: Features::decode(Features::QEMU_VIRT_IDREGS),
-        coherent_devices: true,
-        repeat_tlbi_cfgi: false,
-    })?;
+    let cfg = viommu_config(vmid, s2_root)?;
+    let id = router.alloc_viommu(cfg)?;
     for &(dev_id, psid, vsid) in devices {
         router.alloc_vdevice(id, dev_id, psid, vsid, false)?;
     }
     router.alloc_veventq(id, VeventqType::ArmSmmuv3, depth)?;
-    Ok((id, s2))
+    Ok((id, cfg.s2))
 }
 
 /// Splits what a vEVENTQ `read` returned into its records: each header with the 32-byte SMMUv3
