@@ -33,7 +33,7 @@ pub(super) struct VcmdqHw<'a, P: Platform> {
 
 impl<P: Platform> CmdqBackend for VcmdqHw<'_, P> {
     fn write_prod(&self, prod: u32) {
-        if let Some((q, _)) = self.cmdqv.lvcmdq(0, self.l) {
+        if let Ok((q, _)) = self.cmdqv.lvcmdq(0, self.l) {
             self.cmdqv.write(&q.PROD, prod);
         }
     }
@@ -41,11 +41,12 @@ impl<P: Platform> CmdqBackend for VcmdqHw<'_, P> {
     fn read_cons(&self) -> u32 {
         self.cmdqv
             .lvcmdq(0, self.l)
+            .ok()
             .map_or(0, |(q, _)| self.cmdqv.read(&q.CONS))
     }
 
     fn error_active(&self) -> bool {
-        self.cmdqv.lvcmdq(0, self.l).is_some_and(|(q, _)| {
+        self.cmdqv.lvcmdq(0, self.l).ok().is_some_and(|(q, _)| {
             let g = self.cmdqv.read(&q.GERROR);
             let n = self.cmdqv.read(&q.GERRORN);
             (g ^ n) & VCMDQ_GERROR::CMDQ_ERR::SET.value != 0
@@ -53,7 +54,7 @@ impl<P: Platform> CmdqBackend for VcmdqHw<'_, P> {
     }
 
     fn ack_error(&self) {
-        if let Some((q, _)) = self.cmdqv.lvcmdq(0, self.l) {
+        if let Ok((q, _)) = self.cmdqv.lvcmdq(0, self.l) {
             let g = self.cmdqv.read(&q.GERROR);
             self.cmdqv.write(&q.GERRORN, g);
         }

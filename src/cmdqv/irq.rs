@@ -77,7 +77,7 @@ impl<P: Platform> Cmdqv<P> {
                     .guests
                     .get(v)
                     .is_some_and(|g| g.in_use.load(Ordering::Acquire));
-            let Some(r) = self.vintf_regs(v).filter(|_| in_use) else {
+            let Some(r) = self.vintf_regs(v).ok().filter(|_| in_use) else {
                 stats.ignored += 1;
                 continue;
             };
@@ -96,7 +96,7 @@ impl<P: Platform> Cmdqv<P> {
             stats.ignored += 1;
             return;
         }
-        let Some(r) = self.vintf_regs(0) else { return };
+        let Ok(r) = self.vintf_regs(0) else { return };
         for (m, word) in r.LVCMDQ_ERR_MAP.iter().enumerate() {
             let mut bits = self.read(word);
             while bits != 0 {

@@ -36,7 +36,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use tock_registers::LocalRegisterCopy;
 use tock_registers::interfaces::{Readable, Writeable};
 
-use crate::error::{Error, Feature, WaitFor};
+use crate::error::{Error, Feature, Object, Quantity, WaitFor};
 use crate::ids::{PhysAddr, Vmid};
 use crate::platform::{DmaMemory, MmioAccess, Platform};
 use crate::queue;
@@ -262,7 +262,8 @@ impl<P: Platform> Cmdqv<P> {
     ///
     /// # Errors
     /// [`Error::Unsupported`]`(`[`Feature::Cmdqv`]`)` when PARAM or the window describe no usable
-    /// VINTF0 queue; [`Error::InvalidArgument`] for a host queue size the SMMU does not allow;
+    /// VINTF0 queue; [`Error::OutOfRange`] or [`Error::TooSmall`] ([`Quantity::QueueLog2`]) for
+    /// a host queue size the SMMU does not allow (above IDR1.CMDQS or 19, or 0);
     /// [`Error::NoMemory`] when `dma` cannot hold the rings.
     pub unsafe fn new<D: DmaMemory + ?Sized>(
         base: NonNull<u8>,
@@ -301,7 +302,11 @@ impl<P: Platform> Cmdqv<P> {
         }
         let log2 = queue::check_log2(cfg.host_queue_log2, cfg.cmdq_log2_max)?;
         if log2 == 0 {
-            return Err(Error::InvalidArgument);
+            return Err(Error::TooSmall {
+                what: Quantity::QueueLog2,
+                value: 0,
+                min: 1,
+            });
         }
         let bytes = queue::queue_bytes(log2, queue::CMDQ_ENTRY_BYTES);
         let opts = CmdqOptions {
@@ -382,11 +387,16 @@ impl<P: Platform> Cmdqv<P> {
     /// after the SMMU's CR0.SMMUEN is set.
     ///
     /// # Errors
-    /// [`Error::Busy`] while guest VINTFs exist; [`Error::Timeout`] when an enable handshake does
+    /// [`Error::InUse`] naming the first guest VINTF while any exists; [`Error::Timeout`] when an
+    /// enable handshake does
     /// not complete; what `main` returns for the CMD_SYNC of a queue teardown.
     pub fn reset<M: CommandSink + ?Sized>(&mut self, main: &M) -> Result<(), Error> {
-        if self.guests.iter().any(|g| g.in_use.load(Ordering::Acquire)) {
-            return Err(Error::Busy);
+        if let Some(v) = self
+            .guests
+            .iter()
+            .position(|g| g.in_use.load(Ordering::Acquire))
+        {
+            return Err(Error::InUse(Object::Vintf(v as u8)));
         }
         if self.ready.swap(false, Ordering::AcqRel) {
             self.vintf_deinit(0, self.per_vintf, main)?;
@@ -411,7 +421,7 @@ impl<P: Platform> Cmdqv<P> {
         self.vintf_init(0, true, Vmid(0))?;
         let hyp_own = self
             .vintf_regs(0)
-            .is_some_and(|r| self.read(&r.CONFIG) & VINTF_CONFIG::HYP_OWN::SET.value != 0);
+            .is_ok_and(|r| self.read(&r.CONFIG) & VINTF_CONFIG::HYP_OWN::SET.value != 0);
         self.hyp_own.store(hyp_own, Ordering::Relaxed);
         for l in 0..self.per_vintf {
             self.map(0, l, true);
@@ -447,7 +457,7 @@ impl<P: Platform> Cmdqv<P> {
 
     /// VINTF init with no logical queues: deinit, CONFIG = HYP_OWN | VMID, then | ENABLE, poll.
     fn vintf_init(&self, v: usize, hyp_own: bool, vmid: Vmid) -> Result<(), Error> {
-        let r = self.vintf_regs(v).ok_or(Error::InvalidArgument)?;
+        let r = self.vintf_regs(v)?;
         self.vintf_disable(r)?;
         let mut val = VINTF_CONFIG::VMID.val(u32::from(vmid.0)).value;
         if hyp_own {
@@ -489,7 +499,7 @@ impl<P: Platform> Cmdqv<P> {
                 self.map(v, l, false);
             }
         }
-        let r = self.vintf_regs(v).ok_or(Error::InvalidArgument)?;
+        let r = self.vintf_regs(v)?;
         self.vintf_disable(r)?;
         for s in 0..self.sid_slots {
             if let (Some(m), Some(p)) = (r.SID_MATCH.get(s), r.SID_REPLACE.get(s)) {
@@ -522,7 +532,7 @@ impl<P: Platform> Cmdqv<P> {
         l: usize,
         main: &M,
     ) -> Result<(), Error> {
-        let (q, b) = self.lvcmdq(v, l).ok_or(Error::InvalidArgument)?;
+        let (q, b) = self.lvcmdq(v, l)?;
         self.write(&q.CONFIG, 0);
         let disabled = self.poll(WaitFor::VcmdqEnable, || {
             !self.read_status_flag(&q.STATUS, VCMDQ_STATUS::CMDQ_EN_OK)
@@ -554,9 +564,12 @@ impl<P: Platform> Cmdqv<P> {
 
     /// Host queue init: deinit, BASE, CONFIG = EN (polled); software indices back to 0.
     fn host_queue_init<M: CommandSink + ?Sized>(&self, l: usize, main: &M) -> Result<(), Error> {
-        let hq = self.host.get(l).ok_or(Error::InvalidArgument)?;
+        let hq = self
+            .host
+            .get(l)
+            .ok_or_else(|| index_out_of_range(l, self.host.len()))?;
         self.vcmdq_deinit(0, l, main)?;
-        let (q, b) = self.lvcmdq(0, l).ok_or(Error::InvalidArgument)?;
+        let (q, b) = self.lvcmdq(0, l)?;
         hq.reset_indices();
         self.write(&b.BASE, base_value(hq.buf().paddr, hq.log2_entries()));
         self.write(&q.CONFIG, VCMDQ_CONFIG::CMDQ_EN::SET.value);
@@ -575,17 +588,23 @@ impl<P: Platform> Cmdqv<P> {
         unsafe { self.base.cast::<ConfigPage>().as_ref() }
     }
 
-    fn vintf_regs(&self, v: usize) -> Option<&VintfRegs> {
-        if v >= self.num_vintfs {
-            return None;
-        }
-        self.config_page().VINTF.get(v)
+    /// VINTF `v`'s registers; [`Error::OutOfRange`] ([`Quantity::Index`]) beyond the VINTFs in
+    /// use.
+    fn vintf_regs(&self, v: usize) -> Result<&VintfRegs, Error> {
+        let vintfs = self.config_page().VINTF.get(..self.num_vintfs);
+        vintfs
+            .and_then(|r| r.get(v))
+            .ok_or_else(|| index_out_of_range(v, self.num_vintfs))
     }
 
-    /// VINTF `v`'s logical page-0 and page-1 slots of queue `l`.
-    fn lvcmdq(&self, v: usize, l: usize) -> Option<(&VcmdqCtrl, &VcmdqBase)> {
-        if v >= self.num_vintfs || l >= self.per_vintf {
-            return None;
+    /// VINTF `v`'s logical page-0 and page-1 slots of queue `l`; [`Error::OutOfRange`]
+    /// ([`Quantity::Index`]) for a VINTF or queue index beyond those in use.
+    fn lvcmdq(&self, v: usize, l: usize) -> Result<(&VcmdqCtrl, &VcmdqBase), Error> {
+        if v >= self.num_vintfs {
+            return Err(index_out_of_range(v, self.num_vintfs));
+        }
+        if l >= self.per_vintf {
+            return Err(index_out_of_range(l, self.per_vintf));
         }
         // SAFETY: `v < num_vintfs`, which `new` capped to the VINTFs the window holds, so both
         // 64 KiB pages lie inside the window the caller of `Cmdqv::new` lent us.
@@ -601,7 +620,9 @@ impl<P: Platform> Cmdqv<P> {
                     .as_ref(),
             )
         };
-        Some((p0.Q.get(l)?, p1.Q.get(l)?))
+        p0.Q.get(l)
+            .zip(p1.Q.get(l))
+            .ok_or_else(|| index_out_of_range(l, regs::MAX_VCMDQS))
     }
 
     fn read<R: Readable>(&self, r: &R) -> R::T {
@@ -654,6 +675,15 @@ impl<P: Platform> Drop for Cmdqv<P> {
         let _ = self.poll(WaitFor::CmdqvEnable, || {
             !self.read_status_flag(&page.STATUS, STATUS::CMDQV_ENABLED)
         });
+    }
+}
+
+/// The error for index `i` of `count` things (a VINTF, or a queue of a VINTF).
+fn index_out_of_range(i: usize, count: usize) -> Error {
+    Error::OutOfRange {
+        what: Quantity::Index,
+        value: i as u64,
+        max: count.saturating_sub(1) as u64,
     }
 }
 

@@ -31,7 +31,7 @@ use crate::command::{CmdqEntry, Command, Opcode, SyncCs};
 use crate::error::{CmdqError, Error, WaitFor};
 use crate::ids::PhysAddr;
 use crate::platform::{DmaBuf, Platform};
-use crate::queue::{CMDQ_ENTRY_BYTES, MAX_LOG2, QueueGeometry, QueueIndex};
+use crate::queue::{CMDQ_ENTRY_BYTES, QueueGeometry, QueueIndex};
 use crate::regs::CMDQ_CONS;
 
 /// Tegra241 VCMDQ CERROR_ILL_ACCESS: not an SMMU_CMDQ_CONS.ERR value, but the VCMDQs share the
@@ -211,8 +211,9 @@ impl Cmdq {
     /// (IHI 0070 §6.3.26). Indices start at 0; program the queue's PROD and CONS to 0 too.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `log2_entries` exceeds 19 or `buf` is too small or
-    /// misaligned.
+    /// [`Error::OutOfRange`] when `log2_entries` exceeds 19; [`Error::TooSmall`] or
+    /// [`Error::Misaligned`] when `buf` is too small or misaligned
+    /// ([`QueueGeometry::check_buffer`]).
     ///
     /// # Safety
     /// `buf.vaddr` points to `buf.size` bytes of memory that are valid for reads and writes for
@@ -221,14 +222,8 @@ impl Cmdq {
     /// is where that SMMU sees the same bytes: what [`DmaMemory`](crate::platform::DmaMemory)
     /// promises for a buffer it handed out and nobody else was given.
     pub unsafe fn new(buf: DmaBuf, log2_entries: u8, opts: CmdqOptions) -> Result<Self, Error> {
-        let geo = QueueGeometry::cmdq(log2_entries).ok_or(Error::InvalidArgument)?;
-        if log2_entries > MAX_LOG2
-            || buf.size < geo.bytes()
-            || !buf.paddr.is_aligned(geo.align() as u64)
-            || !(buf.vaddr.as_ptr() as usize).is_multiple_of(16)
-        {
-            return Err(Error::InvalidArgument);
-        }
+        let geo = QueueGeometry::checked(log2_entries, CMDQ_ENTRY_BYTES)?;
+        geo.check_buffer(&buf)?;
         Ok(Self {
             buf,
             geo,

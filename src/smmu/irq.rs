@@ -213,10 +213,8 @@ impl InQueue {
     /// As [`Cmdq::new`](super::cmdq::Cmdq::new): `buf` is lent memory valid for reads for as
     /// long as the queue lives, written only by the SMMU, seen by it at `buf.paddr`.
     pub(super) unsafe fn new(buf: DmaBuf, log2: u8, entry_bytes: usize) -> Result<Self, Error> {
-        let geo = QueueGeometry::new(log2, entry_bytes).ok_or(Error::InvalidArgument)?;
-        if buf.size < geo.bytes() || !buf.paddr.is_aligned(geo.align() as u64) {
-            return Err(Error::InvalidArgument);
-        }
+        let geo = QueueGeometry::checked(log2, entry_bytes)?;
+        geo.check_buffer(&buf)?;
         Ok(Self {
             buf,
             geo,

@@ -31,7 +31,7 @@ use super::{
     Ctl, HostReason, PRODUCER_SPINS, Routed, Router, TEARDOWN_SPINS, ViommuConfig, ViommuId, bump,
 };
 use crate::cmdqv::{Cmdqv, CmdqvEventSink, VintfId};
-use crate::error::{Error, Feature};
+use crate::error::{Error, Feature, Object, Quantity};
 use crate::ids::{PhysAddr, StreamId, VStreamId};
 use crate::iommufd::{HwInfoTegra241Cmdqv, HwQueueType, VeventTegra241Cmdqv, ViommuTegra241Cmdqv};
 use crate::platform::Platform;
@@ -77,7 +77,11 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         let owner = self
             .vintf_owner
             .get(usize::from(g.id.0))
-            .ok_or(Error::InvalidArgument);
+            .ok_or(Error::OutOfRange {
+                what: Quantity::Index,
+                value: u64::from(g.id.0),
+                max: (crate::cmdqv::regs::MAX_VINTFS - 1) as u64,
+            });
         let set = owner.and_then(|o| {
             self.with_ctl(id, |_, c| {
                 c.vintf = Some(g.id.0);
@@ -145,7 +149,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     ) -> Result<(), Error> {
         self.destroy_vdevice_with(id, vsid, cmds, |c, vsid| {
             match cmdqv.vdevice_unbind(vintf_of(c)?, vsid) {
-                Ok(()) | Err(Error::NotFound) => Ok(()),
+                Ok(()) | Err(Error::NoSuch(Object::VDevice(_) | Object::Vintf(_))) => Ok(()),
                 Err(e) => Err(e),
             }
         })
@@ -172,12 +176,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         cmdqv: &Cmdqv<P>,
         main: &impl CommandSink,
     ) -> Result<(), Error> {
-        if length == 0 {
-            return Err(Error::InvalidArgument);
-        }
-        if base.0.checked_add(length - 1).is_none() {
-            return Err(Error::Overflow);
-        }
+        cmdqv.check_hw_queue_span(base, length)?;
         if ty != HwQueueType::Tegra241Cmdqv {
             return Err(Error::Unsupported(Feature::Cmdqv));
         }
@@ -227,10 +226,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         cmdqv: &Cmdqv<P>,
     ) -> Result<(), Error> {
         self.destroy_viommu_with(id, |c| {
+            // Refused (EBUSY) while the VINTF has HW queues.
             let vintf = vintf_of(c)?;
-            if cmdqv.hw_queues(vintf)? != 0 {
-                return Err(Error::Busy);
-            }
             cmdqv.vintf_free(vintf)?;
             self.clear_owner(vintf, id);
             Ok(())
@@ -270,7 +267,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                 }
                 for d in &c.vdevices {
                     match cmdqv.vdevice_unbind(vintf, d.vsid) {
-                        Ok(()) | Err(Error::NotFound) => {}
+                        Ok(()) | Err(Error::NoSuch(Object::VDevice(_) | Object::Vintf(_))) => {}
                         Err(e) => return Err(e),
                     }
                 }
