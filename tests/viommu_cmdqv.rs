@@ -11,7 +11,7 @@ use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CmdqvErrorStats, VintfId};
 use arm_smmuv3::command::{CmdqEntry, Command};
 use arm_smmuv3::error::{Error, Object, WaitFor};
 use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams};
-use arm_smmuv3::fake::{DriverOnModel, ModelPlatform, SmmuModel};
+use arm_smmuv3::fake::{DriverOnModel, ModelArena, ModelPlatform, SmmuModel};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{HwQueueType, VeventTegra241Cmdqv, VeventqType};
 use arm_smmuv3::platform::DmaMemory;
@@ -26,7 +26,7 @@ struct Rig {
     m: Arc<SmmuModel>,
     fake: Arc<CmdqvModel>,
     smmu: DriverOnModel,
-    cmdqv: Cmdqv<ModelPlatform>,
+    cmdqv: Cmdqv<ModelPlatform, ModelArena>,
     router: Box<R>,
 }
 
@@ -41,7 +41,8 @@ fn rig() -> Rig {
     };
     // SAFETY: the model's window is `fake.size()` bytes and lives as long as `fake`, kept in
     // the rig; only this driver (and the test acting as a guest) touch it.
-    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), m.platform(), m.dma(), cfg) }.unwrap();
+    let mut cmdqv =
+        unsafe { Cmdqv::new(fake.base().cast(), m.platform(), m.lend_dma(), cfg) }.unwrap();
     cmdqv.reset(&smmu).unwrap();
     m.take_commands();
     Rig {

@@ -15,7 +15,7 @@ use super::{Cmdqv, VintfId, base_value};
 use crate::error::{Error, Object, Quantity};
 use crate::ids::{PhysAddr, StreamId, VStreamId, Vmid};
 use crate::iommufd::{HwInfoTegra241Cmdqv, ViommuTegra241Cmdqv};
-use crate::platform::Platform;
+use crate::platform::{DmaMemory, Platform};
 use crate::queue::{CMDQ_ENTRY_BYTES, MAX_LOG2};
 use crate::smmu::CommandSink;
 
@@ -76,7 +76,7 @@ pub struct GuestVintf {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SidSlot(pub u8);
 
-impl<P: Platform> Cmdqv<P> {
+impl<P: Platform, D: DmaMemory> Cmdqv<P, D> {
     /// The `IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV` reply of `IOMMU_GET_HW_INFO`
     /// (`struct iommu_hw_info_tegra241_cmdqv` in include/uapi/linux/iommufd.h; Linux
     /// `tegra241_cmdqv_hw_info`): version, log2 of the logical queues per VINTF and of the SID pairs per VINTF. A VMM

@@ -210,10 +210,14 @@ struct GuestSlot {
 ///
 /// Shared `&self` methods are safe to call from several CPUs: each host queue and each guest
 /// VINTF has its own lock, and [`handle_error`](Self::handle_error) takes none.
-pub struct Cmdqv<P: Platform> {
-    base: NonNull<u8>,
+pub struct Cmdqv<P: Platform, D: DmaMemory> {
+    /// The window, from its config page on (`cfg.window_size` bytes).
+    base: NonNull<ConfigPage>,
     cfg: CmdqvConfig,
     platform: P,
+    /// The allocator of the host rings, held so that they stay valid ([`DmaMemory`]: as long as
+    /// the allocator lives). Dropped after [`Drop`] has disabled CMDQV.
+    dma: D,
     param: Param,
     /// VINTFs usable: PARAM's count, capped by the window and [`regs::MAX_VINTFS`].
     num_vintfs: usize,
@@ -230,11 +234,11 @@ pub struct Cmdqv<P: Platform> {
 
 // SAFETY: the window and the host rings are owned by this value (contract of `Cmdqv::new`);
 // register accesses are volatile MMIO, and all software state is behind locks or atomics.
-unsafe impl<P: Platform + Send> Send for Cmdqv<P> {}
+unsafe impl<P: Platform + Send, D: DmaMemory + Send> Send for Cmdqv<P, D> {}
 // SAFETY: as for `Send`; `&self` methods synchronise through per-queue locks and atomics.
-unsafe impl<P: Platform + Sync> Sync for Cmdqv<P> {}
+unsafe impl<P: Platform + Sync, D: DmaMemory + Sync> Sync for Cmdqv<P, D> {}
 
-impl<P: Platform> fmt::Debug for Cmdqv<P> {
+impl<P: Platform, D: DmaMemory> fmt::Debug for Cmdqv<P, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cmdqv")
             .field("param", &self.param)
@@ -245,36 +249,45 @@ impl<P: Platform> fmt::Debug for Cmdqv<P> {
     }
 }
 
-impl<P: Platform> Cmdqv<P> {
-    /// Takes over the CMDQV whose window starts at `base`, reads PARAM and allocates one ring per
-    /// host queue from `dma`. Touches no other register: call [`reset`](Self::reset) after the
-    /// SMMU is enabled.
+impl<P: Platform, D: DmaMemory> Cmdqv<P, D> {
+    /// Takes over the CMDQV whose MMIO window starts at `window`, reads PARAM and allocates one
+    /// ring per host queue from `dma`. Touches no other register: call [`reset`](Self::reset)
+    /// after the SMMU is enabled.
+    ///
+    /// `window` is typed as the window's first 64 KiB page, its [`ConfigPage`]; the VCMDQ and
+    /// VINTF pages follow it at their fixed offsets ([`regs::vintf_page0`], ...) up to
+    /// `cfg.window_size` bytes.
+    ///
+    /// The driver keeps `dma` for as long as it lives, as [`Smmu::new`](crate::smmu::Smmu::new)
+    /// does: pass an allocator by value to give it to the driver, or a reference to share one
+    /// (`&A` is a [`DmaMemory`] too), e.g. the allocator the SMMU driver uses; the borrow then
+    /// keeps it alive as long as the driver.
     ///
     /// # Safety
     /// The hypervisor found the window in ACPI (`_HID` `NVDA200C`, memory resource 0, matched to
     /// the IORT SMMUv3 node) or in the device tree (`nvidia,tegra264-cmdqv`, `reg`):
-    /// `cfg.window_size` bytes at `base` are mapped Device-nGnRE for the life of the returned
+    /// `cfg.window_size` bytes at `window` are mapped Device-nGnRE for the life of the returned
     /// value, belong to that CMDQV, and nothing else (no other `Cmdqv`, no code outside this
     /// crate) accesses them while it lives, except guests through the VINTF page 0 this driver
-    /// hands out. The SMMU sees `dma`'s memory at its physical addresses, and the buffers `dma`
-    /// hands out stay valid for as long as the returned value lives (dropping it disables CMDQV
-    /// before they may go).
+    /// hands out. The SMMU this CMDQV belongs to is the one that reaches `dma`'s buffers at
+    /// their `paddr`.
     ///
     /// # Errors
     /// [`Error::Unsupported`]`(`[`Feature::Cmdqv`]`)` when PARAM or the window describe no usable
     /// VINTF0 queue; [`Error::OutOfRange`] or [`Error::TooSmall`] ([`Quantity::QueueLog2`]) for
     /// a host queue size the SMMU does not allow (above IDR1.CMDQS or 19, or 0);
     /// [`Error::NoMemory`] when `dma` cannot hold the rings.
-    pub unsafe fn new<D: DmaMemory + ?Sized>(
-        base: NonNull<u8>,
+    pub unsafe fn new(
+        window: NonNull<ConfigPage>,
         platform: P,
-        dma: &D,
+        dma: D,
         cfg: CmdqvConfig,
     ) -> Result<Self, Error> {
         let mut this = Self {
-            base,
+            base: window,
             cfg,
             platform,
+            dma,
             param: Param::decode(0),
             num_vintfs: 0,
             per_vintf: 0,
@@ -317,10 +330,10 @@ impl<P: Platform> Cmdqv<P> {
             repeat_cfgi_tlbi: cfg.board.repeats_tlbi_cfgi(),
         };
         for _ in 0..per_vintf {
-            let ring = dma.alloc(bytes, bytes).ok_or(Error::NoMemory)?;
+            let ring = this.dma.alloc(bytes, bytes).ok_or(Error::NoMemory)?;
             // SAFETY: `ring` was just handed out by `dma` (`DmaMemory`: unaliased, seen by the
-            // SMMU at its `paddr`), and our caller promised it stays valid while `self` lives;
-            // only this engine uses it.
+            // SMMU at its `paddr`, valid as long as `dma` lives), and `self` keeps `dma` for its
+            // own life; only this engine uses it.
             let q = unsafe { Cmdq::new(ring, log2, opts) }?;
             if this.host.push(q).is_err() {
                 return Err(Error::Unsupported(Feature::Cmdqv));
@@ -585,7 +598,7 @@ impl<P: Platform> Cmdqv<P> {
         // the config page is its first 64 KiB page (so aligned for the block), and every
         // register in `ConfigPage` is an `UnsafeCell` (`ReadWrite`, `regs::ReadOnly`), so the
         // CMDQV changing a value behind the shared reference is allowed.
-        unsafe { self.base.cast::<ConfigPage>().as_ref() }
+        unsafe { self.base.as_ref() }
     }
 
     /// VINTF `v`'s registers; [`Error::OutOfRange`] ([`Quantity::Index`]) beyond the VINTFs in
@@ -611,10 +624,12 @@ impl<P: Platform> Cmdqv<P> {
         let (p0, p1) = unsafe {
             (
                 self.base
+                    .cast::<u8>()
                     .add(regs::vintf_page0(v))
                     .cast::<VcmdqPage0>()
                     .as_ref(),
                 self.base
+                    .cast::<u8>()
                     .add(regs::vintf_page1(v))
                     .cast::<VcmdqPage1>()
                     .as_ref(),
@@ -661,7 +676,7 @@ impl<P: Platform> Cmdqv<P> {
     }
 }
 
-impl<P: Platform> Drop for Cmdqv<P> {
+impl<P: Platform, D: DmaMemory> Drop for Cmdqv<P, D> {
     /// Stops CMDQV (CONFIG.CMDQV_EN = 0, polled with the usual bound) when it was in use, so no
     /// queue reads the lent rings or a guest's queue memory after the driver is gone.
     fn drop(&mut self) {

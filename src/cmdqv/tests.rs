@@ -16,7 +16,7 @@ use crate::error::{CmdqError, Object, Quantity, errno};
 use crate::fake::cmdqv::{
     AckTarget, CmdqvModel, CmdqvModelParams, CmdqvReg, ModelError, RecordingCommandSink, VcmdqFault,
 };
-use crate::fake::{DmaArena, ModelPlatform, SmmuModel};
+use crate::fake::{DmaArena, ModelArena, ModelPlatform, SmmuModel};
 use crate::ids::{Asid, StreamId, VStreamId};
 use crate::iommufd::VeventTegra241Cmdqv;
 use crate::platform::DmaMemory;
@@ -25,7 +25,7 @@ use crate::platform::DmaMemory;
 struct Rig {
     smmu: Arc<SmmuModel>,
     fake: Arc<CmdqvModel>,
-    cmdqv: Cmdqv<ModelPlatform>,
+    cmdqv: Cmdqv<ModelPlatform, ModelArena>,
     main: RecordingCommandSink,
 }
 
@@ -57,7 +57,8 @@ fn rig_with(params: CmdqvModelParams, tweak: impl FnOnce(&CmdqvModel, &mut Cmdqv
     tweak(&fake, &mut cfg);
     // SAFETY: the model's window is `fake.size()` bytes, lives as long as `fake`, and only this
     // driver (and tests acting as guests) touch it.
-    let cmdqv = unsafe { Cmdqv::new(fake.base(), smmu.platform(), smmu.dma(), cfg) }.unwrap();
+    let cmdqv =
+        unsafe { Cmdqv::new(fake.base().cast(), smmu.platform(), smmu.lend_dma(), cfg) }.unwrap();
     Rig {
         smmu,
         fake,
@@ -137,18 +138,25 @@ fn probe_refuses_unusable_params_and_windows() {
         sids_log2: 4,
     });
     // SAFETY: as in `rig_with`.
-    let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, config_for(&fake)) };
+    let e = unsafe {
+        Cmdqv::new(
+            fake.base().cast(),
+            platform.clone(),
+            &*arena,
+            config_for(&fake),
+        )
+    };
     assert_eq!(e.unwrap_err(), Error::Unsupported(Feature::Cmdqv));
     let mut small = config_for(&fake);
     small.window_size = 0x40000;
     // SAFETY: as in `rig_with`.
-    let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, small) };
+    let e = unsafe { Cmdqv::new(fake.base().cast(), platform.clone(), &*arena, small) };
     assert_eq!(e.unwrap_err(), Error::Unsupported(Feature::Cmdqv));
     let (fake, arena, platform) = CmdqvModel::standalone(CmdqvModelParams::TEST);
     let mut deep = config_for(&fake);
     deep.host_queue_log2 = 9;
     // SAFETY: as in `rig_with`.
-    let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, deep) };
+    let e = unsafe { Cmdqv::new(fake.base().cast(), platform.clone(), &*arena, deep) };
     assert_eq!(
         e.unwrap_err(),
         Error::OutOfRange {
@@ -160,7 +168,7 @@ fn probe_refuses_unusable_params_and_windows() {
     let mut empty = config_for(&fake);
     empty.host_queue_log2 = 0;
     // SAFETY: as in `rig_with`.
-    let e = unsafe { Cmdqv::new(fake.base(), platform, &*arena, empty) };
+    let e = unsafe { Cmdqv::new(fake.base().cast(), platform, &*arena, empty) };
     let e = e.unwrap_err();
     assert_eq!(
         e,
@@ -1035,7 +1043,7 @@ fn standalone_model_runs_without_an_smmu() {
         ..CmdqvConfig::new(fake.phys(), fake.size(), 8)
     };
     // SAFETY: as in `rig_with`.
-    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), platform, &*arena, cfg) }.unwrap();
+    let mut cmdqv = unsafe { Cmdqv::new(fake.base().cast(), platform, &*arena, cfg) }.unwrap();
     assert_eq!((cmdqv.num_vintfs(), cmdqv.lvcmdqs_per_vintf()), (1, 2));
     let main = RecordingCommandSink::default();
     cmdqv.reset(&main).unwrap();
@@ -1173,7 +1181,7 @@ fn the_smmu_driver_is_the_main_queue() {
         ..config_for(&fake)
     };
     // SAFETY: as in `rig_with`.
-    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), m.platform(), m.dma(), cfg) }.unwrap();
+    let mut cmdqv = unsafe { Cmdqv::new(fake.base().cast(), m.platform(), m.dma(), cfg) }.unwrap();
     m.take_commands();
     // CMDQV reset after SMMUEN: each VCMDQ teardown syncs the SMMU's queue.
     cmdqv.reset(&smmu).unwrap();

@@ -215,6 +215,12 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     /// With [`Quirks::PAGE0_REGS_ONLY`] the page-1 registers are used at their page-0 offsets
     /// and `page1` is ignored.
     ///
+    /// The driver keeps `dma` for as long as it lives (it allocates 2-level stream-table leaves
+    /// later, and its queues live in `dma`'s memory): pass an allocator by value to give it to
+    /// the driver, or a reference to share one (`&A` is a [`DmaMemory`] too), e.g. with the
+    /// CMDQV of this SMMU (`Cmdqv::new` takes its allocator the same way); the
+    /// borrow then keeps it alive as long as the driver.
+    ///
     /// # Errors
     /// - [`Error::Unsupported`] from [`Features::check`], or [`Feature::StreamIdBits`] when
     ///   `config.sid_bits` exceeds IDR1.SIDSIZE, [`Feature::TwoLevelStreamTable`] for a forced

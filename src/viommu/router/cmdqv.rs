@@ -34,7 +34,7 @@ use crate::cmdqv::{Cmdqv, CmdqvEventSink, VintfId};
 use crate::error::{Error, Feature, Object, Quantity};
 use crate::ids::{PhysAddr, StreamId, VStreamId};
 use crate::iommufd::{HwInfoTegra241Cmdqv, HwQueueType, VeventTegra241Cmdqv, ViommuTegra241Cmdqv};
-use crate::platform::Platform;
+use crate::platform::{DmaMemory, Platform};
 use crate::smmu::CommandSink;
 
 /// A `vintf_owner` word: 0 for none, else the owning [`ViommuId`] + 1 (generations are 48 bits,
@@ -60,10 +60,10 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// # Errors
     /// Those of [`Router::alloc_viommu`], then those of [`Cmdqv::vintf_alloc`] (`ENODEV` before
     /// CMDQV reset, `ENOSPC` when every VINTF is taken, a timeout); nothing is left behind.
-    pub fn alloc_viommu_cmdqv<P: Platform>(
+    pub fn alloc_viommu_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         cfg: ViommuConfig,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<(ViommuId, ViommuTegra241Cmdqv), Error> {
         let id = self.alloc_viommu(cfg)?;
         let g = match cmdqv.vintf_alloc(cfg.s2.vmid) {
@@ -113,14 +113,14 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// [`Cmdqv::vdevice_bind`] (EINVAL for a vSID wider than SID_MATCH, ENOSPC when every pair
     /// is taken).
     #[allow(clippy::too_many_arguments)]
-    pub fn alloc_vdevice_cmdqv<P: Platform>(
+    pub fn alloc_vdevice_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         dev_id: u32,
         psid: StreamId,
         virt_id: u64,
         ats_capable: bool,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<VStreamId, Error> {
         self.alloc_vdevice_with(
             id,
@@ -140,12 +140,12 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// Destroys a vDEVICE of a TEGRA241_CMDQV vIOMMU: its SID pair is cleared
     /// ([`Cmdqv::vdevice_unbind`]; already cleared by a refused earlier attempt is fine), then
     /// as [`Router::destroy_vdevice`].
-    pub fn destroy_vdevice_cmdqv<P: Platform>(
+    pub fn destroy_vdevice_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         vsid: VStreamId,
         cmds: &impl CommandSink,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<(), Error> {
         self.destroy_vdevice_with(id, vsid, cmds, |c, vsid| {
             match cmdqv.vdevice_unbind(vintf_of(c)?, vsid) {
@@ -166,14 +166,14 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// of [`Cmdqv::hw_queue_alloc`]: `index` beyond the VINTF's queues, a bad length or base →
     /// EINVAL; `index` taken → EEXIST; `index − 1` missing → EIO.
     #[allow(clippy::too_many_arguments)]
-    pub fn hw_queue_alloc<P: Platform>(
+    pub fn hw_queue_alloc<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         ty: HwQueueType,
         index: u32,
         base: PhysAddr,
         length: u64,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
         main: &impl CommandSink,
     ) -> Result<(), Error> {
         cmdqv.check_hw_queue_span(base, length)?;
@@ -189,18 +189,22 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// the queue is disabled, a CMD_SYNC goes through `main`, and it is unmapped. EBUSY while
     /// queue `index + 1` exists (descending order, as Linux's `tegra241_vintf_destroy_lvcmdq`
     /// requires); ENOENT if it does not exist.
-    pub fn hw_queue_free<P: Platform>(
+    pub fn hw_queue_free<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         index: u32,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
         main: &impl CommandSink,
     ) -> Result<(), Error> {
         self.with_ctl(id, |_, c| cmdqv.hw_queue_free(vintf_of(c)?, index, main))
     }
 
     /// The HW queues of TEGRA241_CMDQV vIOMMU `id` (bit *l* = logical queue *l*).
-    pub fn hw_queues<P: Platform>(&self, id: ViommuId, cmdqv: &Cmdqv<P>) -> Result<u128, Error> {
+    pub fn hw_queues<P: Platform, A: DmaMemory>(
+        &self,
+        id: ViommuId,
+        cmdqv: &Cmdqv<P, A>,
+    ) -> Result<u128, Error> {
         self.with_ctl(id, |_, c| cmdqv.hw_queues(vintf_of(c)?))
     }
 
@@ -208,10 +212,10 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// INPUT_TYPE and type TEGRA241_CMDQV, `struct iommu_hw_info_tegra241_cmdqv`):
     /// [`Cmdqv::hw_info`]. EOPNOTSUPP for a
     /// plain SMMUv3 vIOMMU. The VMM reports NUM_VINTF_LOG2 = 0 to its guest.
-    pub fn hw_info_cmdqv<P: Platform>(
+    pub fn hw_info_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<HwInfoTegra241Cmdqv, Error> {
         self.with_ctl(id, |_, c| vintf_of(c).map(|_| cmdqv.hw_info()))
     }
@@ -220,10 +224,10 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// has a vDEVICE, a vEVENTQ, a fault queue or a HW queue; then its VINTF is disabled and
     /// released ([`Cmdqv::vintf_free`]; a timeout keeps the vIOMMU). EOPNOTSUPP for a plain
     /// SMMUv3 vIOMMU.
-    pub fn destroy_viommu_cmdqv<P: Platform>(
+    pub fn destroy_viommu_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<(), Error> {
         self.destroy_viommu_with(id, |c| {
             // Refused (EBUSY) while the VINTF has HW queues.
@@ -243,11 +247,11 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// producer still inside a ring, a queue or the VINTF that does not disable, a CMD_SYNC that
     /// fails) the vIOMMU is dying with its devices still reserved, and a second call resumes.
     /// EOPNOTSUPP for a plain SMMUv3 vIOMMU.
-    pub fn teardown_viommu_cmdqv<P: Platform>(
+    pub fn teardown_viommu_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         cmds: &impl CommandSink,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<usize, Error> {
         self.teardown_viommu_with(
             id,
