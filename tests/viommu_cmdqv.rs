@@ -65,11 +65,8 @@ fn cfg(vmid: u16) -> ViommuConfig {
 
 impl Rig {
     fn queue_mem(&self, bytes: u64) -> PhysAddr {
-        self.m
-            .dma()
-            .alloc(bytes as usize, bytes as usize)
-            .unwrap()
-            .paddr
+        let n = bytes as usize;
+        self.m.dma().alloc(n, n).unwrap().paddr
     }
 
     /// The guest enables HW queue `l` of VINTF `v` through its page 0.

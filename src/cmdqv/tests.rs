@@ -31,11 +31,8 @@ struct Rig {
 
 impl Rig {
     fn alloc(&self, bytes: u64) -> PhysAddr {
-        self.smmu
-            .dma()
-            .alloc(bytes as usize, bytes as usize)
-            .unwrap()
-            .paddr
+        let n = bytes as usize;
+        self.smmu.dma().alloc(n, n).unwrap().paddr
     }
 
     fn write_entry(&self, pa: PhysAddr, e: CmdqEntry) {

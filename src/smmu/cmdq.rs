@@ -26,7 +26,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::barrier;
+use super::{barrier, bump};
 use crate::command::{CmdqEntry, Command, Opcode, SyncCs};
 use crate::error::{CmdqError, Error, WaitFor};
 use crate::ids::PhysAddr;
@@ -124,10 +124,6 @@ struct AtomicCounters {
     recovered_by_irq: AtomicU64,
     sync_timeouts: AtomicU64,
     space_timeouts: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
 }
 
 /// The producer state, owned by whoever holds the lock.
@@ -339,12 +335,7 @@ impl Cmdq {
                 written += 1;
                 next = rest.next();
             }
-            // The slots are visible before the PROD write that lets the SMMU read them.
-            barrier::dma_wmb();
-            st.prod = st.prod.add(written);
-            hw.write_prod(st.prod.to_reg());
-            bump(&self.counters.prod_writes, 1);
-            bump(&self.counters.commands, u64::from(written));
+            self.publish(&mut st, hw, written);
         }
         batch_result(err)
     }
@@ -480,13 +471,7 @@ impl Cmdq {
                 self.write_slot(plat, st.prod.add(written), cmd.encode());
                 written += 1;
             }
-            // Order the slot writes (and any STE/CD/page-table writes before them) before the
-            // PROD write that lets the SMMU read them.
-            barrier::dma_wmb();
-            st.prod = st.prod.add(written);
-            hw.write_prod(st.prod.to_reg());
-            bump(&self.counters.prod_writes, 1);
-            bump(&self.counters.commands, u64::from(written));
+            self.publish(st, hw, written);
             if let Some(at) = sync_at {
                 break at;
             }
@@ -511,18 +496,11 @@ impl Cmdq {
             if free >= need {
                 return Ok(free);
             }
-            let cons = hw.read_cons();
-            if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
-                err.get_or_insert(e);
-            }
-            st.cons = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
-            if QueueIndex::free(st.prod, st.cons) >= need {
+            let cons = self.read_cons(st, hw, plat, &mut stuck, err);
+            if QueueIndex::free(st.prod, cons) >= need {
                 continue;
             }
-            if plat.now_us() >= deadline {
-                bump(&self.counters.space_timeouts, 1);
-                return Err(Error::Timeout(WaitFor::CmdqSpace));
-            }
+            self.check_deadline(plat, deadline, WaitFor::CmdqSpace)?;
             plat.relax(WaitFor::CmdqSpace);
         }
     }
@@ -550,27 +528,67 @@ impl Cmdq {
                 polls = polls.saturating_add(1);
             }
             if self.opts.completion != Completion::Msi || polls > MSI_POLLS_BEFORE_CONS {
-                let cons = hw.read_cons();
-                if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
-                    err.get_or_insert(e);
-                }
-                let c = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
-                st.cons = c;
+                let c = self.read_cons(st, hw, plat, &mut stuck, err);
                 if QueueIndex::has_consumed(c, at) {
                     barrier::dma_rmb();
                     return Ok(());
                 }
             }
-            if plat.now_us() >= deadline {
-                bump(&self.counters.sync_timeouts, 1);
-                return Err(Error::Timeout(WaitFor::CmdSync));
-            }
+            self.check_deadline(plat, deadline, WaitFor::CmdSync)?;
             if self.opts.completion == Completion::Sev {
                 plat.wait_for_event(WaitFor::CmdSync);
             } else {
                 plat.relax(WaitFor::CmdSync);
             }
         }
+    }
+
+    /// Hands the `written` slots after PROD to the SMMU: one PROD write.
+    fn publish<B: CmdqBackend + ?Sized>(&self, st: &mut State, hw: &B, written: u32) {
+        // Order the slot writes (and any STE/CD/page-table writes before them) before the
+        // PROD write that lets the SMMU read them.
+        barrier::dma_wmb();
+        st.prod = st.prod.add(written);
+        hw.write_prod(st.prod.to_reg());
+        bump(&self.counters.prod_writes, 1);
+        bump(&self.counters.commands, u64::from(written));
+    }
+
+    /// Reads CONS, recovers from an error it reports (the first one is kept in `err`), and
+    /// records it in `st.cons` (ERR and OVF dropped); returns it.
+    fn read_cons<B: CmdqBackend + ?Sized, P: Platform + ?Sized>(
+        &self,
+        st: &mut State,
+        hw: &B,
+        plat: &P,
+        stuck: &mut Stuck,
+        err: &mut Option<CmdqError>,
+    ) -> QueueIndex {
+        let cons = hw.read_cons();
+        if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
+            err.get_or_insert(e);
+        }
+        st.cons = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
+        st.cons
+    }
+
+    /// [`Error::Timeout`] once `deadline` has passed, counted as a space or a sync timeout.
+    fn check_deadline<P: Platform + ?Sized>(
+        &self,
+        plat: &P,
+        deadline: u64,
+        what: WaitFor,
+    ) -> Result<(), Error> {
+        if plat.now_us() < deadline {
+            return Ok(());
+        }
+        let counter = if what == WaitFor::CmdqSpace {
+            &self.counters.space_timeouts
+        } else {
+            &self.counters.sync_timeouts
+        };
+        bump(counter, 1);
+        Err(Error::Timeout(what))
     }
 
     /// If `cons` carries an active error, recovers as IHI 0070 §4.8 / Linux's

@@ -17,7 +17,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use super::{GERROR_KNOWN, MainCmdq, Smmu, barrier};
+use super::{GERROR_KNOWN, MainCmdq, Smmu, barrier, bump};
 use crate::error::Error;
 use crate::event::EvtqEntry;
 use crate::platform::{DmaBuf, DmaMemory, Platform};
@@ -172,10 +172,6 @@ pub(super) struct IrqCounters {
     evtq_lost: AtomicBool,
     /// GERROR.PRIQ_ABT_ERR not yet told to a PRI sink.
     priq_lost: AtomicBool,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
 }
 
 impl IrqCounters {

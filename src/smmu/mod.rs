@@ -152,6 +152,11 @@ impl MemoryPlan {
     }
 }
 
+/// Adds `n` to a statistics counter (no ordering: counters are read for reports only).
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
 fn queue_region(geo: QueueGeometry) -> Region {
     Region {
         bytes: geo.bytes(),

@@ -1,7 +1,5 @@
 //! Pure tests of the driver's sizing and configuration logic.
 
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
-
 use super::super::*;
 use crate::features::QEMU_VIRT;
 use crate::platform::BumpDma;

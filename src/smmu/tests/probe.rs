@@ -1,12 +1,5 @@
 //! Probe: what the driver refuses, and the memory plan against what it really allocates.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use core::sync::atomic::Ordering;
 use std::vec::Vec;
 

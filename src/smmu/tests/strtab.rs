@@ -1,13 +1,6 @@
 //! Stream tables: linear and 2-level resolution, bindings across reset, and live STE
 //! replacement that never exposes a half-written entry.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::vec::Vec;
 
 use super::super::*;
