@@ -585,6 +585,58 @@ mod tests {
         assert_eq!(QueueGeometry::checked(7, 32).ok(), QueueGeometry::evtq(7));
     }
 
+    /// A buffer that cannot hold the queue is refused with what is wrong: its size against the
+    /// queue's, or the address against the alignment it needs.
+    #[test]
+    fn check_buffer_names_the_size_or_the_address() {
+        #[repr(C, align(4096))]
+        struct Page([u8; 4096]);
+        let mut page = Page([0; 4096]);
+        let vaddr = core::ptr::NonNull::from(&mut page.0).cast::<u8>();
+        let buf = |vaddr, paddr, size| DmaBuf {
+            vaddr,
+            paddr: crate::ids::PhysAddr(paddr),
+            size,
+        };
+        // 2^7 event records of 32 bytes: 4 KiB, aligned to 4 KiB.
+        let g = QueueGeometry::evtq(7).unwrap();
+        assert_eq!(g.check_buffer(&buf(vaddr, 0x8000_0000, 4096)), Ok(()));
+        assert_eq!(
+            g.check_buffer(&buf(vaddr, 0x8000_0000, 4095)),
+            Err(Error::TooSmall {
+                what: Quantity::Length,
+                value: 4095,
+                min: 4096
+            })
+        );
+        assert_eq!(
+            g.check_buffer(&buf(vaddr, 0x8000_0800, 4096)),
+            Err(Error::Misaligned {
+                what: Quantity::Address,
+                value: 0x8000_0800,
+                align: 4096
+            })
+        );
+        // The CPU's address needs one record's alignment (the driver reads whole records).
+        // SAFETY: 16 bytes into the 4 KiB page.
+        let odd = unsafe { vaddr.add(16) };
+        assert_eq!(
+            g.check_buffer(&buf(odd, 0x8000_0000, 4096)),
+            Err(Error::Misaligned {
+                what: Quantity::Address,
+                value: odd.as_ptr().addr() as u64,
+                align: 32
+            })
+        );
+        assert_eq!(
+            QueueGeometry::cmdq(0)
+                .unwrap()
+                .check_buffer(&buf(odd, 0x20, 16)),
+            Ok(()),
+            "a one-slot command queue: 16 bytes, SMMU address aligned to 32"
+        );
+    }
+
     /// A model of a queue: PROD and CONS as unbounded counters.
     fn model(log2: u8, cons_count: u64, used: u64) -> (QueueIndex, QueueIndex) {
         let m = (2u64 << log2) - 1;
