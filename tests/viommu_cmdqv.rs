@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arm_smmuv3::cmdqv::regs::{self, offset as off};
 use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CmdqvErrorStats, VintfId};
 use arm_smmuv3::command::{CmdqEntry, Command};
-use arm_smmuv3::error::{Error, Object, WaitFor};
+use arm_smmuv3::error::{Error, Object, Quantity, WaitFor};
 use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams};
 use arm_smmuv3::fake::{DriverOnModel, ModelArena, ModelPlatform, SmmuModel};
 use arm_smmuv3::features::Features;
@@ -246,6 +246,33 @@ fn hw_queue_alloc_and_free_follow_linux_rules() {
     assert_eq!(alloc(plain, t, 1, pa, 0), Err(-22), "length 0");
     assert_eq!(alloc(plain, t, 1, PhysAddr(u64::MAX - 8), 32), Err(-75));
     assert_eq!(alloc(id, HwQueueType::Default, 1, pa, 256), Err(-95));
+    // What each of the core's refusals carries.
+    let raw = |id, ty, index, base: PhysAddr, len| {
+        r.router
+            .hw_queue_alloc(id, ty, index, base, len, &r.cmdqv, &r.smmu)
+    };
+    assert_eq!(
+        raw(id, HwQueueType::Default, 1, pa, 256),
+        Err(Error::Reserved {
+            field: "iommu_hw_queue_alloc.type",
+            value: 0
+        })
+    );
+    assert_eq!(
+        raw(plain, t, 1, PhysAddr(u64::MAX - 8), 32),
+        Err(Error::RangeWraps {
+            base: u64::MAX - 8,
+            length: 32
+        })
+    );
+    assert!(matches!(
+        raw(plain, t, 1, pa, 0),
+        Err(Error::OutOfRange {
+            what: Quantity::Length,
+            value: 0,
+            ..
+        })
+    ));
     assert_eq!(
         alloc(plain, t, 0, pa, 256),
         Err(-95),

@@ -43,12 +43,13 @@ use crate::queue;
 use crate::smmu::cmdq::Cmdq;
 use crate::smmu::{CmdqOptions, CommandSink, Completion, Quirks};
 
+use crate::regs::bits::get32;
 pub use guest::{GuestVintf, SidSlot, VintfPage};
 pub use host::{VcmdqSink, guest_queue_accepts};
 pub use irq::{CmdqvErrorStats, CmdqvEventSink};
 use regs::{
-    CMDQ_ALLOC, CONFIG, ConfigPage, STATUS, VCMDQ_BASE, VCMDQ_CONFIG, VCMDQ_STATUS, VINTF_CONFIG,
-    VINTF_STATUS, VcmdqBase, VcmdqCtrl, VcmdqPage0, VcmdqPage1, VintfRegs,
+    CMDQ_ALLOC, CONFIG, ConfigPage, PARAM, STATUS, VCMDQ_BASE, VCMDQ_CONFIG, VCMDQ_STATUS,
+    VINTF_CONFIG, VINTF_STATUS, VcmdqBase, VcmdqCtrl, VcmdqPage0, VcmdqPage1, VintfRegs,
 };
 
 /// Linux's poll timeout for every enable handshake and CMD_SYNC (`ARM_SMMU_POLL_TIMEOUT_US`).
@@ -152,11 +153,12 @@ pub struct Param {
 impl Param {
     /// Decodes a raw CMDQV_PARAM value.
     pub const fn decode(raw: u32) -> Self {
+        // Each field is 4 bits wide, so the narrowing keeps every value.
         Self {
-            version: (raw & 0xF) as u8,
-            vcmdqs_log2: ((raw >> 4) & 0xF) as u8,
-            vintfs_log2: ((raw >> 8) & 0xF) as u8,
-            sids_log2: ((raw >> 12) & 0xF) as u8,
+            version: get32(PARAM::CMDQV_VER, raw) as u8,
+            vcmdqs_log2: get32(PARAM::NUM_VCMDQ_LOG2, raw) as u8,
+            vintfs_log2: get32(PARAM::NUM_VINTF_LOG2, raw) as u8,
+            sids_log2: get32(PARAM::NUM_SID_PER_VM_LOG2, raw) as u8,
             raw,
         }
     }

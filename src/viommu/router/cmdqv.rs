@@ -162,7 +162,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     ///
     /// # Errors
     /// The core's checks first, as Linux: `length` 0 → EINVAL; `base + length − 1` overflows →
-    /// EOVERFLOW; type DEFAULT, or a plain SMMUv3 vIOMMU → EOPNOTSUPP. Then the Tegra241 rules
+    /// EOVERFLOW; type DEFAULT → EOPNOTSUPP ([`Error::Reserved`]), a plain SMMUv3 vIOMMU →
+    /// EOPNOTSUPP. Then the Tegra241 rules
     /// of [`Cmdqv::hw_queue_alloc`]: `index` beyond the VINTF's queues, a bad length or base →
     /// EINVAL; `index` taken → EEXIST; `index − 1` missing → EIO.
     #[allow(clippy::too_many_arguments)]
@@ -178,7 +179,11 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     ) -> Result<(), Error> {
         cmdqv.check_hw_queue_span(base, length)?;
         if ty != HwQueueType::Tegra241Cmdqv {
-            return Err(Error::Unsupported(Feature::Cmdqv));
+            // IOMMU_HW_QUEUE_TYPE_DEFAULT: a reserved type, EOPNOTSUPP as Linux answers it.
+            return Err(Error::Reserved {
+                field: "iommu_hw_queue_alloc.type",
+                value: u64::from(ty.raw()),
+            });
         }
         self.with_ctl(id, |_, c| {
             cmdqv.hw_queue_alloc(vintf_of(c)?, index, base, length, main)
