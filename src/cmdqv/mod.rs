@@ -40,10 +40,10 @@ use crate::error::{Error, Feature, Object, Quantity, WaitFor};
 use crate::ids::{PhysAddr, Vmid};
 use crate::platform::{DmaMemory, MmioAccess, Platform};
 use crate::queue;
+use crate::regs::bits::get32;
 use crate::smmu::cmdq::Cmdq;
 use crate::smmu::{CmdqOptions, CommandSink, Completion, Quirks};
 
-use crate::regs::bits::get32;
 pub use guest::{GuestVintf, SidSlot, VintfPage};
 pub use host::{VcmdqSink, guest_queue_accepts};
 pub use irq::{CmdqvErrorStats, CmdqvEventSink};
