@@ -115,6 +115,8 @@ pub enum Object {
         /// The queue's index within the VINTF.
         index: u32,
     },
+    /// An SMMU's register pages, which one driver value at a time may drive.
+    Smmu,
 }
 
 /// Why a guest-supplied command or table entry was refused (the vIOMMU sanitisers). iommufd
@@ -166,6 +168,12 @@ pub enum Quantity {
     Index,
     /// A queue depth or length in bytes.
     Length,
+    /// StreamID bits asked for ([`Config::sid_bits`](crate::smmu::Config::sid_bits)), against
+    /// SMMU_IDR1.SIDSIZE; a 2-level stream table needs at least 6 (the smallest SPLIT).
+    StreamIdBits,
+    /// The address of a queue or table (physical, or the CPU's for a DMA buffer), against its
+    /// alignment or the address bits of the register that holds it.
+    Address,
 }
 
 /// The error type of the crate. Small, `Copy`, and carrying the value that failed.
@@ -225,6 +233,32 @@ pub enum Error {
     /// A user-supplied structure is larger than this library knows and its unknown tail is not
     /// zero (the iommufd size-prefix rule).
     TooBig,
+    /// A caller-supplied number is below the smallest accepted (`EINVAL`).
+    TooSmall {
+        /// What the number is.
+        what: Quantity,
+        /// The value supplied.
+        value: u64,
+        /// The smallest value accepted.
+        min: u64,
+    },
+    /// An address or size is not a multiple of the alignment it needs (`EINVAL`).
+    Misaligned {
+        /// What the number is.
+        what: Quantity,
+        /// The value supplied.
+        value: u64,
+        /// The alignment it needs, in bytes (a power of two).
+        align: u64,
+    },
+    /// An address range whose last byte does not fit 64 bits (`EOVERFLOW`, as Linux's
+    /// iommufd answers a `base + length` that wraps).
+    RangeWraps {
+        /// The first address.
+        base: u64,
+        /// The length in bytes.
+        length: u64,
+    },
 
     // ---- legacy: carry nothing; being replaced by the variants above (docs/errors.md) ----
     /// An argument is malformed or out of range. Legacy: prefer [`Error::OutOfRange`],
@@ -239,8 +273,8 @@ pub enum Error {
     /// A guest-supplied command or entry was refused. Legacy: prefer [`Error::Rejected`] (or
     /// [`Error::OutOfOrder`]).
     Io,
-    /// A value does not fit its field (`EOVERFLOW`). Legacy: prefer [`Error::OutOfRange`] where
-    /// Linux answers `EINVAL`; kept where Linux answers `EOVERFLOW` (an address range that wraps).
+    /// A value does not fit its field (`EOVERFLOW`). Legacy: prefer [`Error::RangeWraps`] for an
+    /// address range that wraps, [`Error::OutOfRange`] where Linux answers `EINVAL`.
     Overflow,
 }
 
@@ -288,12 +322,14 @@ impl Error {
             | Error::OutOfRange { .. }
             | Error::Ste(_)
             | Error::Cd(_)
+            | Error::TooSmall { .. }
+            | Error::Misaligned { .. }
             | Error::InvalidArgument => errno::EINVAL,
             Error::Unsupported(_) | Error::Reserved { .. } => errno::EOPNOTSUPP,
             Error::InUse(_) | Error::Busy => errno::EBUSY,
             Error::AlreadyExists(_) | Error::Exists => errno::EEXIST,
             Error::NoSuch(_) | Error::NotFound => errno::ENOENT,
-            Error::Overflow => errno::EOVERFLOW,
+            Error::RangeWraps { .. } | Error::Overflow => errno::EOVERFLOW,
             Error::Disabled => errno::ENODEV,
             Error::TooBig => errno::E2BIG,
         })
@@ -311,6 +347,7 @@ impl fmt::Display for Object {
             Object::PageRequest(cookie) => write!(f, "page request {cookie}"),
             Object::Vintf(v) => write!(f, "VINTF {v}"),
             Object::Vcmdq { vintf, index } => write!(f, "VCMDQ {index} of VINTF {vintf}"),
+            Object::Smmu => f.write_str("SMMU register pages"),
         }
     }
 }
@@ -356,6 +393,18 @@ impl fmt::Display for Error {
             Error::Cd(e) => write!(f, "bad CD: {e:?}"),
             Error::Disabled => f.write_str("SMMU disabled"),
             Error::TooBig => f.write_str("structure too big, with a non-zero unknown tail"),
+            Error::TooSmall { what, value, min } => {
+                write!(f, "{what:?} {value:#x} too small (at least {min:#x})")
+            }
+            Error::Misaligned { what, value, align } => {
+                write!(f, "{what:?} {value:#x} not aligned to {align:#x}")
+            }
+            Error::RangeWraps { base, length } => {
+                write!(
+                    f,
+                    "range {base:#x} + {length:#x} wraps past the top of the address space"
+                )
+            }
             Error::InvalidArgument => f.write_str("invalid argument"),
             Error::Busy => f.write_str("object busy"),
             Error::Exists => f.write_str("object exists"),
@@ -407,6 +456,30 @@ mod tests {
             ),
             (Error::Ste(SteError::ReservedS1Fmt), Error::InvalidArgument),
             (Error::Cd(CdError::ReservedTg0), Error::InvalidArgument),
+            (Error::InUse(Object::Smmu), Error::Busy),
+            (
+                Error::TooSmall {
+                    what: Quantity::StreamIdBits,
+                    value: 5,
+                    min: 6,
+                },
+                Error::InvalidArgument,
+            ),
+            (
+                Error::Misaligned {
+                    what: Quantity::Address,
+                    value: 0x1010,
+                    align: 0x1000,
+                },
+                Error::InvalidArgument,
+            ),
+            (
+                Error::RangeWraps {
+                    base: u64::MAX,
+                    length: 2,
+                },
+                Error::Overflow,
+            ),
         ];
         for (new, old) in pairs {
             assert_eq!(new.errno(), old.errno(), "{new:?}");
@@ -427,7 +500,7 @@ mod tests {
     /// The text says what failed, with the offending value.
     #[test]
     fn display_names_the_object_and_value() {
-        let cases: [(Error, &str); 7] = [
+        let cases: [(Error, &str); 10] = [
             (Error::NoSuch(Object::Vintf(3)), "no such VINTF 3"),
             (Error::InUse(Object::Viommu(7)), "vIOMMU 7 is in use"),
             (
@@ -459,6 +532,29 @@ mod tests {
                     value: 2,
                 },
                 "reserved field iommu_hwpt_invalidate.__reserved is 0x2, not 0",
+            ),
+            (
+                Error::TooSmall {
+                    what: Quantity::StreamIdBits,
+                    value: 5,
+                    min: 6,
+                },
+                "StreamIdBits 0x5 too small (at least 0x6)",
+            ),
+            (
+                Error::Misaligned {
+                    what: Quantity::Address,
+                    value: 0x1010,
+                    align: 0x1000,
+                },
+                "Address 0x1010 not aligned to 0x1000",
+            ),
+            (
+                Error::RangeWraps {
+                    base: 0xffff_ffff_ffff_f000,
+                    length: 0x2000,
+                },
+                "range 0xfffffffffffff000 + 0x2000 wraps",
             ),
         ];
         for (e, want) in cases {

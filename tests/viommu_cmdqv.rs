@@ -9,9 +9,9 @@ use std::sync::Arc;
 use arm_smmuv3::cmdqv::regs::{self, offset as off};
 use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CmdqvErrorStats, VintfId};
 use arm_smmuv3::command::{CmdqEntry, Command};
-use arm_smmuv3::error::Error;
+use arm_smmuv3::error::{Error, Object, Quantity, WaitFor};
 use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams};
-use arm_smmuv3::fake::{DriverOnModel, ModelPlatform, SmmuModel};
+use arm_smmuv3::fake::{DriverOnModel, ModelArena, ModelPlatform, SmmuModel};
 use arm_smmuv3::iommufd::{HwQueueType, VeventTegra241Cmdqv, VeventqType};
 use arm_smmuv3::platform::DmaMemory;
 use arm_smmuv3::smmu::Config;
@@ -24,7 +24,7 @@ struct Rig {
     m: Arc<SmmuModel>,
     fake: Arc<CmdqvModel>,
     smmu: DriverOnModel,
-    cmdqv: Cmdqv<ModelPlatform>,
+    cmdqv: Cmdqv<ModelPlatform, ModelArena>,
     router: Box<R>,
 }
 
@@ -39,7 +39,8 @@ fn rig() -> Rig {
     };
     // SAFETY: the model's window is `fake.size()` bytes and lives as long as `fake`, kept in
     // the rig; only this driver (and the test acting as a guest) touch it.
-    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), m.platform(), m.dma(), cfg) }.unwrap();
+    let mut cmdqv =
+        unsafe { Cmdqv::new(fake.base().cast(), m.platform(), m.lend_dma(), cfg) }.unwrap();
     cmdqv.reset(&smmu).unwrap();
     m.take_commands();
     Rig {
@@ -57,11 +58,8 @@ fn cfg(vmid: u16) -> ViommuConfig {
 
 impl Rig {
     fn queue_mem(&self, bytes: u64) -> PhysAddr {
-        self.m
-            .dma()
-            .alloc(bytes as usize, bytes as usize)
-            .unwrap()
-            .paddr
+        let n = bytes as usize;
+        self.m.dma().alloc(n, n).unwrap().paddr
     }
 
     /// The guest enables HW queue `l` of VINTF `v` through its page 0.
@@ -156,11 +154,13 @@ fn viommu_owns_a_vintf_with_its_vmid_and_vdevices_bind_sid_pairs() {
     r.guest_issue(v, pa, &[tlbi_asid(0, 5).encode(), atc(0x10).encode()]);
     let g = r.fake.global_of(1, 0).unwrap();
     assert_eq!(r.fake.commands(g), vec![tlbi_asid(0x33, 5), atc(0x1234)]);
-    // Core errors before the SID pair: duplicate vSID or device.
+    // Core errors before the SID pair: duplicate vSID or device (the router's own error
+    // values are pinned by its tests; here the errno).
     assert_eq!(
         r.router
-            .alloc_vdevice_cmdqv(id, 8, StreamId(0x99), 0x10, false, &r.cmdqv),
-        Err(Error::Exists)
+            .alloc_vdevice_cmdqv(id, 8, StreamId(0x99), 0x10, false, &r.cmdqv)
+            .map_err(Error::errno),
+        Err(-17)
     );
     // A vSID SID_MATCH cannot hold: the pair is refused and nothing is left behind.
     assert_eq!(
@@ -174,17 +174,19 @@ fn viommu_owns_a_vintf_with_its_vmid_and_vdevices_bind_sid_pairs() {
     assert_eq!(r.fake.sid_pair(1, 1), Some((0, 0)));
     // The plain SMMUv3 calls refuse a TEGRA241_CMDQV vIOMMU, and the other way round.
     assert_eq!(
-        r.router.alloc_vdevice(id, 9, StreamId(0x98), 0x11, false),
-        Err(Error::InvalidArgument)
+        r.router
+            .alloc_vdevice(id, 9, StreamId(0x98), 0x11, false)
+            .map_err(Error::errno),
+        Err(-22)
     );
     assert_eq!(
-        r.router.destroy_viommu(id),
-        Err(Error::Busy),
+        r.router.destroy_viommu(id).map_err(Error::errno),
+        Err(-16),
         "children first"
     );
     assert_eq!(
-        r.router.teardown_viommu(id, &r.smmu),
-        Err(Error::InvalidArgument)
+        r.router.teardown_viommu(id, &r.smmu).map_err(Error::errno),
+        Err(-22)
     );
     assert_eq!(
         r.router.vintf(id),
@@ -214,8 +216,9 @@ fn viommu_owns_a_vintf_with_its_vmid_and_vdevices_bind_sid_pairs() {
     assert_eq!(r.fake.sid_pair(1, 0), Some((0, 0)));
     assert_eq!(
         r.router
-            .destroy_vdevice_cmdqv(id, VStreamId(0x10), &r.smmu, &r.cmdqv),
-        Err(Error::NotFound)
+            .destroy_vdevice_cmdqv(id, VStreamId(0x10), &r.smmu, &r.cmdqv)
+            .map_err(Error::errno),
+        Err(-2)
     );
     assert_eq!(r.fake.errors(), vec![]);
 }
@@ -236,6 +239,33 @@ fn hw_queue_alloc_and_free_follow_linux_rules() {
     assert_eq!(alloc(plain, t, 1, pa, 0), Err(-22), "length 0");
     assert_eq!(alloc(plain, t, 1, PhysAddr(u64::MAX - 8), 32), Err(-75));
     assert_eq!(alloc(id, HwQueueType::Default, 1, pa, 256), Err(-95));
+    // What each of the core's refusals carries.
+    let raw = |id, ty, index, base: PhysAddr, len| {
+        r.router
+            .hw_queue_alloc(id, ty, index, base, len, &r.cmdqv, &r.smmu)
+    };
+    assert_eq!(
+        raw(id, HwQueueType::Default, 1, pa, 256),
+        Err(Error::Reserved {
+            field: "iommu_hw_queue_alloc.type",
+            value: 0
+        })
+    );
+    assert_eq!(
+        raw(plain, t, 1, PhysAddr(u64::MAX - 8), 32),
+        Err(Error::RangeWraps {
+            base: u64::MAX - 8,
+            length: 32
+        })
+    );
+    assert!(matches!(
+        raw(plain, t, 1, pa, 0),
+        Err(Error::OutOfRange {
+            what: Quantity::Length,
+            value: 0,
+            ..
+        })
+    ));
     assert_eq!(
         alloc(plain, t, 0, pa, 256),
         Err(-95),
@@ -253,10 +283,22 @@ fn hw_queue_alloc_and_free_follow_linux_rules() {
     assert_eq!(alloc(id, t, 1, pa.add(256), 512), Err(-22), "misaligned");
     assert_eq!(alloc(id, t, 1, pa, 512), Ok(()));
     assert_eq!(r.router.hw_queues(id, &r.cmdqv), Ok(0b11));
+    // Without its vEVENTQ and with no vDEVICE, the vIOMMU still stays while its VINTF has HW
+    // queues.
+    r.router
+        .destroy_veventq(id, VeventqType::Tegra241Cmdqv)
+        .unwrap();
+    assert_eq!(
+        r.router.destroy_viommu_cmdqv(id, &r.cmdqv),
+        Err(Error::InUse(Object::Vintf(v.0)))
+    );
     // Descending teardown.
     assert_eq!(
         r.router.hw_queue_free(id, 0, &r.cmdqv, &r.smmu),
-        Err(Error::Busy)
+        Err(Error::InUse(Object::Vcmdq {
+            vintf: v.0,
+            index: 0
+        }))
     );
     r.m.take_commands();
     r.router.hw_queue_free(id, 1, &r.cmdqv, &r.smmu).unwrap();
@@ -434,8 +476,10 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
     assert_eq!(r.router.hw_queues(id, &r.cmdqv), Ok(0b111));
     // IOMMU_DESTROY of the vIOMMU while children exist: EBUSY.
     assert_eq!(
-        r.router.destroy_viommu_cmdqv(id, &r.cmdqv),
-        Err(Error::Busy)
+        r.router
+            .destroy_viommu_cmdqv(id, &r.cmdqv)
+            .map_err(Error::errno),
+        Err(-16)
     );
     let globals: Vec<usize> = (0..3).map(|l| r.fake.global_of(1, l).unwrap()).collect();
     r.m.take_commands();
@@ -454,7 +498,7 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
     for s in 0..2 {
         assert_eq!(r.fake.sid_pair(1, s), Some((0, 0)));
     }
-    assert_eq!(r.router.vintf(id), Err(Error::NotFound));
+    assert_eq!(r.router.vintf(id).map_err(Error::errno), Err(-2));
     assert_eq!(
         r.router.route_cmdqv_error(
             v,
@@ -476,7 +520,7 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
         .unwrap();
     r.router.destroy_viommu_cmdqv(id2, &r.cmdqv).unwrap();
     assert_eq!(r.fake.vintf(1).map(|x| x.1), Some(false));
-    assert_eq!(r.router.vintf(id2), Err(Error::NotFound));
+    assert_eq!(r.router.vintf(id2).map_err(Error::errno), Err(-2));
     assert_eq!(r.fake.errors(), vec![]);
 }
 
@@ -491,7 +535,7 @@ fn failed_teardown_keeps_its_devices_and_a_retry_only_removes_its_own() {
     struct Failing;
     impl arm_smmuv3::viommu::CommandSink for Failing {
         fn submit(&self, _: &[Command]) -> Result<(), Error> {
-            Err(Error::Io)
+            Err(Error::Timeout(WaitFor::CmdSync))
         }
     }
     let r = rig();
@@ -512,7 +556,7 @@ fn failed_teardown_keeps_its_devices_and_a_retry_only_removes_its_own() {
         .teardown_viommu_cmdqv(id, &r.smmu, &r.cmdqv)
         .unwrap();
     if early.is_err() {
-        assert_eq!(early, Err(Error::Exists));
+        assert_eq!(early.map_err(Error::errno), Err(-17));
         r.router.alloc_vdevice(other, 9, psid, 7, false).unwrap();
     }
     r.router
