@@ -6,6 +6,7 @@ use crate::cd::CdError;
 use crate::command::DecodeError;
 use crate::ids::{StreamId, VStreamId};
 use crate::ste::SteError;
+use crate::viommu::ViommuId;
 
 /// What a bounded wait was waiting for when it gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,8 @@ pub enum Feature {
     Granule,
     /// The NVIDIA Tegra241 CMDQV extension.
     Cmdqv,
+    /// Stage-2 forced write-back (IDR3.FWB), which a VM whose devices are not all coherent needs.
+    S2Fwb,
 }
 
 /// Why the command queue stopped (SMMU_CMDQ_CONS.ERR, IHI 0070 §4.8).
@@ -93,16 +96,16 @@ pub enum CmdqError {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Object {
-    /// A vIOMMU, by its iommufd object ID (IOMMU_VIOMMU_ALLOC).
-    Viommu(u32),
+    /// A vIOMMU, by the handle [`crate::viommu::Router::alloc_viommu`] returned (IOMMU_VIOMMU_ALLOC).
+    Viommu(ViommuId),
     /// A vDEVICE, by its virtual StreamID within its vIOMMU (IOMMU_VDEVICE_ALLOC `virt_id`).
     VDevice(VStreamId),
     /// The binding or route of a physical StreamID.
     Stream(StreamId),
     /// A vIOMMU's vEVENTQ of one type (`enum iommu_veventq_type`, IOMMU_VEVENTQ_ALLOC).
     Veventq(u32),
-    /// A fault queue, by its iommufd object ID (IOMMU_FAULT_QUEUE_ALLOC).
-    FaultQueue(u32),
+    /// The fault queue of a vIOMMU, by the vIOMMU's handle (IOMMU_FAULT_QUEUE_ALLOC).
+    FaultQueue(ViommuId),
     /// A page request group awaiting its response, by the cookie reported to user space
     /// (`struct iommu_hwpt_pgfault`).
     PageRequest(u32),
@@ -115,6 +118,8 @@ pub enum Object {
         /// The queue's index within the VINTF.
         index: u32,
     },
+    /// A VMID, which tags the TLB entries of one stage 2 (IHI 0070 §3.9.1).
+    Vmid(u16),
 }
 
 /// Why a guest-supplied command or table entry was refused (the vIOMMU sanitisers). iommufd
@@ -166,6 +171,10 @@ pub enum Quantity {
     Index,
     /// A queue depth or length in bytes.
     Length,
+    /// A StreamID width in bits (SMMU_IDR1.SIDSIZE, at most 32).
+    StreamIdBits,
+    /// An address width in bits (an IPA size, SMMU_IDR5.OAS).
+    AddressBits,
 }
 
 /// The error type of the crate. Small, `Copy`, and carrying the value that failed.
@@ -225,6 +234,17 @@ pub enum Error {
     /// A user-supplied structure is larger than this library knows and its unknown tail is not
     /// zero (the iommufd size-prefix rule).
     TooBig,
+    /// A field of a user structure holds a value the call refuses (`EINVAL`): an unknown type
+    /// or code, a zero length, a cookie or size that names nothing.
+    Invalid {
+        /// The C name of the field, `struct.field` as `include/uapi/linux/iommufd.h` spells it.
+        field: &'static str,
+        /// The value found there.
+        value: u64,
+    },
+    /// The object exists but is of another type than the call needs, e.g. a TEGRA241_CMDQV
+    /// vIOMMU given to a call for an ARM_SMMUV3 one (`EINVAL`).
+    WrongType(Object),
 
     // ---- legacy: carry nothing; being replaced by the variants above (docs/errors.md) ----
     /// An argument is malformed or out of range. Legacy: prefer [`Error::OutOfRange`],
@@ -288,6 +308,8 @@ impl Error {
             | Error::OutOfRange { .. }
             | Error::Ste(_)
             | Error::Cd(_)
+            | Error::Invalid { .. }
+            | Error::WrongType(_)
             | Error::InvalidArgument => errno::EINVAL,
             Error::Unsupported(_) | Error::Reserved { .. } => errno::EOPNOTSUPP,
             Error::InUse(_) | Error::Busy => errno::EBUSY,
@@ -303,14 +325,15 @@ impl Error {
 impl fmt::Display for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Object::Viommu(id) => write!(f, "vIOMMU {id}"),
+            Object::Viommu(id) => write!(f, "vIOMMU {:#x}", id.0),
             Object::VDevice(vsid) => write!(f, "vDEVICE with virtual StreamID {}", vsid.0),
             Object::Stream(sid) => write!(f, "StreamID {sid}"),
             Object::Veventq(ty) => write!(f, "vEVENTQ of type {ty}"),
-            Object::FaultQueue(id) => write!(f, "fault queue {id}"),
+            Object::FaultQueue(id) => write!(f, "fault queue of vIOMMU {:#x}", id.0),
             Object::PageRequest(cookie) => write!(f, "page request {cookie}"),
             Object::Vintf(v) => write!(f, "VINTF {v}"),
             Object::Vcmdq { vintf, index } => write!(f, "VCMDQ {index} of VINTF {vintf}"),
+            Object::Vmid(vmid) => write!(f, "VMID {vmid}"),
         }
     }
 }
@@ -356,6 +379,8 @@ impl fmt::Display for Error {
             Error::Cd(e) => write!(f, "bad CD: {e:?}"),
             Error::Disabled => f.write_str("SMMU disabled"),
             Error::TooBig => f.write_str("structure too big, with a non-zero unknown tail"),
+            Error::Invalid { field, value } => write!(f, "{field} = {value:#x} refused"),
+            Error::WrongType(o) => write!(f, "{o} is of another type than the call needs"),
             Error::InvalidArgument => f.write_str("invalid argument"),
             Error::Busy => f.write_str("object busy"),
             Error::Exists => f.write_str("object exists"),
@@ -407,6 +432,30 @@ mod tests {
             ),
             (Error::Ste(SteError::ReservedS1Fmt), Error::InvalidArgument),
             (Error::Cd(CdError::ReservedTg0), Error::InvalidArgument),
+            (
+                Error::Invalid {
+                    field: "iommu_veventq_alloc.veventq_depth",
+                    value: 0,
+                },
+                Error::InvalidArgument,
+            ),
+            (
+                Error::WrongType(Object::Viommu(ViommuId(1))),
+                Error::InvalidArgument,
+            ),
+            (
+                Error::NoSuch(Object::FaultQueue(ViommuId(1))),
+                Error::NotFound,
+            ),
+            (Error::AlreadyExists(Object::Vmid(1)), Error::Exists),
+            (
+                Error::OutOfRange {
+                    what: Quantity::AddressBits,
+                    value: 60,
+                    max: 52,
+                },
+                Error::InvalidArgument,
+            ),
         ];
         for (new, old) in pairs {
             assert_eq!(new.errno(), old.errno(), "{new:?}");
@@ -427,9 +476,12 @@ mod tests {
     /// The text says what failed, with the offending value.
     #[test]
     fn display_names_the_object_and_value() {
-        let cases: [(Error, &str); 7] = [
+        let cases: [(Error, &str); 10] = [
             (Error::NoSuch(Object::Vintf(3)), "no such VINTF 3"),
-            (Error::InUse(Object::Viommu(7)), "vIOMMU 7 is in use"),
+            (
+                Error::InUse(Object::Viommu(ViommuId(7))),
+                "vIOMMU 0x7 is in use",
+            ),
             (
                 Error::AlreadyExists(Object::VDevice(VStreamId(0x10))),
                 "vDEVICE with virtual StreamID 16 already exists",
@@ -459,6 +511,21 @@ mod tests {
                     value: 2,
                 },
                 "reserved field iommu_hwpt_invalidate.__reserved is 0x2, not 0",
+            ),
+            (
+                Error::Invalid {
+                    field: "iommu_hwpt_page_response.code",
+                    value: 7,
+                },
+                "iommu_hwpt_page_response.code = 0x7 refused",
+            ),
+            (
+                Error::WrongType(Object::Viommu(ViommuId(0x1_0002))),
+                "vIOMMU 0x10002 is of another type",
+            ),
+            (
+                Error::AlreadyExists(Object::Vmid(9)),
+                "VMID 9 already exists",
             ),
         ];
         for (e, want) in cases {

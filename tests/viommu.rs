@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use arm_smmuv3::command::{Command, ResumeAction};
-use arm_smmuv3::error::Error;
+use arm_smmuv3::error::{CmdqError, Error, Object, Rejection, WaitFor};
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
 use arm_smmuv3::fake::HostSink;
 use arm_smmuv3::features::Features;
@@ -126,7 +126,7 @@ fn viommu_alloc_errors() {
     );
     assert_eq!(r.vmid(ids[2]), Ok(Vmid(3)));
     r.destroy_viommu(ids[1]).unwrap();
-    assert_eq!(r.vmid(ids[1]), Err(Error::NotFound));
+    assert_eq!(r.vmid(ids[1]), Err(Error::NoSuch(Object::Viommu(ids[1]))));
     let again = r.alloc_viommu(cfg(9)).unwrap();
     assert_eq!(again.index(), ids[1].index());
     assert_ne!(
@@ -144,12 +144,12 @@ fn vdevice_errors() {
     r.alloc_vdevice(a, 1, StreamId(8), 1, false).unwrap();
     assert_eq!(
         r.alloc_vdevice(a, 2, StreamId(9), 1, false),
-        Err(Error::Exists),
+        Err(Error::AlreadyExists(Object::VDevice(VStreamId(1)))),
         "same vSID"
     );
     assert_eq!(
         r.alloc_vdevice(b, 2, StreamId(8), 5, false),
-        Err(Error::Exists),
+        Err(Error::AlreadyExists(Object::Stream(StreamId(8)))),
         "same device"
     );
     assert_eq!(
@@ -191,10 +191,13 @@ fn vdevice_errors() {
     let rec = Recorder::default();
     assert_eq!(
         r.destroy_vdevice(a, VStreamId(99), &rec),
-        Err(Error::NotFound)
+        Err(Error::NoSuch(Object::VDevice(VStreamId(99))))
     );
     r.destroy_vdevice(a, VStreamId(1), &rec).unwrap();
-    assert_eq!(r.vsid_to_psid(a, VStreamId(1)), Err(Error::NotFound));
+    assert_eq!(
+        r.vsid_to_psid(a, VStreamId(1)),
+        Err(Error::NoSuch(Object::VDevice(VStreamId(1))))
+    );
     assert_eq!(r.vsid_to_psid(a, VStreamId(10)), Ok(StreamId(20)));
     // Attach needs a vDEVICE (Linux: ENOENT from the vSID lookup).
     let e = r
@@ -456,7 +459,9 @@ fn guest_invalidation() {
     // The other VM's vSID 7 (pSID 0x20) means nothing here; nor does its pSID.
     for sid in [7, 0x20] {
         let out = r.invalidate(id, &[ent(Command::CfgiCdAll { sid: StreamId(sid) })], &rec);
-        assert_eq!((out.entry_num, out.result.unwrap_err().errno()), (0, -5));
+        let unbound = Error::Rejected(Rejection::UnboundVsid(VStreamId(sid)));
+        assert_eq!((out.entry_num, out.result), (0, Err(unbound)));
+        assert_eq!(unbound.errno(), -5);
     }
     // A CMD_SYNC from the guest is refused; nothing of its batch is issued.
     let out = r.invalidate(
@@ -467,7 +472,8 @@ fn guest_invalidation() {
         ],
         &rec,
     );
-    assert_eq!((out.entry_num, out.result), (0, Err(Error::Io)));
+    let sync = Error::Rejected(Rejection::Opcode(0x46));
+    assert_eq!((out.entry_num, out.result), (0, Err(sync)));
     assert!(rec.take().is_empty());
     // Empty array: success, nothing issued.
     assert_eq!(r.invalidate(id, &[], &rec).entry_num, 0);
@@ -506,9 +512,15 @@ fn iopf_round_trip() {
     );
     assert_eq!(host.events.len(), 1);
     let mut out = [HwptPgfault::default(); 4];
-    assert_eq!(r.read_faults(id, &mut out), Err(Error::NotFound));
+    assert_eq!(
+        r.read_faults(id, &mut out),
+        Err(Error::NoSuch(Object::FaultQueue(id)))
+    );
     r.alloc_fault_queue(id).unwrap();
-    assert_eq!(r.alloc_fault_queue(id), Err(Error::Exists));
+    assert_eq!(
+        r.alloc_fault_queue(id),
+        Err(Error::AlreadyExists(Object::FaultQueue(id)))
+    );
 
     assert_eq!(
         r.route_event(&stall(PSID, 6), &mut host),
@@ -591,7 +603,7 @@ fn teardown_answers_unanswered_groups() {
     r.route_page_request(&page_request(4, false, 0), &mut host);
     let mut out = [HwptPgfault::default(); 1];
     assert_eq!(r.read_faults(id, &mut out), Ok(1)); // delivered, never answered
-    assert_eq!(r.destroy_viommu(id), Err(Error::Busy));
+    assert_eq!(r.destroy_viommu(id), Err(Error::InUse(Object::Viommu(id))));
     assert_eq!(r.teardown_viommu(id, &rec), Ok(2));
     let cmds: Vec<Command> = rec.take().concat();
     assert_eq!(
@@ -615,7 +627,7 @@ fn teardown_answers_unanswered_groups() {
         r.route_event(&s1_fault(PSID), &mut host),
         Routed::Host(HostReason::Unassigned)
     );
-    assert_eq!(r.vmid(id), Err(Error::NotFound));
+    assert_eq!(r.vmid(id), Err(Error::NoSuch(Object::Viommu(id))));
     // The slot and the device can be used again.
     let id2 = r.alloc_viommu(cfg(7)).unwrap();
     r.alloc_vdevice(id2, 1, PSID, 3, false).unwrap();
@@ -684,16 +696,16 @@ fn readers_and_producers_on_other_cpus() {
         std::thread::yield_now();
     }
     let mut buf = [0u8; 400];
+    let busy = Error::InUse(Object::FaultQueue(id));
     for i in 0..2000 {
         match i % 4 {
             // EBUSY when the producer thread was preempted holding the token: retry.
-            0 => while r.detach_nested(id, VSID, &rec) == Err(Error::Busy) {},
-            1 => {
-                while r.attach_nested(id, VSID, GUEST_S1, &rec, |_, _| Ok(())) == Err(Error::Busy) {
-                }
-            }
+            0 => while r.detach_nested(id, VSID, &rec) == Err(busy) {},
+            1 => while r.attach_nested(id, VSID, GUEST_S1, &rec, |_, _| Ok(())) == Err(busy) {},
             2 => {
-                while r.destroy_veventq(id, VeventqType::ArmSmmuv3) == Err(Error::Busy) {}
+                while r.destroy_veventq(id, VeventqType::ArmSmmuv3)
+                    == Err(Error::InUse(Object::Veventq(1)))
+                {}
                 r.alloc_veventq(id, VeventqType::ArmSmmuv3, 8).unwrap();
             }
             _ => {}
@@ -852,37 +864,42 @@ fn hwpt_invalidate_ioctl_struct_rules() {
         -7
     );
     // Below the minimum size, or a buffer shorter than `size`: EINVAL.
+    let size = |value| Error::Invalid {
+        field: "iommu_hwpt_invalidate.size",
+        value,
+    };
     let mut arg = hwpt_invalidate_arg(28, 1, 16, 2);
-    assert_eq!(
-        r.hwpt_invalidate(id, &mut arg, &data, &rec),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(r.hwpt_invalidate(id, &mut arg, &data, &rec), Err(size(28)));
     let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
     arg[0] = 48;
-    assert_eq!(
-        r.hwpt_invalidate(id, &mut arg, &data, &rec),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(r.hwpt_invalidate(id, &mut arg, &data, &rec), Err(size(48)));
+    assert_eq!(size(48).errno(), -22);
     // Reserved: EOPNOTSUPP; wrong data type: EINVAL; entry_num written back as 0 for both.
     let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
     arg[28] = 1;
-    assert_eq!(
-        r.hwpt_invalidate(id, &mut arg, &data, &rec)
-            .unwrap_err()
-            .errno(),
-        -95
-    );
+    let reserved = Error::Reserved {
+        field: "iommu_hwpt_invalidate.__reserved",
+        value: 1,
+    };
+    assert_eq!(r.hwpt_invalidate(id, &mut arg, &data, &rec), Err(reserved));
+    assert_eq!(reserved.errno(), -95);
     assert_eq!(written_entry_num(&arg), 0);
     let mut arg = hwpt_invalidate_arg(32, 0, 16, 2);
     assert_eq!(
         r.hwpt_invalidate(id, &mut arg, &data, &rec),
-        Err(Error::InvalidArgument)
+        Err(Error::Invalid {
+            field: "iommu_hwpt_invalidate.data_type",
+            value: 0
+        })
     );
     assert_eq!(written_entry_num(&arg), 0);
     // An EIO entry: entry_num written back (0: its batch was not issued).
     let bad = entry_bytes(&[Command::TlbiNsnhAll, Command::sync()], 16, 0);
     let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
-    assert_eq!(r.hwpt_invalidate(id, &mut arg, &bad, &rec), Err(Error::Io));
+    assert_eq!(
+        r.hwpt_invalidate(id, &mut arg, &bad, &rec),
+        Err(Error::Rejected(Rejection::Opcode(0x46)))
+    );
     assert_eq!(written_entry_num(&arg), 0);
     assert_eq!(
         rec.take().len(),
@@ -1021,7 +1038,10 @@ fn stale_handle_never_reaches_the_slots_next_vm() {
         current.store(id.0, Ordering::Release);
         r.route_event(&s1_fault(PSID), &mut host);
         std::thread::yield_now();
-        while r.teardown_viommu(id, &Recorder::default()) == Err(Error::Busy) {}
+        while matches!(
+            r.teardown_viommu(id, &Recorder::default()),
+            Err(Error::InUse(_))
+        ) {}
         if !bad.lock().unwrap().is_empty() {
             break;
         }
@@ -1223,9 +1243,9 @@ fn route_is_attached_only_after_install() {
     let mut during = None;
     let res = r.attach_nested(id, VSID, GUEST_S1, &rec, |_, _| {
         during = Some(r.route_event(&s1_fault(PSID), &mut host));
-        Err(Error::Io)
+        Err(Error::Timeout(WaitFor::CmdSync))
     });
-    assert_eq!(res, Err(Error::Io));
+    assert_eq!(res, Err(Error::Timeout(WaitFor::CmdSync)));
     assert_eq!(during, Some(Routed::Host(HostReason::NotAttached)));
     let mut buf = [0u8; 80];
     assert_eq!(r.read_vevents(id, VeventqType::ArmSmmuv3, &mut buf), Ok(0));
@@ -1244,10 +1264,12 @@ fn vmid_is_unique_per_stage2_root() {
     assert!(r.alloc_viommu(b).is_err());
 }
 
+/// A command queue that stops at every batch (what the driver returns then).
 struct Failing;
+const FAILING: Error = Error::Cmdq(CmdqError::Abort);
 impl CommandSink for Failing {
     fn submit(&self, _: &[Command]) -> Result<(), Error> {
-        Err(Error::Io)
+        Err(FAILING)
     }
 }
 
@@ -1266,7 +1288,7 @@ fn respond_is_all_or_nothing() {
         cookie: f.cookie,
         code: 0,
     });
-    assert_eq!(r.respond(id, &resp, &Failing), Err(Error::Io));
+    assert_eq!(r.respond(id, &resp, &Failing), Err(FAILING));
     assert_eq!(r.respond(id, &resp, &rec), Ok(2));
     assert_eq!(rec.take().concat().len(), 2);
 }
@@ -1303,7 +1325,7 @@ fn reattach_that_cannot_answer_keeps_the_old_attachment() {
         installed = true;
         Ok(())
     });
-    assert_eq!(res, Err(Error::Io));
+    assert_eq!(res, Err(FAILING));
     assert!(!installed);
     assert_eq!(r.vdevices(id).unwrap()[0], before);
     assert!(matches!(

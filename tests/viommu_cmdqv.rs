@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arm_smmuv3::cmdqv::regs::{self, offset as off};
 use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CmdqvErrorStats, VintfId};
 use arm_smmuv3::command::{CmdqEntry, Command};
-use arm_smmuv3::error::Error;
+use arm_smmuv3::error::{Error, Object};
 use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams};
 use arm_smmuv3::fake::{DriverOnModel, ModelPlatform, SmmuModel};
 use arm_smmuv3::features::Features;
@@ -167,7 +167,7 @@ fn viommu_owns_a_vintf_with_its_vmid_and_vdevices_bind_sid_pairs() {
     assert_eq!(
         r.router
             .alloc_vdevice_cmdqv(id, 8, StreamId(0x99), 0x10, false, &r.cmdqv),
-        Err(Error::Exists)
+        Err(Error::AlreadyExists(Object::VDevice(VStreamId(0x10))))
     );
     // A vSID SID_MATCH cannot hold: the pair is refused and nothing is left behind.
     assert_eq!(
@@ -182,16 +182,16 @@ fn viommu_owns_a_vintf_with_its_vmid_and_vdevices_bind_sid_pairs() {
     // The plain SMMUv3 calls refuse a TEGRA241_CMDQV vIOMMU, and the other way round.
     assert_eq!(
         r.router.alloc_vdevice(id, 9, StreamId(0x98), 0x11, false),
-        Err(Error::InvalidArgument)
+        Err(Error::WrongType(Object::Viommu(id)))
     );
     assert_eq!(
         r.router.destroy_viommu(id),
-        Err(Error::Busy),
+        Err(Error::InUse(Object::Viommu(id))),
         "children first"
     );
     assert_eq!(
         r.router.teardown_viommu(id, &r.smmu),
-        Err(Error::InvalidArgument)
+        Err(Error::WrongType(Object::Viommu(id)))
     );
     assert_eq!(
         r.router.vintf(id),
@@ -222,7 +222,7 @@ fn viommu_owns_a_vintf_with_its_vmid_and_vdevices_bind_sid_pairs() {
     assert_eq!(
         r.router
             .destroy_vdevice_cmdqv(id, VStreamId(0x10), &r.smmu, &r.cmdqv),
-        Err(Error::NotFound)
+        Err(Error::NoSuch(Object::VDevice(VStreamId(0x10))))
     );
     assert_eq!(r.fake.errors(), vec![]);
 }
@@ -442,7 +442,7 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
     // IOMMU_DESTROY of the vIOMMU while children exist: EBUSY.
     assert_eq!(
         r.router.destroy_viommu_cmdqv(id, &r.cmdqv),
-        Err(Error::Busy)
+        Err(Error::InUse(Object::Viommu(id)))
     );
     let globals: Vec<usize> = (0..3).map(|l| r.fake.global_of(1, l).unwrap()).collect();
     r.m.take_commands();
@@ -461,7 +461,7 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
     for s in 0..2 {
         assert_eq!(r.fake.sid_pair(1, s), Some((0, 0)));
     }
-    assert_eq!(r.router.vintf(id), Err(Error::NotFound));
+    assert_eq!(r.router.vintf(id), Err(Error::NoSuch(Object::Viommu(id))));
     assert_eq!(
         r.router.route_cmdqv_error(
             v,
@@ -483,7 +483,7 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
         .unwrap();
     r.router.destroy_viommu_cmdqv(id2, &r.cmdqv).unwrap();
     assert_eq!(r.fake.vintf(1).map(|x| x.1), Some(false));
-    assert_eq!(r.router.vintf(id2), Err(Error::NotFound));
+    assert_eq!(r.router.vintf(id2), Err(Error::NoSuch(Object::Viommu(id2))));
     assert_eq!(r.fake.errors(), vec![]);
 }
 
@@ -498,7 +498,7 @@ fn failed_teardown_keeps_its_devices_and_a_retry_only_removes_its_own() {
     struct Failing;
     impl arm_smmuv3::viommu::CommandSink for Failing {
         fn submit(&self, _: &[Command]) -> Result<(), Error> {
-            Err(Error::Io)
+            Err(Error::Cmdq(arm_smmuv3::error::CmdqError::Abort))
         }
     }
     let r = rig();
@@ -519,7 +519,7 @@ fn failed_teardown_keeps_its_devices_and_a_retry_only_removes_its_own() {
         .teardown_viommu_cmdqv(id, &r.smmu, &r.cmdqv)
         .unwrap();
     if early.is_err() {
-        assert_eq!(early, Err(Error::Exists));
+        assert_eq!(early, Err(Error::AlreadyExists(Object::Stream(psid))));
         r.router.alloc_vdevice(other, 9, psid, 7, false).unwrap();
     }
     r.router

@@ -174,8 +174,14 @@ fuzz_target!(|data: &[u8]| {
     assert!(entry_num_out as usize <= issued.len());
     if entry_num == 0 {
         assert_eq!((entry_num_out, result), (0, Ok(())));
-    } else if entry_len == 0 || flags & 32 != 0 {
-        assert_eq!(result, Err(Error::InvalidArgument));
+    } else if entry_len == 0 {
+        let field = "iommu_hwpt_invalidate.entry_len";
+        assert_eq!(result, Err(Error::Invalid { field, value: 0 }));
+        assert!(issued.is_empty());
+    } else if flags & 32 != 0 {
+        let field = "iommu_hwpt_invalidate.entry_num";
+        let value = u64::from(entry_num);
+        assert_eq!(result, Err(Error::Invalid { field, value }));
         assert!(issued.is_empty());
     } else if dirty_tail {
         assert_eq!(result, Err(Error::TooBig));

@@ -413,7 +413,7 @@ impl<const P: usize> FaultGroups<P> {
     }
 
     /// Removes the group delivered with `cookie` and returns the command answering it with
-    /// `code` (its last fault gives the SSID for PRI_RESP). [`Error::InvalidArgument`] (EINVAL)
+    /// `code` (its last fault gives the SSID for PRI_RESP). [`Error::Invalid`] (EINVAL)
     /// for an unknown cookie or a code other than SUCCESS/INVALID, as Linux.
     pub fn respond(&mut self, resp: &HwptPageResponse) -> Result<Command, Error> {
         let cmd = self.response(resp)?;
@@ -425,14 +425,20 @@ impl<const P: usize> FaultGroups<P> {
     /// [`respond`](Self::respond) but leaving the group in place (to be [`retire`](Self::retire)d
     /// once the command was issued).
     pub fn response(&self, resp: &HwptPageResponse) -> Result<Command, Error> {
-        let code = PageResponseCode::from_raw(resp.code).ok_or(Error::InvalidArgument)?;
+        let code = PageResponseCode::from_raw(resp.code).ok_or(Error::Invalid {
+            field: "iommu_hwpt_page_response.code",
+            value: u64::from(resp.code),
+        })?;
         let state = State::Delivered(resp.cookie);
         let last = self
             .pool
             .iter()
             .rfind(|e| e.state == state)
             .map(|e| e.fault)
-            .ok_or(Error::InvalidArgument)?;
+            .ok_or(Error::Invalid {
+                field: "iommu_hwpt_page_response.cookie",
+                value: u64::from(resp.cookie),
+            })?;
         Ok(last.response(code))
     }
 
@@ -571,9 +577,19 @@ mod tests {
             cookie: c + 100,
             code: 0,
         };
-        assert_eq!(g.respond(&bad), Err(Error::InvalidArgument));
+        let unknown = Error::Invalid {
+            field: "iommu_hwpt_page_response.cookie",
+            value: u64::from(c + 100),
+        };
+        assert_eq!(g.respond(&bad), Err(unknown));
+        assert_eq!(unknown.errno(), -22);
         let bad = HwptPageResponse { cookie: c, code: 2 };
-        assert_eq!(g.respond(&bad).unwrap_err().errno(), -22);
+        let code = Error::Invalid {
+            field: "iommu_hwpt_page_response.code",
+            value: 2,
+        };
+        assert_eq!(g.respond(&bad), Err(code));
+        assert_eq!(code.errno(), -22);
         let cmd = g.respond(&HwptPageResponse { cookie: c, code: 0 }).unwrap();
         assert_eq!(
             cmd,

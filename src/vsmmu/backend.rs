@@ -35,8 +35,8 @@ pub trait Backend {
     /// installed as a nested STE on the physical SMMU (`Router::attach_nested`).
     ///
     /// # Errors
-    /// [`Error::Io`] when the sanitiser refuses the STE (nothing reaches the hardware);
-    /// [`Error::NotFound`] when `vsid` is no vDEVICE of this vIOMMU; anything the physical
+    /// [`Error::Rejected`] when the sanitiser refuses the STE (nothing reaches the hardware);
+    /// [`Error::NoSuch`] when `vsid` is no vDEVICE of this vIOMMU; anything the physical
     /// driver returns.
     fn attach(&self, vsid: VStreamId, guest_ste: [u64; 2]) -> Result<(), Error>;
 

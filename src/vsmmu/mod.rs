@@ -57,7 +57,7 @@ mod tests;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{Error, Feature};
+use crate::error::{Error, Feature, Quantity};
 use crate::features::IdRegs;
 use crate::ids::Ipa;
 use crate::queue::MAX_LOG2;
@@ -252,18 +252,26 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
     ///
     /// # Errors
     /// [`Error::Unsupported`] ([`Feature::Nesting`]) when the physical SMMU lacks stage 1 or
-    /// stage 2; [`Error::InvalidArgument`] for a size outside the ranges of [`VSmmuConfig`].
+    /// stage 2; [`Error::OutOfRange`] for a size outside the ranges of [`VSmmuConfig`] (the
+    /// first one found: StreamID bits, command queue, event queue, IPA bits).
     pub fn new(cfg: VSmmuConfig, backend: B, mem: M, irq: I) -> Result<Self, Error> {
         let phys = backend.features();
         if !(phys.stage1 && phys.stage2) {
             return Err(Error::Unsupported(Feature::Nesting));
         }
-        let ok = (1..=32).contains(&cfg.sid_bits)
-            && (1..=MAX_LOG2).contains(&cfg.cmdq_log2)
-            && (1..=MAX_LOG2).contains(&cfg.evtq_log2)
-            && (32..=52).contains(&cfg.ipa_bits);
-        if !ok {
-            return Err(Error::InvalidArgument);
+        for (what, value, min, max) in [
+            (Quantity::StreamIdBits, cfg.sid_bits, 1, 32),
+            (Quantity::QueueLog2, cfg.cmdq_log2, 1, MAX_LOG2),
+            (Quantity::QueueLog2, cfg.evtq_log2, 1, MAX_LOG2),
+            (Quantity::AddressBits, cfg.ipa_bits, 32, 52),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(Error::OutOfRange {
+                    what,
+                    value: u64::from(value),
+                    max: u64::from(max),
+                });
+            }
         }
         let idr = regs::guest_idregs(&phys, &cfg);
         Ok(Self {

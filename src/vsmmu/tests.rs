@@ -66,7 +66,7 @@ impl Backend for Rec {
         Features::decode(QEMU_VIRT)
     }
     fn attach(&self, vsid: VStreamId, guest_ste: [u64; 2]) -> Result<(), Error> {
-        Self::psid(vsid).ok_or(Error::NotFound)?;
+        Self::psid(vsid).ok_or(Error::NoSuch(crate::error::Object::VDevice(vsid)))?;
         NestedSte::from_guest(guest_ste)?;
         self.attached.borrow_mut().push((vsid.0, guest_ste));
         Ok(())

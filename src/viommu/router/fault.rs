@@ -6,7 +6,7 @@ use super::super::invalidate::INVALIDATE_BATCH;
 use super::super::iopf::{FaultGroups, FaultRing};
 use super::{Ctl, TEARDOWN_SPINS, Viommu, ViommuId};
 use crate::command::Command;
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::ids::StreamId;
 use crate::iommufd::{HwptPageResponse, HwptPgfault, PageResponseCode};
 use crate::smmu::CommandSink;
@@ -21,7 +21,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         self.with_ctl(id, |v, c| {
             v.faults
                 .open(FaultRing::new(), c.generation)
-                .map_err(|_| Error::Exists)
+                .map_err(|_| Error::AlreadyExists(Object::FaultQueue(id)))
         })
     }
 
@@ -36,8 +36,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         self.with_ctl(id, |v, c| {
             let ring = match v.faults.close(TEARDOWN_SPINS, || self.producer_round()) {
                 Ok(Some(ring)) => ring,
-                Ok(None) => return Err(Error::NotFound),
-                Err(()) => return Err(Error::Busy),
+                Ok(None) => return Err(Error::NoSuch(Object::FaultQueue(id))),
+                Err(()) => return Err(Error::InUse(Object::FaultQueue(id))),
             };
             let mut n = 0;
             drain_invalid(&ring, &mut c.groups, cmds, &mut n)?;
@@ -51,7 +51,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     pub fn read_faults(&self, id: ViommuId, out: &mut [HwptPgfault]) -> Result<usize, Error> {
         self.with_ctl(id, |v, c| {
             if v.faults.read(|_, ring| c.groups.pull(ring)).is_none() {
-                return Err(Error::NotFound);
+                return Err(Error::NoSuch(Object::FaultQueue(id)));
             }
             let devs = &c.vdevices;
             let dev_id =
@@ -81,7 +81,10 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                 for r in chunk {
                     // A cookie answered earlier in this batch is unknown by now.
                     let cmd = match cookies.contains(&r.cookie) {
-                        true => Err(Error::InvalidArgument),
+                        true => Err(Error::Invalid {
+                            field: "iommu_hwpt_page_response.cookie",
+                            value: u64::from(r.cookie),
+                        }),
                         false => c.groups.response(r),
                     };
                     match cmd {
@@ -123,13 +126,14 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// done) if the grace round did not come in time.
     pub(super) fn purge_faults(
         &self,
+        id: ViommuId,
         v: &Viommu<D, Q, F>,
         c: &mut Ctl<D, F>,
         filter: Option<StreamId>,
         cmds: &impl CommandSink,
     ) -> Result<usize, Error> {
         if !self.producer_round() {
-            return Err(Error::Busy);
+            return Err(Error::InUse(Object::FaultQueue(id)));
         }
         let matches = |psid: StreamId| filter.is_none_or(|s| s == psid);
         // The ring holds at most F faults, so `owed` cannot overflow.

@@ -58,7 +58,7 @@ use super::routing::{MAX_VIOMMUS, RoutingTable};
 use super::sync::{AtomicU64, Mutex, Ordering, array_of, ctor};
 use super::veventq::VeventQueue;
 use super::vste::NestedSte;
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::event::EventId;
 use crate::features::Features;
 use crate::ids::{StreamId, VStreamId};
@@ -68,7 +68,7 @@ use crate::iommufd::VeventTegra241Cmdqv;
 use crate::ste::S2Config;
 
 /// How many rounds teardown waits for an IRQ-path producer or a vEVENTQ reader inside a
-/// vIOMMU's ring before it reports [`Error::Busy`] (the caller retries; no new producer or
+/// vIOMMU's ring before it reports [`Error::InUse`] (the caller retries; no new producer or
 /// reader can get in meanwhile).
 pub const TEARDOWN_SPINS: u32 = 1 << 16;
 
@@ -489,7 +489,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     fn slot(&self, id: ViommuId) -> Result<&Viommu<D, Q, F>, Error> {
         self.viommus
             .get(usize::from(id.index()))
-            .ok_or(Error::NotFound)
+            .ok_or(Error::NoSuch(Object::Viommu(id)))
     }
 
     /// Runs `f` on vIOMMU `id` under its lock, once the lock is held and the slot's occupant is
@@ -503,7 +503,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         let mut guard = v.ctl.lock();
         match guard.as_mut() {
             Some(c) if c.generation == id.generation() && !c.dying => f(v, c),
-            _ => Err(Error::NotFound),
+            _ => Err(Error::NoSuch(Object::Viommu(id))),
         }
     }
 
@@ -513,7 +513,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         if v.accepts(id.generation()) {
             Ok(v.stats())
         } else {
-            Err(Error::NotFound)
+            Err(Error::NoSuch(Object::Viommu(id)))
         }
     }
 

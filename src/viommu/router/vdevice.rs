@@ -4,7 +4,7 @@
 use super::super::routing::Route;
 use super::super::vste::NestedSte;
 use super::{Ctl, VDevice, ViommuId};
-use crate::error::Error;
+use crate::error::{Error, Object, Quantity};
 use crate::ids::{StreamId, VStreamId};
 use crate::smmu::CommandSink;
 use crate::ste::Ste;
@@ -35,7 +35,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             virt_id,
             ats_capable,
             |c, _| match c.vintf {
-                Some(_) => Err(Error::InvalidArgument),
+                Some(_) => Err(Error::WrongType(Object::Viommu(id))),
                 None => Ok(()),
             },
             |_, _| {},
@@ -55,19 +55,23 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         bind: impl FnOnce(&Ctl<D, F>, VStreamId) -> Result<(), Error>,
         unbind: impl FnOnce(&Ctl<D, F>, VStreamId),
     ) -> Result<VStreamId, Error> {
-        let vsid = VStreamId(u32::try_from(virt_id).map_err(|_| Error::InvalidArgument)?);
+        let vsid = VStreamId(u32::try_from(virt_id).map_err(|_| Error::OutOfRange {
+            what: Quantity::VStreamId,
+            value: virt_id,
+            max: u64::from(u32::MAX),
+        })?);
         let _w = self.writers.lock();
         self.with_ctl(id, |_, c| {
             let bits = c.cfg.features.sid_bits;
             if bits < 32 && psid.0 >> bits != 0 {
-                return Err(Error::InvalidArgument);
+                return Err(Error::BadStreamId(psid));
             }
             // Every vDEVICE, of a live or a dying vIOMMU, has its route until it is gone.
             if self.routes.get(psid).is_some() || c.vdevices.iter().any(|d| d.psid == psid) {
-                return Err(Error::Exists);
+                return Err(Error::AlreadyExists(Object::Stream(psid)));
             }
             if c.vdevice(vsid).is_some() {
-                return Err(Error::Exists);
+                return Err(Error::AlreadyExists(Object::VDevice(vsid)));
             }
             if c.vdevices.is_full() {
                 return Err(Error::NoMemory);
@@ -113,7 +117,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         cmds: &impl CommandSink,
     ) -> Result<(), Error> {
         self.destroy_vdevice_with(id, vsid, cmds, |c, _| match c.vintf {
-            Some(_) => Err(Error::InvalidArgument),
+            Some(_) => Err(Error::WrongType(Object::Viommu(id))),
             None => Ok(()),
         })
     }
@@ -133,16 +137,20 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                 .vdevices
                 .iter()
                 .position(|d| d.vsid == vsid)
-                .ok_or(Error::NotFound)?;
+                .ok_or(Error::NoSuch(Object::VDevice(vsid)))?;
             check(c, vsid)?;
-            let psid = c.vdevices.get(pos).map(|d| d.psid).ok_or(Error::NotFound)?;
+            let psid = c
+                .vdevices
+                .get(pos)
+                .map(|d| d.psid)
+                .ok_or(Error::NoSuch(Object::VDevice(vsid)))?;
             self.detach_route(id, psid, vsid)?;
             if let Some(d) = c.vdevices.get_mut(pos) {
                 d.nested = None;
             }
-            let answered = self.purge_faults(v, c, Some(psid), cmds);
-            if answered == Err(Error::Busy) {
-                return Err(Error::Busy);
+            let answered = self.purge_faults(id, v, c, Some(psid), cmds);
+            if let Err(e @ Error::InUse(Object::FaultQueue(_))) = answered {
+                return Err(e);
             }
             self.routes.remove(psid);
             c.vdevices.swap_remove(pos);
@@ -170,7 +178,9 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// The physical StreamID of vSID `vsid` in vIOMMU `id`.
     pub fn vsid_to_psid(&self, id: ViommuId, vsid: VStreamId) -> Result<StreamId, Error> {
         self.with_ctl(id, |_, c| {
-            c.vdevice(vsid).map(|d| d.psid).ok_or(Error::NotFound)
+            c.vdevice(vsid)
+                .map(|d| d.psid)
+                .ok_or(Error::NoSuch(Object::VDevice(vsid)))
         })
     }
 
@@ -196,7 +206,9 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         let nested = NestedSte::from_guest(guest_ste)?;
         let _w = self.writers.lock();
         self.with_ctl(id, |v, c| {
-            let d = *c.vdevice(vsid).ok_or(Error::NotFound)?;
+            let d = *c
+                .vdevice(vsid)
+                .ok_or(Error::NoSuch(Object::VDevice(vsid)))?;
             let shcfg = c.cfg.features.attr_types_ovr;
             let ste = nested.physical(&c.cfg.s2, d.ats_capable, shcfg);
             let attached = Route {
@@ -206,7 +218,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             };
             if d.nested.is_some() {
                 self.detach_route(id, d.psid, vsid)?;
-                if let Err(e) = self.purge_faults(v, c, Some(d.psid), cmds) {
+                if let Err(e) = self.purge_faults(id, v, c, Some(d.psid), cmds) {
                     // The old attachment stays (its groups were taken; EBUSY: nothing was).
                     self.routes.update(d.psid, attached)?;
                     return Err(e);
@@ -245,11 +257,11 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                 .vdevices
                 .iter_mut()
                 .find(|x| x.vsid == vsid)
-                .ok_or(Error::NotFound)?;
+                .ok_or(Error::NoSuch(Object::VDevice(vsid)))?;
             d.nested = None;
             let psid = d.psid;
             self.detach_route(id, psid, vsid)?;
-            self.purge_faults(v, c, Some(psid), cmds).map(|_| ())
+            self.purge_faults(id, v, c, Some(psid), cmds).map(|_| ())
         })
     }
 }

@@ -6,7 +6,7 @@ use super::super::iopf::FaultGroups;
 use super::super::routing::Route;
 use super::super::sync::Ordering;
 use super::{Ctl, GENERATION_MASK, LIVE, TEARDOWN_SPINS, Viommu, ViommuConfig, ViommuId};
-use crate::error::{Error, Feature};
+use crate::error::{Error, Feature, Object, Quantity};
 use crate::ids::Vmid;
 use crate::iommufd::HwInfoArmSmmuv3;
 use crate::smmu::CommandSink;
@@ -25,18 +25,22 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             return Err(Error::Unsupported(Feature::Nesting));
         }
         if !cfg.coherent_devices && !cfg.features.fwb {
-            return Err(Error::Unsupported(Feature::Nesting));
+            return Err(Error::Unsupported(Feature::S2Fwb));
         }
         let vmid = cfg.s2.vmid;
         if vmid.0 == 0 || Vmid::new(vmid.0, cfg.features.vmid_bits()).is_none() {
-            return Err(Error::InvalidArgument);
+            return Err(Error::OutOfRange {
+                what: Quantity::Vmid,
+                value: u64::from(vmid.0),
+                max: (1 << cfg.features.vmid_bits()) - 1,
+            });
         }
         let _w = self.writers.lock();
         let mut free = None;
         for (i, v) in self.viommus.iter().enumerate() {
             match v.ctl.lock().as_ref() {
                 Some(c) if c.cfg.s2.vmid == vmid && c.cfg.s2 != cfg.s2 => {
-                    return Err(Error::Exists);
+                    return Err(Error::AlreadyExists(Object::Vmid(vmid.0)));
                 }
                 Some(_) => {}
                 None => free = free.or(Some((i, v))),
@@ -69,7 +73,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// `Router::destroy_viommu_cmdqv` (EINVAL here).
     pub fn destroy_viommu(&self, id: ViommuId) -> Result<(), Error> {
         self.destroy_viommu_with(id, |c| match c.vintf {
-            Some(_) => Err(Error::InvalidArgument),
+            Some(_) => Err(Error::WrongType(Object::Viommu(id))),
             None => Ok(()),
         })
     }
@@ -86,16 +90,16 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         let mut guard = v.ctl.lock();
         let c = match guard.as_ref() {
             Some(c) if c.generation == id.generation() && !c.dying => c,
-            _ => return Err(Error::NotFound),
+            _ => return Err(Error::NoSuch(Object::Viommu(id))),
         };
         let busy = !c.vdevices.is_empty() || v.veventq.is_open() || v.faults.is_open();
         #[cfg(feature = "cmdqv")]
         let busy = busy || v.veventq_cmdqv.is_open();
         if busy {
-            return Err(Error::Busy);
+            return Err(Error::InUse(Object::Viommu(id)));
         }
         // A ring whose destruction was refused (EBUSY) is still closed with its value: finish.
-        self.close_rings(v)?;
+        self.close_rings(id, v)?;
         release(c)?;
         v.state.store(id.generation() << 1, Ordering::Release);
         *guard = None;
@@ -104,7 +108,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
 
     /// Closes every ring of `v` and drops what they hold, once no reader or producer is inside
     /// (bounded): EBUSY otherwise, the rings then stay closed and a retry finishes.
-    fn close_rings(&self, v: &Viommu<D, Q, F>) -> Result<(), Error> {
+    fn close_rings(&self, id: ViommuId, v: &Viommu<D, Q, F>) -> Result<(), Error> {
         let mut ok = v
             .veventq
             .close(TEARDOWN_SPINS, || self.producer_round())
@@ -120,7 +124,11 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             .faults
             .close(TEARDOWN_SPINS, || self.producer_round())
             .is_ok();
-        if ok { Ok(()) } else { Err(Error::Busy) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InUse(Object::Viommu(id)))
+        }
     }
 
     /// Releases everything of a vIOMMU at once, as closing the iommufd does: the IRQ path stops
@@ -130,7 +138,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// [`TEARDOWN_SPINS`]), and the routes go. The STEs of its devices are the caller's to
     /// replace. Returns the number of fault groups answered.
     ///
-    /// Every step can be retried: on an error ([`Error::Busy`] when a producer or reader did not
+    /// Every step can be retried: on an error ([`Error::InUse`] when a producer or reader did not
     /// leave in time, or the error of a failed release step) the vIOMMU is dying, nothing
     /// reaches it and no call but this one reaches it, its devices stay reserved (no other
     /// vIOMMU can take them), and calling again resumes. If issuing the answers fails, the
@@ -142,7 +150,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             id,
             cmds,
             |c| match c.vintf {
-                Some(_) => Err(Error::InvalidArgument),
+                Some(_) => Err(Error::WrongType(Object::Viommu(id))),
                 None => Ok(()),
             },
             |_| Ok(()),
@@ -165,7 +173,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         let mut guard = v.ctl.lock();
         let ctl = match guard.as_mut() {
             Some(c) if c.generation == id.generation() => c,
-            _ => return Err(Error::NotFound),
+            _ => return Err(Error::NoSuch(Object::Viommu(id))),
         };
         check(ctl)?;
         // 1. Nothing but teardown reaches the vIOMMU any more.
@@ -187,12 +195,12 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             }
         }
         // 3. Faults: after a producer round, nothing more arrives; answer everything.
-        let answered = self.purge_faults(v, ctl, None, cmds);
-        if answered == Err(Error::Busy) {
-            return Err(Error::Busy);
+        let answered = self.purge_faults(id, v, ctl, None, cmds);
+        if let Err(e @ Error::InUse(Object::FaultQueue(_))) = answered {
+            return Err(e);
         }
         // 4. Rings.
-        self.close_rings(v)?;
+        self.close_rings(id, v)?;
         // 5. What the vIOMMU type holds besides (CMDQV queues, SID pairs, VINTF).
         release(ctl)?;
         // 6. Routes and slot.
