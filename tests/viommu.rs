@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use arm_smmuv3::command::{Command, ResumeAction};
-use arm_smmuv3::error::{CmdqError, Error, Object, Rejection, WaitFor};
+use arm_smmuv3::error::{CmdqError, Error, Feature, Object, Quantity, Rejection, WaitFor};
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
 use arm_smmuv3::fake::HostSink;
 use arm_smmuv3::features::Features;
@@ -104,20 +104,38 @@ fn records(buf: &[u8]) -> Vec<(VeventHeader, Option<[u64; 4]>)> {
 #[test]
 fn viommu_alloc_errors() {
     let r = R::new();
-    assert_eq!(r.alloc_viommu(cfg(0)).unwrap_err().errno(), -22, "VMID 0");
+    let vmid = |value, max| Error::OutOfRange {
+        what: Quantity::Vmid,
+        value,
+        max,
+    };
+    assert_eq!(r.alloc_viommu(cfg(0)), Err(vmid(0, 0xffff)), "VMID 0");
+    assert_eq!(vmid(0, 0xffff).errno(), -22);
     let mut c = cfg(0x100);
     c.features.vmid16 = false;
     assert_eq!(
-        r.alloc_viommu(c).unwrap_err().errno(),
-        -22,
+        r.alloc_viommu(c),
+        Err(vmid(0x100, 0xff)),
         "VMID wider than 8 bits"
     );
     let mut c = cfg(1);
     c.coherent_devices = false; // and QEMU has no S2FWB
+    assert_eq!(r.alloc_viommu(c), Err(Error::Unsupported(Feature::S2Fwb)));
     assert_eq!(r.alloc_viommu(c).unwrap_err().errno(), -95);
     let mut c = cfg(1);
     c.features.stage1 = false;
     assert_eq!(r.alloc_viommu(c).unwrap_err().errno(), -95, "no nesting");
+    // A VMID tags one stage 2: another vIOMMU may share it only on the same stage 2.
+    let mut other_s2 = cfg(7);
+    other_s2.s2 =
+        S2Config::for_ipa_bits(Vmid(7), PhysAddr(0x8000_0000), 40, Granule::Size4K).unwrap();
+    let seven = r.alloc_viommu(cfg(7)).unwrap();
+    assert_eq!(
+        r.alloc_viommu(other_s2),
+        Err(Error::AlreadyExists(Object::Vmid(7)))
+    );
+    assert_eq!(r.alloc_viommu(other_s2).unwrap_err().errno(), -17);
+    r.destroy_viommu(seven).unwrap();
     let ids: Vec<_> = (1..=4).map(|v| r.alloc_viommu(cfg(v)).unwrap()).collect();
     assert_eq!(
         r.alloc_viommu(cfg(9)).unwrap_err().errno(),
@@ -158,18 +176,20 @@ fn vdevice_errors() {
             .errno(),
         -17
     );
+    let wide = Error::OutOfRange {
+        what: Quantity::VStreamId,
+        value: 1 << 32,
+        max: 0xffff_ffff,
+    };
     assert_eq!(
-        r.alloc_vdevice(a, 2, StreamId(9), 1 << 32, false)
-            .unwrap_err()
-            .errno(),
-        -22
+        r.alloc_vdevice(a, 2, StreamId(9), 1 << 32, false),
+        Err(wide)
     );
+    assert_eq!(wide.errno(), -22);
     // QEMU's SMMU has 16 StreamID bits.
     assert_eq!(
-        r.alloc_vdevice(a, 2, StreamId(0x1_0000), 2, false)
-            .unwrap_err()
-            .errno(),
-        -22
+        r.alloc_vdevice(a, 2, StreamId(0x1_0000), 2, false),
+        Err(Error::BadStreamId(StreamId(0x1_0000)))
     );
     // The same vSID in another vIOMMU is fine.
     r.alloc_vdevice(b, 2, StreamId(9), 1, false).unwrap();
@@ -184,10 +204,11 @@ fn vdevice_errors() {
         -12
     );
     assert_eq!(
-        r.destroy_viommu(a).unwrap_err().errno(),
-        -16,
+        r.destroy_viommu(a),
+        Err(Error::InUse(Object::Viommu(a))),
         "vDEVICEs left"
     );
+    assert_eq!(r.destroy_viommu(a).unwrap_err().errno(), -16);
     let rec = Recorder::default();
     assert_eq!(
         r.destroy_vdevice(a, VStreamId(99), &rec),
@@ -429,6 +450,84 @@ fn hardware_overflow_policy() {
     PriSink::overflow(&mut r.sink(&mut host));
     assert_eq!((r.stats().priq_overflows, host.pri_overflows), (1, 1));
     assert_eq!(r.stats().lost_marked, 2, "a PRI overflow marks nothing");
+}
+
+/// vEVENTQ and fault-queue errors name the queue (by type, or by its vIOMMU), and a handle
+/// whose vIOMMU is gone names the vIOMMU.
+#[test]
+fn queue_errors_name_the_queue() {
+    let (r, id, rec) = setup();
+    let smmu = VeventqType::ArmSmmuv3;
+    let mut buf = [0u8; 64];
+    let no_queue = Error::NoSuch(Object::Veventq(1));
+    assert_eq!(r.read_vevents(id, smmu, &mut buf), Err(no_queue));
+    assert_eq!(r.destroy_veventq(id, smmu), Err(no_queue));
+    assert_eq!(no_queue.errno(), -2);
+    assert_eq!(
+        r.alloc_veventq(id, VeventqType::Default, 4),
+        Err(Error::Reserved {
+            field: "iommu_veventq_alloc.type",
+            value: 0
+        })
+    );
+    assert_eq!(
+        r.alloc_veventq(id, smmu, 0),
+        Err(Error::Invalid {
+            field: "iommu_veventq_alloc.veventq_depth",
+            value: 0
+        })
+    );
+    r.alloc_veventq(id, smmu, 4).unwrap();
+    assert_eq!(
+        r.alloc_veventq(id, smmu, 4),
+        Err(Error::AlreadyExists(Object::Veventq(1)))
+    );
+    let fq = Object::FaultQueue(id);
+    assert_eq!(r.destroy_fault_queue(id, &rec), Err(Error::NoSuch(fq)));
+    r.alloc_fault_queue(id).unwrap();
+    // A cookie nothing was delivered with.
+    let resp = [HwptPageResponse { cookie: 5, code: 0 }];
+    assert_eq!(
+        r.respond(id, &resp, &rec),
+        Err(Error::Invalid {
+            field: "iommu_hwpt_page_response.cookie",
+            value: 5
+        })
+    );
+    r.teardown_viommu(id, &rec).unwrap();
+    let gone = Error::NoSuch(Object::Viommu(id));
+    assert_eq!(r.read_vevents(id, smmu, &mut buf), Err(gone));
+    assert_eq!(r.read_faults(id, &mut []), Err(gone));
+    assert_eq!(r.alloc_fault_queue(id), Err(gone));
+}
+
+/// While a drain's sink holds the producer token, every step that needs a grace round of it
+/// fails with EBUSY naming what it could not take away, and changes nothing it cannot redo.
+#[test]
+fn steps_needing_a_grace_round_name_what_is_in_use() {
+    let (r, id, rec) = setup();
+    let smmu = VeventqType::ArmSmmuv3;
+    r.alloc_veventq(id, smmu, 4).unwrap();
+    r.alloc_fault_queue(id).unwrap();
+    let mut host = HostSink::default();
+    let faults = Error::InUse(Object::FaultQueue(id));
+    {
+        let mut sink = r.sink(&mut host);
+        // An event of no vDEVICE: the sink takes the token and keeps it for its chunk.
+        EventSink::event(&mut sink, &s1_fault(StreamId(0x7)));
+        assert_eq!(
+            r.destroy_veventq(id, smmu),
+            Err(Error::InUse(Object::Veventq(1)))
+        );
+        assert_eq!(r.destroy_fault_queue(id, &rec), Err(faults));
+        assert_eq!(r.detach_nested(id, VSID, &rec), Err(faults));
+        assert_eq!(r.destroy_vdevice(id, VSID, &rec), Err(faults));
+        assert_eq!(r.teardown_viommu(id, &rec), Err(faults));
+        assert_eq!(faults.errno(), -16);
+    }
+    // Once the sink is dropped every step can be redone.
+    assert_eq!(r.teardown_viommu(id, &rec), Ok(0));
+    assert_eq!(r.vmid(id), Err(Error::NoSuch(Object::Viommu(id))));
 }
 
 #[test]

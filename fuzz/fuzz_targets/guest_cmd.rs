@@ -6,7 +6,7 @@
 #![no_main]
 
 use arm_smmuv3::command::{CmdqEntry, Command, Opcode};
-use arm_smmuv3::error::Error;
+use arm_smmuv3::error::{Error, Rejection};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{HwptInvalidate, ViommuArmSmmuv3Invalidate};
 use arm_smmuv3::ste::{Granule, S2Config};
@@ -188,6 +188,15 @@ fuzz_target!(|data: &[u8]| {
         assert!(issued.is_empty());
     } else {
         assert_eq!(result.is_ok(), entry_num_out as usize == entries.len());
+        // A refusal is the sanitiser's, with its reason; an unbound vSID is no vDEVICE here.
+        if let Err(e) = result {
+            let Error::Rejected(why) = e else {
+                panic!("not a sanitiser refusal: {e:?}")
+            };
+            if let Rejection::UnboundVsid(v) = why {
+                assert!(VDEVS.iter().all(|(vs, _)| *vs != v.0), "{v:?} is bound");
+            }
+        }
         // The struct path agrees.
         let rec2 = Rec(RefCell::new(Vec::new()));
         let out2 = router.invalidate(id, &entries, &rec2);

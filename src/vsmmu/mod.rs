@@ -462,8 +462,8 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
         let set_lo = |r: &mut u64, v: u32| *r = (*r & !0xffff_ffff) | u64::from(v);
         let set_hi = |r: &mut u64, v: u32| *r = (*r & 0xffff_ffff) | (u64::from(v) << 32);
         let ipa = regs::addr_mask(self.cfg.ipa_bits);
-        let strtab_mask = regs::BASE_RA | (ipa & !0x3f);
-        let q_mask = regs::BASE_RA | (ipa & !0x1f) | 0x1f;
+        let strtab_mask = regs::strtab_base_impl(ipa);
+        let q_mask = regs::q_base_impl(ipa);
         let cmdq_idx = regs::index_mask(self.cfg.cmdq_log2);
         let evtq_idx = regs::index_mask(self.cfg.evtq_log2);
         let smmuen = st.regs.smmuen();
@@ -562,7 +562,7 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
         let was = st.regs.gerror_active();
         st.regs.gerrorn = v;
         if was & regs::GERROR_CMDQ != 0 && st.regs.gerror_active() & regs::GERROR_CMDQ == 0 {
-            st.regs.cmdq_cons &= !(0x7f << regs::CONS_ERR_SHIFT);
+            st.regs.cmdq_cons &= !(regs::CONS_ERR.mask << regs::CONS_ERR.shift);
             self.run_cmdq(st);
         }
     }

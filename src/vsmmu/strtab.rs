@@ -4,9 +4,12 @@
 use crate::error::Error;
 use crate::event::EventRecord;
 use crate::ids::{Ipa, PhysAddr, StreamId, VStreamId};
-use crate::regs::bits;
+use crate::regs::STRTAB_BASE_CFG::FMT::Value as Fmt;
+use crate::regs::bits::{self, get32};
+use crate::regs::{STRTAB_BASE, STRTAB_BASE_CFG};
 use crate::ste::L1Std;
 use crate::ste::STE0::{self, CONFIG::Value as Config};
+use tock_registers::LocalRegisterCopy;
 
 use super::regs;
 use super::{Backend, GuestIrq, GuestMemory, State, VSmmu};
@@ -49,18 +52,20 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
     /// bounded by the table geometry the registers give).
     pub(super) fn fetch_ste(&self, st: &State, sid: u32) -> Fetch {
         let cfg = st.regs.strtab_base_cfg;
-        let base = st.regs.strtab_base & regs::addr_mask(self.cfg.ipa_bits) & !0x3f;
+        let base =
+            st.regs.strtab_base & regs::addr_mask(self.cfg.ipa_bits) & STRTAB_BASE::ADDR::SET.value;
         // LOG2SIZE above IDR1.SIDSIZE is taken as SIDSIZE (IHI 0070 §6.3.25).
-        let log2 = ((cfg & 0x3f) as u8).min(self.cfg.sid_bits);
+        let log2 = (get32(STRTAB_BASE_CFG::LOG2SIZE, cfg) as u8).min(self.cfg.sid_bits);
         let sid = u64::from(sid);
         if log2 < 64 && sid >> log2 != 0 {
             return Fetch::Missing;
         }
-        let fmt = (cfg >> 16) & 3;
-        let split = ((cfg >> 6) & 0x1f) as u8;
+        let fmt = LocalRegisterCopy::<u32, STRTAB_BASE_CFG::Register>::new(cfg)
+            .read_as_enum(STRTAB_BASE_CFG::FMT);
+        let split = get32(STRTAB_BASE_CFG::SPLIT, cfg) as u8;
         let ste_at = match fmt {
-            0 => base + sid * STE_BYTES,
-            1 if matches!(split, 6 | 8 | 10) => {
+            Some(Fmt::Linear) => base + sid * STE_BYTES,
+            Some(Fmt::TwoLevel) if matches!(split, 6 | 8 | 10) => {
                 let l1 = base + (sid >> split) * L1_BYTES;
                 let desc = match self.read_u64s::<1>(l1) {
                     Ok([d]) => L1Std(d),

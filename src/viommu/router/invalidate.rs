@@ -129,6 +129,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                     &c.policy,
                     |vsid, atc| {
                         c.vdevice(vsid)
+                            .ok()
                             .filter(|d| !atc || d.ats_enabled())
                             .map(|d| d.psid)
                     },

@@ -344,8 +344,27 @@ struct Ctl<const D: usize, const F: usize> {
 }
 
 impl<const D: usize, const F: usize> Ctl<D, F> {
-    fn vdevice(&self, vsid: VStreamId) -> Option<&VDevice> {
-        self.vdevices.iter().find(|d| d.vsid == vsid)
+    fn vdevice(&self, vsid: VStreamId) -> Result<&VDevice, Error> {
+        self.vdevices
+            .iter()
+            .find(|d| d.vsid == vsid)
+            .ok_or(Error::NoSuch(Object::VDevice(vsid)))
+    }
+
+    fn vdevice_mut(&mut self, vsid: VStreamId) -> Result<&mut VDevice, Error> {
+        self.vdevices
+            .iter_mut()
+            .find(|d| d.vsid == vsid)
+            .ok_or(Error::NoSuch(Object::VDevice(vsid)))
+    }
+
+    /// Ok for an ARM_SMMUV3 vIOMMU (`id` is this one's handle); a TEGRA241_CMDQV one is
+    /// handled by the `*_cmdqv` calls.
+    fn plain(&self, id: ViommuId) -> Result<(), Error> {
+        match self.vintf {
+            Some(_) => Err(Error::WrongType(Object::Viommu(id))),
+            None => Ok(()),
+        }
     }
 }
 

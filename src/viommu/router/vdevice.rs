@@ -3,7 +3,7 @@
 
 use super::super::routing::Route;
 use super::super::vste::NestedSte;
-use super::{Ctl, VDevice, ViommuId};
+use super::{Ctl, VDevice, Viommu, ViommuId};
 use crate::error::{Error, Object, Quantity};
 use crate::ids::{StreamId, VStreamId};
 use crate::smmu::CommandSink;
@@ -34,10 +34,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             psid,
             virt_id,
             ats_capable,
-            |c, _| match c.vintf {
-                Some(_) => Err(Error::WrongType(Object::Viommu(id))),
-                None => Ok(()),
-            },
+            |c, _| c.plain(id),
             |_, _| {},
         )
     }
@@ -70,7 +67,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             if self.routes.get(psid).is_some() || c.vdevices.iter().any(|d| d.psid == psid) {
                 return Err(Error::AlreadyExists(Object::Stream(psid)));
             }
-            if c.vdevice(vsid).is_some() {
+            if c.vdevice(vsid).is_ok() {
                 return Err(Error::AlreadyExists(Object::VDevice(vsid)));
             }
             if c.vdevices.is_full() {
@@ -116,10 +113,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         vsid: VStreamId,
         cmds: &impl CommandSink,
     ) -> Result<(), Error> {
-        self.destroy_vdevice_with(id, vsid, cmds, |c, _| match c.vintf {
-            Some(_) => Err(Error::WrongType(Object::Viommu(id))),
-            None => Ok(()),
-        })
+        self.destroy_vdevice_with(id, vsid, cmds, |c, _| c.plain(id))
     }
 
     /// [`Router::destroy_vdevice`](super::Router::destroy_vdevice) with `check` run once the vDEVICE is found and before
@@ -133,27 +127,14 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     ) -> Result<(), Error> {
         let _w = self.writers.lock();
         self.with_ctl(id, |v, c| {
-            let pos = c
-                .vdevices
-                .iter()
-                .position(|d| d.vsid == vsid)
-                .ok_or(Error::NoSuch(Object::VDevice(vsid)))?;
+            c.vdevice(vsid)?;
             check(c, vsid)?;
-            let psid = c
-                .vdevices
-                .get(pos)
-                .map(|d| d.psid)
-                .ok_or(Error::NoSuch(Object::VDevice(vsid)))?;
-            self.detach_route(id, psid, vsid)?;
-            if let Some(d) = c.vdevices.get_mut(pos) {
-                d.nested = None;
-            }
-            let answered = self.purge_faults(id, v, c, Some(psid), cmds);
+            let (psid, answered) = self.detach(id, v, c, vsid, cmds)?;
             if let Err(e @ Error::InUse(Object::FaultQueue(_))) = answered {
                 return Err(e);
             }
             self.routes.remove(psid);
-            c.vdevices.swap_remove(pos);
+            c.vdevices.retain(|d| d.vsid != vsid);
             answered.map(|_| ())
         })
     }
@@ -177,11 +158,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
 
     /// The physical StreamID of vSID `vsid` in vIOMMU `id`.
     pub fn vsid_to_psid(&self, id: ViommuId, vsid: VStreamId) -> Result<StreamId, Error> {
-        self.with_ctl(id, |_, c| {
-            c.vdevice(vsid)
-                .map(|d| d.psid)
-                .ok_or(Error::NoSuch(Object::VDevice(vsid)))
-        })
+        self.with_ctl(id, |_, c| c.vdevice(vsid).map(|d| d.psid))
     }
 
     /// Attaches the device with vSID `vsid` to a nested HWPT of this vIOMMU (IOMMU_HWPT_ALLOC
@@ -206,9 +183,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         let nested = NestedSte::from_guest(guest_ste)?;
         let _w = self.writers.lock();
         self.with_ctl(id, |v, c| {
-            let d = *c
-                .vdevice(vsid)
-                .ok_or(Error::NoSuch(Object::VDevice(vsid)))?;
+            let d = *c.vdevice(vsid)?;
             let shcfg = c.cfg.features.attr_types_ovr;
             let ste = nested.physical(&c.cfg.s2, d.ats_capable, shcfg);
             let attached = Route {
@@ -232,7 +207,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                 return Err(e);
             }
             self.routes.update(d.psid, attached)?;
-            if let Some(x) = c.vdevices.iter_mut().find(|x| x.vsid == vsid) {
+            if let Ok(x) = c.vdevice_mut(vsid) {
                 x.nested = Some(nested);
             }
             Ok(ste)
@@ -252,16 +227,25 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         cmds: &impl CommandSink,
     ) -> Result<(), Error> {
         let _w = self.writers.lock();
-        self.with_ctl(id, |v, c| {
-            let d = c
-                .vdevices
-                .iter_mut()
-                .find(|x| x.vsid == vsid)
-                .ok_or(Error::NoSuch(Object::VDevice(vsid)))?;
-            d.nested = None;
-            let psid = d.psid;
-            self.detach_route(id, psid, vsid)?;
-            self.purge_faults(id, v, c, Some(psid), cmds).map(|_| ())
-        })
+        self.with_ctl(id, |v, c| self.detach(id, v, c, vsid, cmds)?.1.map(|_| ()))
+    }
+
+    /// Detaches the vDEVICE with `vsid`: no nested STE any more, its route not attached, then,
+    /// after a round of the producer token, its fault groups answered INVALID. Returns its
+    /// physical StreamID and the outcome of the answering (the groups answered, or EBUSY
+    /// when the round did not come, or the error of issuing the answers).
+    fn detach(
+        &self,
+        id: ViommuId,
+        v: &Viommu<D, Q, F>,
+        c: &mut Ctl<D, F>,
+        vsid: VStreamId,
+        cmds: &impl CommandSink,
+    ) -> Result<(StreamId, Result<usize, Error>), Error> {
+        let d = c.vdevice_mut(vsid)?;
+        d.nested = None;
+        let psid = d.psid;
+        self.detach_route(id, psid, vsid)?;
+        Ok((psid, self.purge_faults(id, v, c, Some(psid), cmds)))
     }
 }

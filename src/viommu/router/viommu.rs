@@ -72,10 +72,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// vDEVICE, a vEVENTQ or a fault queue. A TEGRA241_CMDQV vIOMMU is destroyed with
     /// `Router::destroy_viommu_cmdqv` (EINVAL here).
     pub fn destroy_viommu(&self, id: ViommuId) -> Result<(), Error> {
-        self.destroy_viommu_with(id, |c| match c.vintf {
-            Some(_) => Err(Error::WrongType(Object::Viommu(id))),
-            None => Ok(()),
-        })
+        self.destroy_viommu_with(id, |c| c.plain(id))
     }
 
     /// [`Router::destroy_viommu`](super::Router::destroy_viommu) with `release` run after the busy checks and before the slot
@@ -146,15 +143,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     ///
     /// A TEGRA241_CMDQV vIOMMU is torn down with `Router::teardown_viommu_cmdqv` (EINVAL here).
     pub fn teardown_viommu(&self, id: ViommuId, cmds: &impl CommandSink) -> Result<usize, Error> {
-        self.teardown_viommu_with(
-            id,
-            cmds,
-            |c| match c.vintf {
-                Some(_) => Err(Error::WrongType(Object::Viommu(id))),
-                None => Ok(()),
-            },
-            |_| Ok(()),
-        )
+        self.teardown_viommu_with(id, cmds, |c| c.plain(id), |_| Ok(()))
     }
 
     /// [`Router::teardown_viommu`](super::Router::teardown_viommu) with `check` run first on every attempt (an error on the
