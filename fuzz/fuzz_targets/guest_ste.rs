@@ -31,8 +31,14 @@ fuzz_target!(|data: &[u8]| {
             // above 1.
             let (bad0, bad1) = (d0 & !GUEST_STE0_ALLOWED, d1 & !GUEST_STE1_ALLOWED);
             let why = match ((d0 >> 1) & 7) as u8 {
-                _ if bad0 != 0 => Rejection::SteBits { dword: 0, bits: bad0 },
-                _ if bad1 != 0 => Rejection::SteBits { dword: 1, bits: bad1 },
+                _ if bad0 != 0 => Rejection::SteBits {
+                    dword: 0,
+                    bits: bad0,
+                },
+                _ if bad1 != 0 => Rejection::SteBits {
+                    dword: 1,
+                    bits: bad1,
+                },
                 c @ (1..=3 | 6 | 7) => Rejection::SteConfig(c),
                 _ => Rejection::SteBits {
                     dword: 1,
