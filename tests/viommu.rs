@@ -1158,20 +1158,27 @@ fn stale_handle_never_reaches_the_slots_next_vm() {
     );
 }
 
+/// [`setup`] with a fault queue whose group table (8 faults) is full of requests that never
+/// complete: eight page requests with Last = 0, none of them readable.
+fn full_fault_table() -> (Box<R>, ViommuId, Recorder, HostSink) {
+    let (r, id, rec) = setup();
+    r.alloc_fault_queue(id).unwrap();
+    let mut host = HostSink::default();
+    for prg in 0..8 {
+        r.route_page_request(&page_request(prg, false, 0x1000), &mut host);
+    }
+    let mut out = [HwptPgfault::default(); 8];
+    assert_eq!(r.read_faults(id, &mut out), Ok(0));
+    (r, id, rec, host)
+}
+
 /// Page-fault groups still queued when a vDEVICE goes are answered then, and never delivered
 /// afterwards: the guest fills the fault-group table with requests that never complete, then a
 /// complete group waits in the IRQ ring; the device is destroyed and given to another VM.
 #[test]
 fn fault_groups_never_outlive_their_device() {
-    let (r, id, rec) = setup();
-    r.alloc_fault_queue(id).unwrap();
-    let mut host = HostSink::default();
+    let (r, id, rec, mut host) = full_fault_table();
     let mut out = [HwptPgfault::default(); 8];
-    // Eight requests with Last = 0 fill the table (8 faults).
-    for prg in 0..8 {
-        r.route_page_request(&page_request(prg, false, 0x1000), &mut host);
-    }
-    assert_eq!(r.read_faults(id, &mut out), Ok(0));
     // A complete group now waits in the ring.
     assert_eq!(
         r.route_page_request(&page_request(20, true, 0x2000), &mut host),
@@ -1214,14 +1221,8 @@ fn fault_groups_never_outlive_their_device() {
 /// behind a full table.
 #[test]
 fn reattach_answers_groups_still_in_the_ring() {
-    let (r, id, rec) = setup();
-    r.alloc_fault_queue(id).unwrap();
-    let mut host = HostSink::default();
+    let (r, id, rec, mut host) = full_fault_table();
     let mut out = [HwptPgfault::default(); 8];
-    for prg in 0..8 {
-        r.route_page_request(&page_request(prg, false, 0x1000), &mut host);
-    }
-    assert_eq!(r.read_faults(id, &mut out), Ok(0));
     r.route_event(&stall(PSID, 33), &mut host);
     r.attach_nested(id, VSID, GUEST_S1, &rec, |_, _| Ok(()))
         .unwrap();

@@ -10,7 +10,7 @@ use arm_smmuv3::fake::{DmaOutcome, DriverOnModel, FaultKind, HostSink, OverflowS
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{VeventHeader, VeventqType};
 use arm_smmuv3::smmu::Config;
-use arm_smmuv3::ste::{Granule, S2Config};
+use arm_smmuv3::ste::{Granule, S2Config, Ste};
 use arm_smmuv3::viommu::{Router, ViommuConfig, ViommuId};
 use arm_smmuv3::{Iova, PhysAddr, StreamId, SubstreamId, VStreamId, Vmid};
 
@@ -26,24 +26,11 @@ fn rig() -> (Arc<SmmuModel>, Drv) {
 #[test]
 fn faulting_dma_reaches_the_guest_with_its_vsid() {
     let (m, smmu) = rig();
-    let router: Box<Router<2, 16, 4, 16, 8>> = Box::new(Router::new());
-    let s2 = S2Config::for_ipa_bits(Vmid(3), PhysAddr(0x4000_0000), 40, Granule::Size4K).unwrap();
-    let id = router
-        .alloc_viommu(ViommuConfig {
-            s2,
-            features: Features::decode(Features::QEMU_VIRT_IDREGS),
-            coherent_devices: true,
-            repeat_tlbi_cfgi: false,
-        })
-        .unwrap();
+    let router: Box<R> = Box::new(Router::new());
     let (psid, vsid) = (StreamId(0x10), VStreamId(0x2));
-    router.alloc_vdevice(id, 1, psid, 2, false).unwrap();
-    router.alloc_veventq(id, VeventqType::ArmSmmuv3, 8).unwrap();
     // Guest STE: V = 1, Config = S1, a CD table at IPA 0x8000_0000 (bits [51:6]).
     let guest = [1 | (5 << 1) | 0x8000_0000, 0];
-    let ste = router
-        .attach_nested(id, vsid, guest, &smmu, |sid, ste| smmu.set_ste(sid, ste))
-        .unwrap();
+    let (id, ste) = viommu_with_device(&router, &smmu, psid, vsid, guest);
     assert_eq!(m.ste_in_memory(psid), Some(ste));
 
     // A faulting DMA of the assigned device: it uses SubstreamID 1 while the guest's STE has
@@ -109,14 +96,14 @@ fn rig_with(config: Config) -> (Arc<SmmuModel>, Drv) {
 }
 
 /// A vIOMMU (VMID 3) with the device `psid` as `vsid` attached to the guest STE `guest`, and an
-/// SMMUv3 vEVENTQ of depth 16.
+/// SMMUv3 vEVENTQ of depth 16; with the physical STE the attach installed.
 fn viommu_with_device(
     router: &R,
     smmu: &Drv,
     psid: StreamId,
     vsid: VStreamId,
     guest: [u64; 2],
-) -> ViommuId {
+) -> (ViommuId, Ste) {
     let s2 = S2Config::for_ipa_bits(Vmid(3), PhysAddr(0x4000_0000), 40, Granule::Size4K).unwrap();
     let id = router
         .alloc_viommu(ViommuConfig {
@@ -132,10 +119,10 @@ fn viommu_with_device(
     router
         .alloc_veventq(id, VeventqType::ArmSmmuv3, 16)
         .unwrap();
-    router
+    let ste = router
         .attach_nested(id, vsid, guest, smmu, |sid, ste| smmu.set_ste(sid, ste))
         .unwrap();
-    id
+    (id, ste)
 }
 
 /// Parses a vEVENTQ stream of SMMUv3 records: (flags, sequence, payload if not a marker).
@@ -172,7 +159,7 @@ fn hardware_overflow_marks_the_veventqs_in_both_styles() {
         m.set_event_overflow(style);
         let router: Box<R> = Box::new(Router::new());
         let (psid, vsid) = (StreamId(0x10), VStreamId(0x2));
-        let id = viommu_with_device(&router, &smmu, psid, vsid, [1 | (4 << 1), 0]);
+        let (id, _) = viommu_with_device(&router, &smmu, psid, vsid, [1 | (4 << 1), 0]);
         // A second VM with a vEVENTQ but no device: its queue is marked too (whose records
         // were lost is unknown).
         let other = router
@@ -286,7 +273,7 @@ fn stage1_translation_fault_is_forwarded_with_the_vsid() {
     m.dma().write_dwords(cd_table, &cd.0).unwrap();
     let (psid, vsid) = (StreamId(0x21), VStreamId(0x5));
     let guest = [1 | (5 << 1) | cd_table.0, 0];
-    let id = viommu_with_device(&router, &smmu, psid, vsid, guest);
+    let (id, _) = viommu_with_device(&router, &smmu, psid, vsid, guest);
 
     let iova = Iova(0x7_0000);
     m.set_fault(

@@ -316,19 +316,21 @@ impl<const S: usize> RoutingTable<S> {
     }
 }
 
+/// An attached route of vIOMMU `v` to `vsid`, for the tests and the loom models.
+#[cfg(test)]
+fn route(v: u16, vsid: u32) -> Route {
+    Route {
+        viommu: v,
+        vsid: VStreamId(vsid),
+        attached: true,
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    fn route(v: u16, vsid: u32) -> Route {
-        Route {
-            viommu: v,
-            vsid: VStreamId(vsid),
-            attached: true,
-        }
-    }
 
     #[test]
     fn insert_lookup_remove() {
@@ -445,14 +447,6 @@ mod tests {
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
-
-    fn route(v: u16, vsid: u32) -> Route {
-        Route {
-            viommu: v,
-            vsid: VStreamId(vsid),
-            attached: true,
-        }
-    }
 
     /// A reader racing a detach and a re-attach of the same StreamID to another vIOMMU sees one
     /// of the three states whole, never a mix (vIOMMU of one, vSID of the other).
