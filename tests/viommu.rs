@@ -224,6 +224,7 @@ fn vdevice_errors() {
     let e = r
         .attach_nested(a, VStreamId(1), GUEST_S1, &rec, |_, _| Ok(()))
         .unwrap_err();
+    assert_eq!(e, Error::NoSuch(Object::VDevice(VStreamId(1))));
     assert_eq!(e.errno(), -2);
 }
 
@@ -234,6 +235,11 @@ fn attach_rejects_bad_ste_and_reverts_on_install_failure() {
     let e = r
         .attach_nested(id, VSID, bad, &rec, |_, _| panic!("not installed"))
         .unwrap_err();
+    let why = Rejection::SteBits {
+        dword: 0,
+        bits: 1 << 52,
+    };
+    assert_eq!(e, Error::Rejected(why));
     assert_eq!(e.errno(), -5);
     // An install failure leaves the device detached for routing.
     r.detach_nested(id, VSID, &rec).unwrap();
@@ -688,7 +694,13 @@ fn iopf_round_trip() {
             },
         ]]
     );
-    assert_eq!(r.respond(id, &resp[2..], &rec).unwrap_err().errno(), -22);
+    // Answered already: the cookie names nothing any more.
+    let again = Error::Invalid {
+        field: "iommu_hwpt_page_response.cookie",
+        value: u64::from(resp[2].cookie),
+    };
+    assert_eq!(r.respond(id, &resp[2..], &rec), Err(again));
+    assert_eq!(again.errno(), -22);
 }
 
 #[test]
@@ -912,14 +924,19 @@ fn invalidate_bytes_follows_the_extensible_struct_rule() {
         "only the low 4 bytes survive"
     );
     // entry_len 0 with entries, a too short array, an empty array.
+    let field = |name: &'static str, value| Error::Invalid { field: name, value };
+    let len = |value| field("iommu_hwpt_invalidate.entry_len", value);
+    let num = |value| field("iommu_hwpt_invalidate.entry_num", value);
     let out = r.invalidate_bytes(id, &[], 0, 1, &rec);
-    assert_eq!(out.result.unwrap_err().errno(), -22);
+    assert_eq!(out.result, Err(len(0)));
+    assert_eq!(len(0).errno(), -22);
     let out = r.invalidate_bytes(id, &entry_bytes(&cmds, 16, 0), 16, 3, &rec);
-    assert_eq!((out.entry_num, out.result.unwrap_err().errno()), (0, -22));
+    assert_eq!((out.entry_num, out.result), (0, Err(num(3))));
     let out = r.invalidate_bytes(id, &[], 0, 0, &rec);
     assert_eq!((out.entry_num, out.result), (0, Ok(())));
+    // (2^32 - 1)^2 bytes: no overflow on the way, just more than the array holds.
     let out = r.invalidate_bytes(id, &[], u32::MAX, u32::MAX, &rec);
-    assert!(out.result.is_err());
+    assert_eq!(out.result, Err(num(u64::from(u32::MAX))));
     assert!(rec.take().is_empty());
 }
 
