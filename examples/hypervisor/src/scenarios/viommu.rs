@@ -226,7 +226,11 @@ fn setup(
         |_, _| Ok(()),
     );
     say!("    attach with a guest STE that sets STRW: {:?}", bad);
-    if bad != Err(Error::Io) {
+    let strw = arm_smmuv3::Rejection::SteBits {
+        dword: 1,
+        bits: 2 << 30,
+    };
+    if bad != Err(Error::Rejected(strw)) {
         return Err(Error::InvalidArgument);
     }
     say!(
