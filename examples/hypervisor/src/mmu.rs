@@ -1,4 +1,4 @@
-//! What every image's MMU setup shares (QEMU's boot.rs and the board images'): the memory
+//! The demo image's MMU constants (used by boot.rs): the memory
 //! attributes, block descriptor bits, SCTLR_EL2 and CPTR_EL2.
 
 /// MAIR_EL2: index 0 = Device-nGnRE, index 1 = Normal write-back read/write-allocate.
