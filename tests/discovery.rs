@@ -4,7 +4,7 @@
 
 mod iort_builder;
 
-use arm_smmuv3::discovery::dt::DeviceTree;
+use arm_smmuv3::discovery::dt::{Console, DeviceTree, Reg};
 use arm_smmuv3::discovery::iort::{AcpiCmdqv, Iort, SmmuModel};
 use arm_smmuv3::discovery::{
     CmdqvModel, DeviceRef, DiscoveryError, FwNode, Irq, IrqSource, MapOwner, SmmuIndex, Stream,
@@ -20,6 +20,7 @@ const TEGRA264: &[u8] = include_bytes!("fixtures/dt/tegra264/tegra264-p3834-smmu
 const EDGE: &[u8] = include_bytes!("fixtures/dt/synthetic/edge.dtb");
 const BAD_INTC: &[u8] = include_bytes!("fixtures/dt/synthetic/bad-intc.dtb");
 const CAVIUM: &[u8] = include_bytes!("fixtures/dt/synthetic/cavium.dtb");
+const CONSOLE: &[u8] = include_bytes!("fixtures/dt/synthetic/console.dtb");
 const GRACE_IORT: &[u8] = include_bytes!("fixtures/iort/grace.iort");
 
 fn edge(intid: u32) -> Option<Irq> {
@@ -523,4 +524,101 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> usize {
         .windows(needle.len())
         .position(|w| w == needle)
         .unwrap()
+}
+
+fn reg(base: u64, size: u64) -> Result<Reg, DiscoveryError> {
+    Ok(Reg {
+        base: PhysAddr(base),
+        size,
+    })
+}
+
+#[test]
+fn qemu_virt_console_is_found_through_stdout_path() {
+    let dt = DeviceTree::new(QEMU_VIRT).unwrap();
+    assert_eq!(dt.stdout_path(), Ok(Some("/pl011@9000000")));
+    assert_eq!(
+        dt.stdout(),
+        Ok(Some(Console {
+            path: "/pl011@9000000",
+            compatible: Some("arm,pl011"),
+            reg: Reg {
+                base: PhysAddr(0x0900_0000),
+                size: 0x1000,
+            },
+        }))
+    );
+    // The SMMU's own reg through the public call agrees with the topology.
+    let smmu = dt.topology().unwrap().smmus()[0];
+    assert_eq!(dt.reg("/smmuv3@9050000", 0), reg(smmu.base.0, smmu.size));
+    assert_eq!(dt.reg("/smmuv3@9050000", 1), Err(DiscoveryError::NotFound));
+    assert_eq!(dt.reg("/no-such-node", 0), Err(DiscoveryError::NotFound));
+}
+
+#[test]
+fn tegra264_reg_is_translated_through_nested_ranges() {
+    let dt = DeviceTree::new(TEGRA264).unwrap();
+    // hda behind bus@8800000000 (child 0 -> 0x88_0000_0000).
+    assert_eq!(
+        dt.reg("/bus@8800000000/hda@90b0000", 0),
+        reg(0x88_090b_0000, 0x1_0000)
+    );
+    // The ITS behind the GIC's ranges (0 -> 0x4600_0000) behind bus@8100000000.
+    let its = dt.reg(
+        "/bus@8100000000/interrupt-controller@46000000/msi-controller@40000",
+        0,
+    );
+    assert_eq!(its, reg(0x81_4604_0000, 0x4_0000));
+    // The GIC's second entry (redistributors).
+    assert_eq!(
+        dt.reg("/bus@8100000000/interrupt-controller@46000000", 1),
+        reg(0x81_4608_0000, 0x40_0000)
+    );
+    // This tree has no stdout-path (the extract keeps no serial node).
+    assert_eq!(dt.stdout_path(), Ok(None));
+    assert_eq!(dt.stdout(), Ok(None));
+}
+
+#[test]
+fn console_alias_options_and_untranslatable_nodes() {
+    let dt = DeviceTree::new(CONSOLE).unwrap();
+    assert_eq!(
+        dt.stdout_path(),
+        Ok(Some("/soc@40000000/apb@100000/serial@2000"))
+    );
+    let console = dt.stdout().unwrap().unwrap();
+    assert_eq!(console.compatible, Some("arm,pl011"));
+    // 0x2000 -> apb window 0 (0 -> 0x10_0000) -> soc (0 -> 0x4000_0000).
+    assert_eq!(Ok(console.reg), reg(0x4010_2000, 0x1000));
+    // The second entry falls in the apb's second window.
+    let timer = "/soc@40000000/apb@100000/timer@20000";
+    assert_eq!(dt.reg(timer, 0), reg(0x4020_0000, 0x100));
+    assert_eq!(dt.reg(timer, 1), reg(0x4020_0800, 0x100));
+    assert_eq!(dt.reg(timer, 2), Err(DiscoveryError::NotFound));
+    // An I2C device: its parent has no ranges, so it has no CPU address.
+    assert!(matches!(
+        dt.reg("/soc@40000000/i2c@300000/eeprom@50", 0),
+        Err(DiscoveryError::Unsupported(_))
+    ));
+    assert_eq!(
+        dt.reg("/soc@40000000/i2c@300000", 0),
+        reg(0x4030_0000, 0x1000)
+    );
+    // A node without reg.
+    assert_eq!(dt.reg("/chosen", 0), Err(DiscoveryError::NotFound));
+}
+
+#[test]
+fn corrupted_console_tree_never_panics() {
+    for at in 0..CONSOLE.len() {
+        for x in [0x01u8, 0x20, 0x80, 0xff] {
+            let mut b = CONSOLE.to_vec();
+            b[at] ^= x;
+            let Ok(dt) = DeviceTree::new(&b) else {
+                continue;
+            };
+            let _ = dt.stdout();
+            let _ = dt.reg("/soc@40000000/apb@100000/timer@20000", 1);
+        }
+    }
 }

@@ -57,6 +57,27 @@ pub struct DeviceTree<'a> {
     data: &'a [u8],
 }
 
+/// One `reg` entry translated to a CPU physical address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Reg {
+    /// CPU physical address.
+    pub base: PhysAddr,
+    /// Size in bytes (0 when the parent has `#size-cells = <0>`).
+    pub size: u64,
+}
+
+/// The console `/chosen` `stdout-path` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Console<'a> {
+    /// The node's path.
+    pub path: &'a str,
+    /// Its first `compatible` string (e.g. `arm,pl011`), which tells the driver.
+    pub compatible: Option<&'a str>,
+    /// Its first `reg` entry, translated.
+    pub reg: Reg,
+}
+
 /// One level of the path from the root to the node being visited.
 #[derive(Clone, Copy)]
 struct Frame<'a> {
@@ -143,6 +164,86 @@ impl<'a> DeviceTree<'a> {
         self.fdt
             .find_node(path)
             .map(|n| DeviceRef::Dt(self.node_id(&n)))
+    }
+
+    /// Entry `index` of the `reg` of the node at `path` (e.g. `/bus@8800000000/hda@90b0000`),
+    /// its address translated to a CPU physical address through the `ranges` of every parent
+    /// bus (Devicetree Specification §2.3.8), as Linux `of_address_to_resource` does: for
+    /// finding the MMIO of a node this module does not otherwise read (the console of
+    /// [`DeviceTree::stdout`], a timer, a DMA engine).
+    ///
+    /// # Errors
+    /// [`DiscoveryError::NotFound`] when no node has that path or its `reg` has no entry
+    /// `index`; [`DiscoveryError::Unsupported`] for a node behind a bus without `ranges` (not
+    /// memory-mapped) or outside every window, or more than 2 cells per field;
+    /// [`DiscoveryError::Malformed`] for a malformed `reg` or `ranges`.
+    pub fn reg(&self, path: &str, index: usize) -> Result<Reg> {
+        let target = self.fdt.find_node(path).ok_or(DiscoveryError::NotFound)?;
+        let id = self.node_id(&target);
+        self.walk(&mut |frames| {
+            let Some(frame) = frames.last() else {
+                return Ok(None);
+            };
+            if self.node_id(&frame.node) != id {
+                return Ok(None);
+            }
+            let (base, size) = reg_entry(frames, index)?;
+            Ok(Some(Reg {
+                base: PhysAddr(base),
+                size,
+            }))
+        })?
+        .ok_or(DiscoveryError::NotFound)
+    }
+
+    /// The node `/chosen` `stdout-path` names (Devicetree Specification §3.6): its path with an
+    /// alias resolved through `/aliases` and the `:options` suffix dropped. `None` without a
+    /// `stdout-path`.
+    ///
+    /// # Errors
+    /// [`DiscoveryError::Malformed`] for a value that is not a string;
+    /// [`DiscoveryError::Dangling`] (0) for an alias `/aliases` does not define.
+    pub fn stdout_path(&self) -> Result<Option<&'a str>> {
+        let Some(chosen) = self.fdt.find_node("/chosen") else {
+            return Ok(None);
+        };
+        let Some(v) = prop(&chosen, "stdout-path") else {
+            return Ok(None);
+        };
+        let v = string(v).ok_or(malformed("stdout-path not a string"))?;
+        let spec = v.split(':').next().unwrap_or(v);
+        if spec.starts_with('/') {
+            return Ok(Some(spec));
+        }
+        let aliases = self
+            .fdt
+            .find_node("/aliases")
+            .ok_or(DiscoveryError::Dangling(0))?;
+        let target = prop(&aliases, spec).ok_or(DiscoveryError::Dangling(0))?;
+        string(target)
+            .filter(|t| t.starts_with('/'))
+            .map(Some)
+            .ok_or(malformed("alias not a path"))
+    }
+
+    /// The console `/chosen` `stdout-path` names: its path, first `compatible` string and first
+    /// `reg` entry translated ([`DeviceTree::reg`]). `None` without a `stdout-path`.
+    ///
+    /// # Errors
+    /// As [`DeviceTree::stdout_path`] and [`DeviceTree::reg`].
+    pub fn stdout(&self) -> Result<Option<Console<'a>>> {
+        let Some(path) = self.stdout_path()? else {
+            return Ok(None);
+        };
+        let node = self.fdt.find_node(path).ok_or(DiscoveryError::NotFound)?;
+        let compatible = compatibles(&node)
+            .next()
+            .and_then(|c| core::str::from_utf8(c).ok());
+        Ok(Some(Console {
+            path,
+            compatible,
+            reg: self.reg(path, 0)?,
+        }))
     }
 
     /// Reads every SMMUv3 (with its CMDQV) and every `iommu-map`/`iommus` that ends at one.
@@ -606,21 +707,35 @@ fn decode_gic(spec: &[u8]) -> Result<Irq> {
 
 /// The first `reg` entry of the last node of `path`, translated to a CPU physical address.
 fn first_reg(path: &[Frame<'_>]) -> Result<(u64, u64)> {
+    reg_entry(path, 0).map_err(|e| match e {
+        DiscoveryError::NotFound => malformed("node without a reg entry"),
+        e => e,
+    })
+}
+
+/// `reg` entry `index` of the last node of `path`, translated to a CPU physical address;
+/// [`DiscoveryError::NotFound`] when `reg` is absent or has no such entry.
+fn reg_entry(path: &[Frame<'_>], index: usize) -> Result<(u64, u64)> {
     let depth = path.len();
     let node = path.last().ok_or(malformed("empty path"))?.node;
     let parent = depth
         .checked_sub(2)
         .and_then(|i| path.get(i))
         .ok_or(malformed("reg on the root node"))?;
-    let reg = prop(&node, "reg").ok_or(malformed("node without reg"))?;
+    let reg = prop(&node, "reg").ok_or(DiscoveryError::NotFound)?;
     let (ac, sc) = (parent.addr_cells, parent.size_cells);
     if !(1..=2).contains(&ac) || sc > 2 {
         return Err(DiscoveryError::Unsupported(
             "reg with more than 2 address or size cells",
         ));
     }
-    let addr = read_cells(reg, 0, ac).ok_or(malformed("reg shorter than one entry"))?;
-    let size = read_cells(reg, 4 * ac, sc).ok_or(malformed("reg shorter than one entry"))?;
+    let entry = 4 * (ac + sc);
+    if !reg.len().is_multiple_of(entry) {
+        return Err(malformed("reg not a multiple of its entry size"));
+    }
+    let at = index.checked_mul(entry).ok_or(DiscoveryError::NotFound)?;
+    let addr = read_cells(reg, at, ac).ok_or(DiscoveryError::NotFound)?;
+    let size = read_cells(reg, at + 4 * ac, sc).ok_or(DiscoveryError::NotFound)?;
     // Translate through each ancestor bus from the parent up; the root's children are CPU
     // physical addresses already.
     let mut addr = addr;
@@ -708,6 +823,11 @@ fn has_compatible(node: &FdtNode<'_>, c: &str) -> bool {
 fn strings(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     let v = v.strip_suffix(&[0]).unwrap_or(v);
     v.split(|&b| b == 0).filter(|s| !s.is_empty())
+}
+
+/// A string property's value: one NUL-terminated UTF-8 string.
+fn string(v: &[u8]) -> Option<&str> {
+    core::str::from_utf8(v.strip_suffix(&[0])?).ok()
 }
 
 fn be32(v: &[u8], at: usize) -> Option<u32> {

@@ -13,8 +13,9 @@
 //!
 //! The Tegra241 CMDQV is not in the IORT: it is the DSDT device `_HID` `NVDA200C` whose `_UID`
 //! (as a decimal number) equals the SMMUv3 node's identifier, used only when the node's model
-//! is generic (Linux `acpi_smmu_iort_probe_model`). The caller parses the DSDT (or has the
-//! values from its board description) and hands them in as [`AcpiCmdqv`].
+//! is generic (Linux `acpi_smmu_iort_probe_model`). They are handed in as [`AcpiCmdqv`]s:
+//! [`super::aml`] reads them from the DSDT and SSDTs ([`super::acpi::Acpi::topology`] does
+//! both), or the caller has them from its board description.
 
 use super::{
     CmdqvDesc, CmdqvModel, DeviceRef, DiscoveryError, FwNode, IdMap, Irq, MapOwner, MsiParent,

@@ -8,8 +8,14 @@
 //!   `iommu-map` of PCIe host bridges, `Documentation/devicetree/bindings/pci/pci-iommu.txt`;
 //!   `iommus` of platform devices, `Documentation/devicetree/bindings/iommu/iommu.txt`).
 //! * [`iort::Iort`]: the ACPI IORT (Arm DEN 0049, "IO Remapping Table"): SMMUv3 nodes, root
-//!   complex and named component ID mappings; the Tegra241 CMDQV (`_HID` `NVDA200C`) comes from
-//!   the DSDT, which the caller has parsed ([`iort::AcpiCmdqv`]).
+//!   complex and named component ID mappings, each generic SMMUv3 paired with the Tegra241
+//!   CMDQV ([`iort::AcpiCmdqv`]) whose `_UID` is its identifier.
+//!
+//! On an ACPI machine [`acpi::Acpi`] finds the tables from the RSDP through a caller-supplied
+//! [`acpi::PhysMem`] (RSDP, XSDT, FADT → DSDT, SSDTs, IORT, SPCR; every length and checksum
+//! checked) and [`aml::DefinitionBlock`] scans the DSDT and SSDTs for the `NVDA200C` devices, so
+//! [`acpi::Acpi::topology`] gives the whole [`Topology`]. [`dt::DeviceTree::reg`] translates
+//! any node's `reg`, e.g. the `stdout-path` console ([`dt::DeviceTree::stdout`]).
 //!
 //! Everything is bounds-checked: a corrupt blob gives a [`DiscoveryError`], never a panic or a
 //! read outside the slice. No heap: the result lives in fixed-capacity vectors
@@ -30,6 +36,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod acpi;
+pub mod aml;
 pub mod dt;
 pub mod iort;
 
@@ -71,17 +79,24 @@ pub enum DiscoveryError {
     Dangling(u32),
     /// A lookup found no SMMU for the requester or device.
     NotFound,
+    /// The caller's physical-memory reader refused the range at this physical address
+    /// ([`acpi::PhysMem`]).
+    Unreadable(u64),
+    /// The XSDT lists no table with this signature.
+    TableNotFound([u8; 4]),
 }
 
 impl DiscoveryError {
     /// The Linux errno the same failure gives: `-EINVAL` for a malformed or dangling
-    /// description, `-EOPNOTSUPP`, `-ENOSPC`, `-ENODEV`.
+    /// description, `-EOPNOTSUPP`, `-ENOSPC`, `-ENODEV` (also for a missing table), `-EFAULT`
+    /// for memory the reader refused.
     pub const fn errno(self) -> i32 {
         match self {
             Self::Malformed { .. } | Self::Dangling(_) => -22,
             Self::Unsupported(_) => -95,
             Self::TooMany(_) => -28,
-            Self::NotFound => -19,
+            Self::NotFound | Self::TableNotFound(_) => -19,
+            Self::Unreadable(_) => -14,
         }
     }
 
@@ -107,6 +122,11 @@ impl fmt::Display for DiscoveryError {
             Self::TooMany(what) => write!(f, "too many {what}"),
             Self::Dangling(r) => write!(f, "reference {r:#x} names nothing"),
             Self::NotFound => f.write_str("no SMMU translates this requester"),
+            Self::Unreadable(pa) => write!(f, "physical memory at {pa:#x} not readable"),
+            Self::TableNotFound(sig) => match core::str::from_utf8(sig) {
+                Ok(s) => write!(f, "no ACPI table {s}"),
+                Err(_) => write!(f, "no ACPI table {sig:02x?}"),
+            },
         }
     }
 }
