@@ -35,7 +35,7 @@ use arm_smmuv3::vsmmu::{
 use arm_smmuv3::{Asid, Ipa, PhysAddr, StreamId, Vmid};
 
 type R = Router<2, 16, 4, 16, 8>;
-type Vs<'a> = VSmmu<RouterBackend<'a, ModelPlatform, ModelArena, 2, 16, 4, 16, 8>, &'a Ram, NoIrq>;
+type Vs<'a> = VSmmu<RouterBackend<'a, ModelPlatform, ModelArena>, &'a Ram, NoIrq>;
 
 const RAM_BASE: u64 = 0x4000_0000;
 const STRTAB: u64 = RAM_BASE;

@@ -15,15 +15,16 @@
 //! carries, in `docs/errors.md`.
 //!
 //! Layers, bottom up: [`regs`] (the only MMIO), pure data formats ([`queue`], [`command`],
-//! [`event`], [`pri`], [`ste`], [`cd`], [`features`]), the physical driver [`smmu`], the
-//! virtualisation layer [`viommu`] with its [`iommufd`] uAPI mirror, the guest-visible SMMUv3
+//! [`event`], [`pri`], [`ste`], [`cd`], [`features`]), the physical driver [`smmu`], the vEVENT
+//! ring [`vevent`], the virtualisation layer [`viommu`] with its [`iommufd`] uAPI mirror, the guest-visible SMMUv3
 //! [`vsmmu`] built on it, and `cmdqv` (feature `cmdqv`). The software models in `fake` (feature
 //! `fakes`) let the same driver code run on the host.
 //!
 //! # From `Smmu::new` to an event routed to a guest
 //! With QEMU `virt`'s addresses (`-machine virt,iommu=smmuv3`): take over the SMMU, let a host
 //! device through, give a VM a vIOMMU with one device, and hand that device's faults to the
-//! VMM as iommufd vEVENTs.
+//! VMM as iommufd vEVENTs. (The same steps run on the software model of an SMMUv3 in the example
+//! on [`Router`], feature `fakes`.)
 //!
 //! ```no_run
 //! use core::ptr::NonNull;
@@ -125,6 +126,7 @@ pub mod queue;
 pub mod regs;
 pub mod smmu;
 pub mod ste;
+pub mod vevent;
 pub mod viommu;
 pub mod vsmmu;
 

@@ -96,16 +96,7 @@ impl GuestIrq for Lines {
     }
 }
 
-type Backend<'a> = RouterBackend<
-    'a,
-    arm_smmuv3::fake::ModelPlatform,
-    arm_smmuv3::fake::ModelArena,
-    2,
-    16,
-    4,
-    64,
-    8,
->;
+type Backend<'a> = RouterBackend<'a, arm_smmuv3::fake::ModelPlatform, arm_smmuv3::fake::ModelArena>;
 type Vs<'a> = VSmmu<Backend<'a>, &'a GuestRam, &'a Lines>;
 
 /// The guest driver's platform: each MMIO access of the guest driver is a trap delivered to the

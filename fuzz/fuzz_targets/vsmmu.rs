@@ -101,7 +101,7 @@ impl GuestIrq for NoIrq {
     fn raise(&self, _: IrqLine) {}
 }
 
-type Vs<'a> = VSmmu<RouterBackend<'a, ModelPlatform, ModelArena, 2, 16, 4, 16, 8>, &'a Ram, NoIrq>;
+type Vs<'a> = VSmmu<RouterBackend<'a, ModelPlatform, ModelArena>, &'a Ram, NoIrq>;
 
 const OFFSETS: [u64; 16] = [
     off::CR0 as u64,

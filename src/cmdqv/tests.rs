@@ -843,7 +843,7 @@ fn two_cpus_submit_concurrently_on_their_own_queues() {
 
 #[test]
 fn vevent_read_returns_the_tegra241_cmdqv_record_as_linux_would() {
-    use crate::viommu::veventq::VeventQueue;
+    use crate::vevent::VeventQueue;
     let r = ready_rig();
     let g = r.cmdqv.vintf_alloc(Vmid(3)).unwrap();
     let q0 = r.alloc(256);

@@ -32,12 +32,57 @@ use super::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell, spin_hint};
 
 const OPEN: u32 = 1 << 31;
 
+/// An optional value whose empty state is all zero bits by construction: a `repr(u8)` enum's
+/// layout is a tag byte followed by the variant's fields (RFC 2195), and `Empty` is tag 0 with
+/// the rest padding. (An `Option<T>` may put `None` in a niche of `T`, e.g. the value 2 of a
+/// `bool` field, which would keep a router's `static` out of `.bss`.)
+#[repr(u8)]
+pub(crate) enum Held<T> {
+    /// Nothing: tag 0.
+    Empty = 0,
+    /// A value.
+    Full(T) = 1,
+}
+
+impl<T> Held<T> {
+    /// The value, if any.
+    #[inline]
+    pub(crate) fn as_ref(&self) -> Option<&T> {
+        match self {
+            Held::Full(v) => Some(v),
+            Held::Empty => None,
+        }
+    }
+
+    /// The value, if any, mutably.
+    #[inline]
+    pub(crate) fn as_mut(&mut self) -> Option<&mut T> {
+        match self {
+            Held::Full(v) => Some(v),
+            Held::Empty => None,
+        }
+    }
+
+    /// Whether there is a value.
+    pub(crate) fn is_full(&self) -> bool {
+        matches!(self, Held::Full(_))
+    }
+
+    /// Takes the value out, leaving `Empty`.
+    pub(crate) fn take(&mut self) -> Option<T> {
+        match core::mem::replace(self, Held::Empty) {
+            Held::Full(v) => Some(v),
+            Held::Empty => None,
+        }
+    }
+}
+
 /// A slot holding an optional `T`, used lock-free by producers and consumers and replaced by one
 /// (externally serialised) control path.
 pub(crate) struct Gate<T> {
     state: AtomicU32,
     tag: AtomicU64,
-    value: UnsafeCell<Option<T>>,
+    value: UnsafeCell<Held<T>>,
 }
 
 // SAFETY: the value is only reached through `read`/`read_held` (shared access while the count or
@@ -54,7 +99,7 @@ impl<T> Gate<T> {
         Self {
             state: AtomicU32::new(0),
             tag: AtomicU64::new(0),
-            value: UnsafeCell::new(None),
+            value: UnsafeCell::new(Held::Empty),
         }
     }
 
@@ -64,7 +109,7 @@ impl<T> Gate<T> {
         Self {
             state: AtomicU32::new(0),
             tag: AtomicU64::new(0),
-            value: UnsafeCell::new(None),
+            value: UnsafeCell::new(Held::Empty),
         }
     }
 
@@ -123,13 +168,13 @@ impl<T> Gate<T> {
         // SAFETY: OPEN is clear (checked above; only `open`, serialised with us, sets it).
         // Consumers that count themselves in now back out without touching the value; a user
         // still inside from before a failed `close` only reads, and we only read here too.
-        let occupied = self.value.with(|p| unsafe { (*p).is_some() });
+        let occupied = self.value.with(|p| unsafe { (*p).is_full() });
         if occupied {
             return Err(value);
         }
         // SAFETY: the value is `None`, which only `close` makes it once the count drained and a
         // token round passed with OPEN clear; nobody has been inside since, so we are alone.
-        self.value.with_mut(|p| unsafe { *p = Some(value) });
+        self.value.with_mut(|p| unsafe { *p = Held::Full(value) });
         self.tag.store(tag, Ordering::Relaxed);
         // Release: publishes the value and the tag to the `Acquire` of the next entry.
         self.state.fetch_or(OPEN, Ordering::Release);

@@ -58,7 +58,7 @@ mod producer;
 mod router;
 pub mod routing;
 pub mod sink;
-mod sync;
+pub(crate) mod sync;
 pub mod veventq;
 pub mod vste;
 
@@ -66,8 +66,6 @@ pub use invalidate::{
     EntryArray, GuestCmdPolicy, InvalidateOutcome, check_entries, copy_struct_from_user,
     read_sized, sanitise_guest_command,
 };
-#[cfg(feature = "cmdqv")]
-pub use router::CmdqvRouterSink;
 pub use router::{
     FORWARDED_EVENTS, HostReason, PRODUCER_SPINS, Routed, Router, RouterStats, SINK_CHUNK,
     TEARDOWN_SPINS, VDevice, Viommu, ViommuConfig, ViommuId, ViommuStats,

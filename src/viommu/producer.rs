@@ -1,5 +1,5 @@
 //! [`Producer`]: makes the IRQ-path callers that feed a router's rings one producer, as the
-//! single-producer rings ([`VeventQueue`](super::veventq::VeventQueue),
+//! single-producer rings ([`VeventQueue`](crate::vevent::VeventQueue),
 //! [`FaultRing`](super::iopf::FaultRing)) require, without making any of them wait unboundedly.
 //!
 //! Who produces: the event-queue drain (records, stalls), the PRI-queue drain (page requests),
@@ -321,8 +321,8 @@ mod tests {
 mod loom_tests {
     use super::*;
     use crate::iommufd::VeventTegra241Cmdqv;
+    use crate::vevent::VeventQueue;
     use crate::viommu::sync::AtomicU32;
-    use crate::viommu::veventq::VeventQueue;
     use loom::sync::Arc;
 
     /// An overflow deferred while a record is being produced: the two never run at once (the

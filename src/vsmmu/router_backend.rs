@@ -13,36 +13,91 @@ use crate::viommu::{InvalidateOutcome, Router, ViommuId};
 
 use super::Backend;
 
-/// One vIOMMU of a [`Router`] on the physical [`Smmu`] it was made for: the [`Backend`] a
-/// hypervisor gives a guest's [`VSmmu`](super::VSmmu).
-pub struct RouterBackend<
-    'a,
+/// What a [`RouterBackend`] asks of a [`Router`], whatever its capacities: the backend holds the
+/// router as `&dyn RouterOps`, so the capacities stay on the router's own type and do not leak
+/// into the backend's (one indirect call per trapped guest operation).
+trait RouterOps<P: Platform, D: DmaMemory> {
+    fn attach(
+        &self,
+        id: ViommuId,
+        vsid: VStreamId,
+        guest_ste: [u64; 2],
+        smmu: &Smmu<P, D>,
+    ) -> Result<(), Error>;
+    fn for_each_vsid(&self, id: ViommuId, f: &mut dyn FnMut(VStreamId));
+    fn invalidate(
+        &self,
+        id: ViommuId,
+        entries: &[ViommuArmSmmuv3Invalidate],
+        smmu: &Smmu<P, D>,
+    ) -> InvalidateOutcome;
+    fn read_vevents(&self, id: ViommuId, buf: &mut [u8]) -> Result<usize, Error>;
+}
+
+impl<
     P: Platform,
     D: DmaMemory,
-    const V: usize,
-    const S: usize,
-    const DV: usize,
-    const Q: usize,
-    const F: usize,
-> {
-    router: &'a Router<V, S, DV, Q, F>,
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> RouterOps<P, D> for Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
+{
+    fn attach(
+        &self,
+        id: ViommuId,
+        vsid: VStreamId,
+        guest_ste: [u64; 2],
+        smmu: &Smmu<P, D>,
+    ) -> Result<(), Error> {
+        self.attach_nested(id, vsid, guest_ste, smmu, |sid, ste| smmu.set_ste(sid, ste))
+            .map(|_| ())
+    }
+
+    fn for_each_vsid(&self, id: ViommuId, f: &mut dyn FnMut(VStreamId)) {
+        if let Ok(devs) = self.vdevices(id) {
+            for d in &devs {
+                f(d.vsid);
+            }
+        }
+    }
+
+    fn invalidate(
+        &self,
+        id: ViommuId,
+        entries: &[ViommuArmSmmuv3Invalidate],
+        smmu: &Smmu<P, D>,
+    ) -> InvalidateOutcome {
+        Router::invalidate(self, id, entries, smmu)
+    }
+
+    fn read_vevents(&self, id: ViommuId, buf: &mut [u8]) -> Result<usize, Error> {
+        Router::read_vevents(self, id, VeventqType::ArmSmmuv3, buf)
+    }
+}
+
+/// One vIOMMU of a [`Router`] on the physical [`Smmu`] it was made for: the [`Backend`] a
+/// hypervisor gives a guest's [`VSmmu`](super::VSmmu).
+pub struct RouterBackend<'a, P: Platform, D: DmaMemory> {
+    router: &'a (dyn RouterOps<P, D> + Sync),
     smmu: &'a Smmu<P, D>,
     id: ViommuId,
 }
 
-impl<
-    'a,
-    P: Platform,
-    D: DmaMemory,
-    const V: usize,
-    const S: usize,
-    const DV: usize,
-    const Q: usize,
-    const F: usize,
-> RouterBackend<'a, P, D, V, S, DV, Q, F>
-{
+impl<'a, P: Platform, D: DmaMemory> RouterBackend<'a, P, D> {
     /// The backend of vIOMMU `id` of `router`, whose devices sit behind `smmu`.
-    pub fn new(router: &'a Router<V, S, DV, Q, F>, smmu: &'a Smmu<P, D>, id: ViommuId) -> Self {
+    pub fn new<
+        const VIOMMUS: usize,
+        const ROUTES: usize,
+        const VDEVICES: usize,
+        const VEVENTS: usize,
+        const FAULTS: usize,
+    >(
+        router: &'a Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>,
+        smmu: &'a Smmu<P, D>,
+        id: ViommuId,
+    ) -> Self {
         Self { router, smmu, id }
     }
 
@@ -52,35 +107,17 @@ impl<
     }
 }
 
-impl<
-    P: Platform,
-    D: DmaMemory,
-    const V: usize,
-    const S: usize,
-    const DV: usize,
-    const Q: usize,
-    const F: usize,
-> Backend for RouterBackend<'_, P, D, V, S, DV, Q, F>
-{
+impl<P: Platform, D: DmaMemory> Backend for RouterBackend<'_, P, D> {
     fn features(&self) -> Features {
         *self.smmu.features()
     }
 
     fn attach(&self, vsid: VStreamId, guest_ste: [u64; 2]) -> Result<(), Error> {
-        let smmu = self.smmu;
-        self.router
-            .attach_nested(self.id, vsid, guest_ste, smmu, |sid, ste| {
-                smmu.set_ste(sid, ste)
-            })
-            .map(|_| ())
+        self.router.attach(self.id, vsid, guest_ste, self.smmu)
     }
 
     fn for_each_vsid(&self, f: &mut dyn FnMut(VStreamId)) {
-        if let Ok(devs) = self.router.vdevices(self.id) {
-            for d in &devs {
-                f(d.vsid);
-            }
-        }
+        self.router.for_each_vsid(self.id, f);
     }
 
     fn invalidate(&self, cmds: &[CmdqEntry]) -> InvalidateOutcome {
@@ -110,7 +147,6 @@ impl<
     }
 
     fn read_vevents(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        self.router
-            .read_vevents(self.id, VeventqType::ArmSmmuv3, buf)
+        self.router.read_vevents(self.id, buf)
     }
 }

@@ -18,7 +18,7 @@ use arm_smmuv3::error::CmdqError;
 use arm_smmuv3::regs::{Page0, Page1};
 use arm_smmuv3::smmu::Smmu;
 use arm_smmuv3::ste::{Granule, S2Config, Ste};
-use arm_smmuv3::{DmaMemory, Error, Platform, StreamId, Vmid};
+use arm_smmuv3::{DmaMemory, Error, PhysAddr, Platform, StreamId, Vmid};
 
 /// What a board gives the bring-up.
 ///
@@ -250,7 +250,11 @@ fn instance<M: Machine>(
     // Stage 2 for what sits behind this SMMU.
     let mut ok = true;
     let mut n = 0;
-    let root = r.m.dma(i).alloc(4096, 4096);
+    // The start-level table may be several concatenated pages, aligned to its whole size
+    // (IHI 0070 §5.2, S2TTB): ask the configuration how big before allocating it.
+    let root_bytes = S2Config::for_ipa_bits(Vmid(1), PhysAddr(0), S2_IPA_BITS, Granule::Size4K)
+        .map_or(4096, |c| c.root_table_bytes().max(4096) as usize);
+    let root = r.m.dma(i).alloc(root_bytes, root_bytes);
     match root.map(|root| S2Config::for_ipa_bits(Vmid(1), root.paddr, S2_IPA_BITS, Granule::Size4K))
     {
         Some(Ok(cfg)) => {
@@ -270,9 +274,18 @@ fn instance<M: Machine>(
                 n += 1;
             }
         }
-        _ => ok = false,
+        Some(Err(e)) => {
+            ok = false;
+            r.m.line(format_args!("    stage-2 configuration refused: {e:?}"));
+        }
+        None => {
+            ok = false;
+            r.m.line(format_args!(
+                "    no DMA memory for a {root_bytes}-byte stage-2 root"
+            ));
+        }
     }
-    if n == 0 {
+    if n == 0 && ok {
         r.m.line(format_args!(
             "    firmware puts no device or root complex behind SMMU {i}"
         ));

@@ -5,7 +5,6 @@
 
 #![cfg_attr(not(test), no_std)]
 
-pub mod acpi;
 pub mod bringup;
 #[cfg(target_os = "uefi")]
 pub mod uefi_app;

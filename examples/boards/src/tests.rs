@@ -7,14 +7,15 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use arm_smmuv3::PhysAddr;
+use arm_smmuv3::discovery::aml::DefinitionBlock;
 use arm_smmuv3::discovery::dt::DeviceTree;
 use arm_smmuv3::discovery::iort::{AcpiCmdqv, Iort};
-use arm_smmuv3::discovery::{CmdqvDesc, Irq, SmmuDesc, Topology, Trigger};
+use arm_smmuv3::discovery::{CmdqvDesc, SmmuDesc, Topology};
 use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams};
 use arm_smmuv3::fake::{CmdqFault, ModelArena, ModelPlatform, SmmuModel};
 use arm_smmuv3::features::{Features, IdRegs};
 use arm_smmuv3::regs::{Page0, Page1};
+use arm_smmuv3::{DmaMemory, PhysAddr};
 use qemu_virt_runner::contract;
 
 use crate::bringup::{self, CmdqvRule, Machine, Summary};
@@ -22,6 +23,8 @@ use crate::bringup::{self, CmdqvRule, Machine, Summary};
 const TEGRA264: &[u8] =
     include_bytes!("../../../tests/fixtures/dt/tegra264/tegra264-p3834-smmu.dtb");
 const GRACE_IORT: &[u8] = include_bytes!("../../../tests/fixtures/iort/grace.iort");
+const GRACE_DSDT: &[u8] = include_bytes!("../../../tests/fixtures/acpi/grace-dsdt.aml");
+const GRACE_SSDT: &[u8] = include_bytes!("../../../tests/fixtures/acpi/grace-ssdt.aml");
 
 type Slot = (
     PhysAddr,
@@ -129,21 +132,17 @@ fn run(models: &mut Models, name: &str, topo: &Topology) -> (Summary, String) {
     (s, text)
 }
 
-/// What the Grace image hands the IORT reader: the NVDA200C devices of the fixture's DSDT.
+/// The NVDA200C devices of the Grace DSDT and SSDT fixtures, read as the image reads them
+/// (`arm_smmuv3::discovery::aml`).
 fn grace_cmdqvs() -> Vec<AcpiCmdqv> {
-    (0..4u32)
-        .map(|i| AcpiCmdqv {
-            uid: i,
-            base: PhysAddr(
-                [0x1100_0000u64, 0x1200_0000, 0x1500_0000, 0x1600_0000][i as usize] + 0x20_0000,
-            ),
-            size: 0x83_0000,
-            irq: Some(Irq {
-                intid: 0x140 + i,
-                trigger: Trigger::EdgeRising,
-            }),
-        })
-        .collect()
+    let mut out = heapless::Vec::<AcpiCmdqv, 16>::new();
+    for table in [GRACE_DSDT, GRACE_SSDT] {
+        DefinitionBlock::new(table)
+            .unwrap()
+            .cmdqvs(&mut out)
+            .unwrap();
+    }
+    out.into_iter().collect()
 }
 
 #[test]
@@ -319,4 +318,30 @@ fn grace_image_without_the_dsdt_cmdqvs_fails_each_smmu() {
             .all(|(n, o)| (o == "FAIL") == n.ends_with("-cmdqv")),
         "{text}"
     );
+}
+
+#[test]
+fn stage2_root_is_allocated_at_its_concatenated_size_and_alignment() {
+    // A 40-bit IPA space starts at level 1 with two concatenated tables: 8 KiB, aligned to 8 KiB.
+    // An arena whose next free page is only 4 KiB aligned must still give a usable root (edk2's
+    // AllocatePages hands out such regions).
+    let topo = Iort::new(GRACE_IORT)
+        .unwrap()
+        .topology(&grace_cmdqvs())
+        .unwrap();
+    let mut models = Models::new(&topo);
+    for i in 0..topo.smmus().len() {
+        let odd = models.dma(i).alloc(4096, 4096).unwrap();
+        assert_eq!(odd.paddr.0 % 8192, 0, "the arena starts 8 KiB aligned");
+    }
+    let (summary, text) = run(&mut models, "Grace (Tegra241)", &topo);
+    assert_eq!(
+        summary,
+        Summary {
+            passed: 16,
+            failed: 0
+        },
+        "{text}"
+    );
+    assert_eq!(text.matches("-stage2-ste PASS").count(), 4, "{text}");
 }

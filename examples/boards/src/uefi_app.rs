@@ -26,8 +26,8 @@ use core::fmt::{self, Write};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use arm_smmuv3::discovery::acpi::{Acpi, PhysMem};
 use arm_smmuv3::discovery::dt::DeviceTree;
-use arm_smmuv3::discovery::iort::{AcpiCmdqv, Iort};
 use arm_smmuv3::discovery::{CmdqvDesc, DiscoveryError, SmmuDesc, Topology};
 use arm_smmuv3::regs::{Page0, Page1};
 use arm_smmuv3::{BumpDma, PhysAddr, Platform};
@@ -36,7 +36,6 @@ use uefi::mem::memory_map::MemoryMap;
 use uefi::table::cfg::ConfigTableEntry;
 use uefi::{Guid, Status, guid};
 
-use crate::acpi::{self, PhysMem};
 use crate::bringup::{self, CmdqvRule, Machine};
 use crate::platform::QemuPlatform;
 
@@ -48,12 +47,9 @@ pub const DTB_GUID: Guid = guid!("b1b621d5-f19c-41a5-830b-d9152c69aae0");
 pub enum Firmware {
     /// The device tree (`EFI_DTB_TABLE_GUID`).
     DeviceTree,
-    /// ACPI (`EFI_ACPI_20_TABLE_GUID`): the IORT, with the `NVDA200C` devices of the board's
-    /// DSDT handed in (there is no AML interpreter here).
-    Acpi {
-        /// The CMDQVs of the DSDT, paired with the IORT's SMMUs by `_UID`.
-        cmdqvs: &'static [AcpiCmdqv],
-    },
+    /// ACPI (`EFI_ACPI_20_TABLE_GUID`): the IORT's SMMUv3 nodes, each paired by `_UID` with
+    /// the `NVDA200C` device of the DSDT/SSDTs (`arm_smmuv3::discovery::acpi`).
+    Acpi,
 }
 
 /// One board's image.
@@ -310,7 +306,7 @@ fn dt_console(blob: &[u8]) -> Option<u64> {
 }
 
 /// The topology and SPCR's console from the ACPI tables of the RSDP in the configuration table.
-fn from_acpi(cmdqvs: &[AcpiCmdqv]) -> Result<(Topology, Option<u64>), DiscoveryError> {
+fn from_acpi() -> Result<(Topology, Option<u64>), DiscoveryError> {
     let Some(rsdp) = config_table(ConfigTableEntry::ACPI2_GUID) else {
         let dt = config_table(DTB_GUID).is_some();
         line(format_args!(
@@ -326,14 +322,13 @@ fn from_acpi(cmdqvs: &[AcpiCmdqv]) -> Result<(Topology, Option<u64>), DiscoveryE
     line(format_args!(
         "UEFI: ACPI 2.0 RSDP at {rsdp:#x} (EFI_ACPI_20_TABLE_GUID)"
     ));
-    let console = acpi::find(&Identity, rsdp, b"SPCR")
-        .ok()
-        .and_then(acpi::spcr_pl011);
-    let iort = match acpi::find(&Identity, rsdp, b"IORT") {
+    let tables = Acpi::new(&Identity, rsdp)?;
+    let console = tables.spcr().ok().and_then(|s| s.pl011_base());
+    let iort = match tables.find(*b"IORT") {
         Ok(t) => t,
         Err(e) => {
-            line(format_args!("UEFI: no IORT through the XSDT: {e:?}"));
-            return Err(DiscoveryError::NotFound);
+            line(format_args!("UEFI: no IORT through the XSDT: {e}"));
+            return Err(e);
         }
     };
     line(format_args!(
@@ -342,7 +337,12 @@ fn from_acpi(cmdqvs: &[AcpiCmdqv]) -> Result<(Topology, Option<u64>), DiscoveryE
         iort.len(),
         iort[8]
     ));
-    Ok((Iort::new(iort)?.topology(cmdqvs)?, console))
+    let cmdqvs = tables.cmdqvs()?;
+    line(format_args!(
+        "UEFI: {} NVDA200C device(s) in the DSDT/SSDTs",
+        cmdqvs.len()
+    ));
+    Ok((tables.topology()?, console))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,7 +437,7 @@ pub fn main(p: &Profile) -> Status {
 
     let found = match p.firmware {
         Firmware::DeviceTree => from_device_tree(),
-        Firmware::Acpi { cmdqvs } => from_acpi(cmdqvs),
+        Firmware::Acpi => from_acpi(),
     };
     let (topo, console) = match found {
         Ok(f) => f,
@@ -492,7 +492,7 @@ pub fn main(p: &Profile) -> Status {
         console,
         match p.firmware {
             Firmware::DeviceTree => "the device tree's stdout-path",
-            Firmware::Acpi { .. } => "SPCR",
+            Firmware::Acpi => "SPCR",
         },
     );
     let dma_end = dma_pa + DMA_BYTES as u64;

@@ -14,7 +14,7 @@
 //! | IOMMU_DESTROY of the vIOMMU / closing the fd | [`Router::destroy_viommu_cmdqv`], [`Router::teardown_viommu_cmdqv`] |
 //! | TEGRA241_CMDQV vEVENTs | [`Router::cmdqv_sink`] for [`Cmdqv::handle_error`] |
 //!
-//! The CMDQV error interrupt reports each flagged guest VINTF once; [`CmdqvRouterSink`] finds
+//! The CMDQV error interrupt reports each flagged guest VINTF once; [`Router::cmdqv_sink`] finds
 //! the VINTF's vIOMMU in a fixed table (one atomic load) and appends the record to that
 //! vIOMMU's TEGRA241_CMDQV vEVENTQ: no lock, no allocation, bounded.
 
@@ -26,9 +26,9 @@
 )]
 
 use super::super::sync::Ordering;
-use super::super::veventq::Reported;
 use super::{
-    Ctl, HostReason, PRODUCER_SPINS, Routed, Router, TEARDOWN_SPINS, ViommuConfig, ViommuId, bump,
+    HostReason, PRODUCER_SPINS, Routed, Router, TEARDOWN_SPINS, Tenant, ViommuConfig, ViommuId,
+    bump,
 };
 use crate::cmdqv::{Cmdqv, CmdqvEventSink, VintfId};
 use crate::error::{Error, Feature};
@@ -36,6 +36,7 @@ use crate::ids::{PhysAddr, StreamId, VStreamId};
 use crate::iommufd::{HwInfoTegra241Cmdqv, HwQueueType, VeventTegra241Cmdqv, ViommuTegra241Cmdqv};
 use crate::platform::Platform;
 use crate::smmu::CommandSink;
+use crate::vevent::Reported;
 
 /// A `vintf_owner` word: 0 for none, else the owning [`ViommuId`] + 1 (generations are 48 bits,
 /// so the sum never wraps).
@@ -43,14 +44,21 @@ const fn owner_word(id: ViommuId) -> u64 {
     id.0 + 1
 }
 
-fn vintf_of<const D: usize, const F: usize>(c: &Ctl<D, F>) -> Result<VintfId, Error> {
+fn vintf_of<const VDEVICES: usize, const FAULTS: usize>(
+    c: &Tenant<VDEVICES, FAULTS>,
+) -> Result<VintfId, Error> {
     c.vintf
         .map(VintfId)
         .ok_or(Error::Unsupported(Feature::Cmdqv))
 }
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// Creates a TEGRA241_CMDQV vIOMMU (IOMMU_VIOMMU_ALLOC with type TEGRA241_CMDQV): the SMMUv3 vIOMMU of [`Router::alloc_viommu`] (same checks and errors) plus a free
     /// guest VINTF of `cmdqv`, enabled with HYP_OWN clear, VMID = the S2 VMID and no queues
@@ -375,25 +383,30 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
 
     /// The [`CmdqvEventSink`] for [`Cmdqv::handle_error`]: each guest VINTF's record goes to its
     /// vIOMMU's TEGRA241_CMDQV vEVENTQ ([`Router::route_cmdqv_error`]).
-    pub fn cmdqv_sink(&self) -> CmdqvRouterSink<'_, V, S, D, Q, F> {
+    pub fn cmdqv_sink(&self) -> impl CmdqvEventSink + '_ {
         CmdqvRouterSink { router: self }
     }
 }
 
 /// The [`Router`] as the CMDQV error interrupt sees it (see [`Router::cmdqv_sink`]).
-pub struct CmdqvRouterSink<
+struct CmdqvRouterSink<
     'a,
-    const V: usize,
-    const S: usize,
-    const D: usize,
-    const Q: usize,
-    const F: usize,
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
 > {
-    router: &'a Router<V, S, D, Q, F>,
+    router: &'a Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>,
 }
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> CmdqvEventSink
-    for CmdqvRouterSink<'_, V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> CmdqvEventSink for CmdqvRouterSink<'_, VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     fn report(&self, vintf: VintfId, event: VeventTegra241Cmdqv) {
         self.router.route_cmdqv_error(vintf, &event);

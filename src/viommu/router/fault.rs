@@ -4,15 +4,20 @@
 
 use super::super::invalidate::INVALIDATE_BATCH;
 use super::super::iopf::{FaultGroups, FaultRing};
-use super::{Ctl, TEARDOWN_SPINS, Viommu, ViommuId};
+use super::{TEARDOWN_SPINS, Tenant, Viommu, ViommuId};
 use crate::command::Command;
 use crate::error::{Error, Object};
 use crate::ids::StreamId;
 use crate::iommufd::{HwptPageResponse, HwptPgfault, PageResponseCode};
 use crate::smmu::CommandSink;
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    super::Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> super::Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// Creates the vIOMMU's fault queue (IOMMU_FAULT_QUEUE_ALLOC plus a fault-capable nested
     /// HWPT): from now on stall events and page requests of its attached devices become
@@ -127,8 +132,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     pub(super) fn purge_faults(
         &self,
         id: ViommuId,
-        v: &Viommu<D, Q, F>,
-        c: &mut Ctl<D, F>,
+        v: &Viommu<VDEVICES, VEVENTS, FAULTS>,
+        c: &mut Tenant<VDEVICES, FAULTS>,
         filter: Option<StreamId>,
         cmds: &impl CommandSink,
     ) -> Result<usize, Error> {
@@ -137,7 +142,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         }
         let matches = |psid: StreamId| filter.is_none_or(|s| s == psid);
         // The ring holds at most F faults, so `owed` cannot overflow.
-        let mut owed: heapless::Vec<Command, F> = heapless::Vec::new();
+        let mut owed: heapless::Vec<Command, FAULTS> = heapless::Vec::new();
         let groups = &mut c.groups;
         v.faults.read(|_, ring| {
             // Bounded by what was there: producers may push other devices' faults meanwhile.
@@ -165,9 +170,9 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
 
 /// Takes every fault out of `ring` and answers INVALID every group of `groups` and every
 /// group-ending fault that did not fit in the table.
-fn drain_invalid<const F: usize>(
-    ring: &FaultRing<F>,
-    groups: &mut FaultGroups<F>,
+fn drain_invalid<const FAULTS: usize>(
+    ring: &FaultRing<FAULTS>,
+    groups: &mut FaultGroups<FAULTS>,
     cmds: &impl CommandSink,
     answered: &mut usize,
 ) -> Result<(), Error> {
@@ -182,8 +187,8 @@ fn drain_invalid<const F: usize>(
 }
 
 /// Answers INVALID the groups of `filter` (all if `None`), issuing the commands in batches.
-fn answer_invalid<const F: usize>(
-    groups: &mut FaultGroups<F>,
+fn answer_invalid<const FAULTS: usize>(
+    groups: &mut FaultGroups<FAULTS>,
     filter: Option<StreamId>,
     cmds: &impl CommandSink,
     answered: &mut usize,

@@ -11,8 +11,13 @@ use crate::error::Error;
 use crate::iommufd::{HwptInvalidate, HwptInvalidateDataType, ViommuArmSmmuv3Invalidate};
 use crate::smmu::CommandSink;
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    super::Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> super::Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// Guest invalidation (IOMMU_HWPT_INVALIDATE on the vIOMMU with
     /// `iommu_viommu_arm_smmuv3_invalidate` entries): each command is sanitised

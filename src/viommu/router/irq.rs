@@ -5,7 +5,6 @@
 use super::super::iopf::Fault;
 use super::super::routing::{Lookup, Route};
 use super::super::sync::Ordering;
-use super::super::veventq::Reported;
 use super::{
     FORWARDED_EVENTS, HostReason, LIVE, MAX_LOST_PER_MARK, PRODUCER_SPINS, Routed, SINK_CHUNK,
     Viommu, add, bump,
@@ -15,9 +14,15 @@ use crate::ids::StreamId;
 use crate::iommufd::VeventArmSmmuv3;
 use crate::pri::PriqEntry;
 use crate::smmu::{EventSink, PriSink};
+use crate::vevent::Reported;
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    super::Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> super::Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// Routes one event record (IRQ path: no lock, no allocation, no panic, bounded):
     /// - StreamID without a vDEVICE → `host` ([`HostReason::Unassigned`]);
@@ -121,7 +126,10 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     }
 
     #[inline]
-    fn lookup(&self, psid: StreamId) -> Result<(Route, &Viommu<D, Q, F>), HostReason> {
+    fn lookup(
+        &self,
+        psid: StreamId,
+    ) -> Result<(Route, &Viommu<VDEVICES, VEVENTS, FAULTS>), HostReason> {
         let route = match self.routes.lookup(psid) {
             Lookup::Found(r) => r,
             Lookup::Absent => return Err(HostReason::Unassigned),
@@ -186,7 +194,12 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// # Safety
     /// The caller holds `self.producer`.
     #[inline]
-    unsafe fn queue_fault(&self, v: &Viommu<D, Q, F>, route: Route, fault: &Fault) -> Routed {
+    unsafe fn queue_fault(
+        &self,
+        v: &Viommu<VDEVICES, VEVENTS, FAULTS>,
+        route: Route,
+        fault: &Fault,
+    ) -> Routed {
         // SAFETY: as in `classify_event`.
         match unsafe { v.faults.read_held(|_, ring| ring.push(fault)) } {
             Some(true) => {
@@ -208,7 +221,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// documentation of [`crate::viommu`], "What a hardware event-queue overflow does"): the
     /// router's and every live vIOMMU's `evtq_overflows` counters, every live vIOMMU's SMMUv3
     /// vEVENTQ, which gets a LOST_EVENTS marker at its tail with a freshly consumed sequence
-    /// number ([`super::super::veventq::VeventQueue::report_lost`], Linux's allocation-failure
+    /// number ([`crate::vevent::VeventQueue::report_lost`], Linux's allocation-failure
     /// path), and the host's sink.
     ///
     /// Never waits: if another IRQ-path producer holds the router's rings, the marking is left
@@ -220,7 +233,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     }
 
     /// Charges `n` overflows: counters, and LOST_EVENTS markers in every live vIOMMU's SMMUv3
-    /// vEVENTQ (producer token held). Bounded: `V` vIOMMUs × at most [`MAX_LOST_PER_MARK`]
+    /// vEVENTQ (producer token held). Bounded: `VIOMMUS` vIOMMUs × at most [`MAX_LOST_PER_MARK`]
     /// numbers.
     pub(super) fn mark_lost(&self, n: u32) {
         add(&self.counters.evtq_overflows, u64::from(n));
@@ -283,20 +296,26 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
 struct RouterSink<
     'a,
     H,
-    const V: usize,
-    const S: usize,
-    const D: usize,
-    const Q: usize,
-    const F: usize,
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
 > {
-    router: &'a super::Router<V, S, D, Q, F>,
+    router: &'a super::Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>,
     host: &'a mut H,
     /// Records routed since the token was taken; 0 when not held.
     held: u32,
 }
 
-impl<H, const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    RouterSink<'_, H, V, S, D, Q, F>
+impl<
+    H,
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> RouterSink<'_, H, VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// Makes sure the token is held; `false` if it did not come in time.
     #[inline]
@@ -334,16 +353,28 @@ impl<H, const V: usize, const S: usize, const D: usize, const Q: usize, const F:
     }
 }
 
-impl<H, const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> Drop
-    for RouterSink<'_, H, V, S, D, Q, F>
+impl<
+    H,
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> Drop for RouterSink<'_, H, VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     fn drop(&mut self) {
         self.release();
     }
 }
 
-impl<H: EventSink, const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    EventSink for RouterSink<'_, H, V, S, D, Q, F>
+impl<
+    H: EventSink,
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> EventSink for RouterSink<'_, H, VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     #[inline]
     fn event(&mut self, entry: &EvtqEntry) {
@@ -373,8 +404,14 @@ impl<H: EventSink, const V: usize, const S: usize, const D: usize, const Q: usiz
     }
 }
 
-impl<H: PriSink, const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    PriSink for RouterSink<'_, H, V, S, D, Q, F>
+impl<
+    H: PriSink,
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> PriSink for RouterSink<'_, H, VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     #[inline]
     fn request(&mut self, entry: &PriqEntry) {

@@ -47,16 +47,13 @@ mod viommu;
 mod cmdqv;
 #[cfg(all(test, loom))]
 mod loom_tests;
-#[cfg(feature = "cmdqv")]
-pub use cmdqv::CmdqvRouterSink;
 
-use super::gate::Gate;
+use super::gate::{Gate, Held};
 use super::invalidate::GuestCmdPolicy;
 use super::iopf::{FaultGroups, FaultRing};
 use super::producer::Producer;
 use super::routing::{MAX_VIOMMUS, RoutingTable};
 use super::sync::{AtomicU64, Mutex, Ordering, array_of, ctor};
-use super::veventq::VeventQueue;
 use super::vste::NestedSte;
 use crate::error::{Error, Object};
 use crate::event::EventId;
@@ -66,6 +63,7 @@ use crate::iommufd::VeventArmSmmuv3;
 #[cfg(feature = "cmdqv")]
 use crate::iommufd::VeventTegra241Cmdqv;
 use crate::ste::S2Config;
+use crate::vevent::VeventQueue;
 
 /// How many rounds teardown waits for an IRQ-path producer or a vEVENTQ reader inside a
 /// vIOMMU's ring before it reports [`Error::InUse`] (the caller retries; no new producer or
@@ -251,10 +249,12 @@ pub struct RouterStats {
 
 /// A counter written by one side only (the holder of a producer token): a load and a store, no
 /// locked read-modify-write.
+#[inline]
 fn bump(c: &AtomicU64) {
     add(c, 1);
 }
 
+#[inline]
 fn add(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
@@ -329,21 +329,22 @@ counters! {
     }
 }
 
-/// The control-path state of a live (or dying) vIOMMU, behind its lock.
-struct Ctl<const D: usize, const F: usize> {
+/// The VM whose vIOMMU occupies a slot, as the control path sees it behind the slot's lock: the
+/// vIOMMU's generation, configuration, vDEVICEs, fault groups and (CMDQV) VINTF.
+struct Tenant<const VDEVICES: usize, const FAULTS: usize> {
     /// The generation the vIOMMU was allocated with: a handle must name it.
     generation: u64,
     /// A teardown started: only teardown may touch the vIOMMU now.
     dying: bool,
     cfg: ViommuConfig,
     policy: GuestCmdPolicy,
-    vdevices: heapless::Vec<VDevice, D>,
-    groups: FaultGroups<F>,
+    vdevices: heapless::Vec<VDevice, VDEVICES>,
+    groups: FaultGroups<FAULTS>,
     /// The guest VINTF of a TEGRA241_CMDQV vIOMMU.
     vintf: Option<u8>,
 }
 
-impl<const D: usize, const F: usize> Ctl<D, F> {
+impl<const VDEVICES: usize, const FAULTS: usize> Tenant<VDEVICES, FAULTS> {
     fn vdevice(&self, vsid: VStreamId) -> Result<&VDevice, Error> {
         self.vdevices
             .iter()
@@ -372,15 +373,16 @@ impl<const D: usize, const F: usize> Ctl<D, F> {
 const LIVE: u64 = 1;
 
 /// One vIOMMU slot (per VM): its configuration and vDEVICEs (control path), and the rings the
-/// IRQ path feeds: an SMMUv3 vEVENTQ of capacity `Q`, with feature `cmdqv` a Tegra241 CMDQV
-/// vEVENTQ of capacity `Q`, and a fault ring of `F` faults. Lives inside a [`Router`].
-pub struct Viommu<const D: usize, const Q: usize, const F: usize> {
+/// IRQ path feeds: an SMMUv3 vEVENTQ of capacity `VEVENTS`, with feature `cmdqv` a Tegra241 CMDQV
+/// vEVENTQ of capacity `VEVENTS`, and a fault ring of `FAULTS` faults. Lives inside a [`Router`].
+pub struct Viommu<const VDEVICES: usize, const VEVENTS: usize, const FAULTS: usize> {
     state: AtomicU64,
-    ctl: Mutex<Option<Ctl<D, F>>>,
-    veventq: Gate<VeventQueue<VeventArmSmmuv3, Q>>,
+    /// The slot's tenant, if any (all zero bits when free: [`Held::Empty`]).
+    tenant: Mutex<Held<Tenant<VDEVICES, FAULTS>>>,
+    veventq: Gate<VeventQueue<VeventArmSmmuv3, VEVENTS>>,
     #[cfg(feature = "cmdqv")]
-    veventq_cmdqv: Gate<VeventQueue<VeventTegra241Cmdqv, Q>>,
-    faults: Gate<FaultRing<F>>,
+    veventq_cmdqv: Gate<VeventQueue<VeventTegra241Cmdqv, VEVENTS>>,
+    faults: Gate<FaultRing<FAULTS>>,
     /// Written under the router's producer token.
     counters: ViommuCounters,
     /// Written under the router's CMDQV producer token.
@@ -389,19 +391,23 @@ pub struct Viommu<const D: usize, const Q: usize, const F: usize> {
 }
 
 #[cfg(not(loom))]
-impl<const D: usize, const Q: usize, const F: usize> Default for Viommu<D, Q, F> {
+impl<const VDEVICES: usize, const VEVENTS: usize, const FAULTS: usize> Default
+    for Viommu<VDEVICES, VEVENTS, FAULTS>
+{
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
+impl<const VDEVICES: usize, const VEVENTS: usize, const FAULTS: usize>
+    Viommu<VDEVICES, VEVENTS, FAULTS>
+{
     ctor! {
     /// A free slot.
     pub fn new() -> Self {
         Self {
             state: AtomicU64::new(0),
-            ctl: Mutex::new(None),
+            tenant: Mutex::new(Held::Empty),
             veventq: Gate::new(),
             #[cfg(feature = "cmdqv")]
             veventq_cmdqv: Gate::new(),
@@ -431,13 +437,79 @@ impl<const D: usize, const Q: usize, const F: usize> Viommu<D, Q, F> {
 
 /// The vIOMMUs of one physical SMMU and the routing of its records.
 ///
-/// Capacities: `V` vIOMMUs, `S` routes (vDEVICEs over all vIOMMUs; a power of two), `D` vDEVICEs
-/// per vIOMMU, `Q` records per vEVENTQ (a power of two; `veventq_depth <= Q`), `F` faults per
-/// fault queue (a power of two). No heap: place the router in a `static` (`new` is `const`).
-pub struct Router<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> {
-    viommus: [Viommu<D, Q, F>; V],
-    routes: RoutingTable<S>,
-    /// Serialises route writers and vIOMMU allocation; taken before any vIOMMU's `ctl`.
+/// Capacities, in order: `VIOMMUS` vIOMMUs, `ROUTES` routes (vDEVICEs over all vIOMMUs; a power
+/// of two), `VDEVICES` vDEVICEs per vIOMMU, `VEVENTS` records per vEVENTQ (a power of two;
+/// `veventq_depth <= VEVENTS`), `FAULTS` faults per fault queue (a power of two). No heap: place
+/// the router in a `static` (`new` is `const`; every byte of a new router is zero, so the static
+/// takes no room in the image: it lands in `.bss`).
+#[cfg_attr(
+    feature = "fakes",
+    doc = r#"
+# Example
+On the software model of an SMMUv3 (feature `fakes`): a VM gets a vIOMMU with one device, the
+device faults, the event-queue drain routes the record, and the VMM reads it from the vEVENTQ
+with the device's virtual StreamID.
+```
+use arm_smmuv3::event::{EventId, EventRecord};
+use arm_smmuv3::fake::{HostSink, SmmuModel};
+use arm_smmuv3::iommufd::{VeventHeader, VeventqType};
+use arm_smmuv3::ste::{Granule, S2Config};
+use arm_smmuv3::viommu::{Router, ViommuConfig};
+use arm_smmuv3::{Config, Iova, PhysAddr, StreamId, Vmid};
+
+/// 2 vIOMMUs, 16 routed StreamIDs, 4 vDEVICEs, 16-record vEVENTQs and 8 faults per vIOMMU.
+static ROUTER: Router<2, 16, 4, 16, 8> = Router::new();
+
+# fn main() -> Result<(), arm_smmuv3::Error> {
+let model = SmmuModel::qemu_virt();
+let smmu = model.driver(Config::default())?;
+smmu.reset()?;
+
+let s2 = S2Config::for_ipa_bits(Vmid(1), PhysAddr(0x4000_0000), 40, Granule::Size4K)?;
+let viommu = ROUTER.alloc_viommu(ViommuConfig {
+    s2,
+    features: *smmu.features(),
+    coherent_devices: true,
+    repeat_tlbi_cfgi: false,
+})?;
+// Physical StreamID 0x10 is the guest's StreamID 0x2.
+let vsid = ROUTER.alloc_vdevice(viommu, 1, StreamId(0x10), 0x2, false)?;
+ROUTER.alloc_veventq(viommu, VeventqType::ArmSmmuv3, 16)?;
+// The guest's STE for StreamID 0x2: V = 1, Config = S1 translate, CD table at IPA 0x8000_0000.
+let guest_ste = [1 | (5 << 1) | 0x8000_0000, 0];
+ROUTER.attach_nested(viommu, vsid, guest_ste, &smmu, |sid, ste| smmu.set_ste(sid, ste))?;
+
+// The device takes a stage-1 translation fault; the event-queue interrupt drains it.
+let fault = EventRecord::translation_fault(StreamId(0x10), Iova(0x1000), false, true);
+model.inject_event(fault.encode());
+let mut host = HostSink::default();
+smmu.drain_evtq(&mut ROUTER.sink(&mut host));
+assert!(host.events.is_empty(), "the VM's record did not go to the host");
+
+// The VMM reads the record as iommufd's read() gives it: header, then the event, StreamID
+// field (word 0, bits [63:32]) replaced by the vSID.
+let mut buf = [0u8; 64];
+let n = ROUTER.read_vevents(viommu, VeventqType::ArmSmmuv3, &mut buf)?;
+assert_eq!(n, 40);
+assert_eq!(VeventHeader::from_prefix(&buf).map(|h| h.sequence), Some(0));
+let word0 = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+assert_eq!(EventId(word0 as u8), EventId::F_TRANSLATION);
+assert_eq!(word0 >> 32, 0x2);
+# Ok(())
+# }
+```
+"#
+)]
+pub struct Router<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> {
+    viommus: [Viommu<VDEVICES, VEVENTS, FAULTS>; VIOMMUS],
+    routes: RoutingTable<ROUTES>,
+    /// Serialises route writers and vIOMMU allocation; taken before any vIOMMU's `tenant` lock.
     writers: Mutex<()>,
     /// Written under `producer`.
     counters: Counters,
@@ -459,18 +531,28 @@ pub struct Router<const V: usize, const S: usize, const D: usize, const Q: usize
 }
 
 #[cfg(not(loom))]
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize> Default
-    for Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> Default for Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
-    const V_OK: () = assert!(V <= MAX_VIOMMUS + 1, "too many vIOMMUs");
+    const V_OK: () = assert!(VIOMMUS <= MAX_VIOMMUS + 1, "too many vIOMMUs");
 
     ctor! {
     /// A router with every vIOMMU slot free.
@@ -478,7 +560,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         #[allow(clippy::let_unit_value)]
         let () = Self::V_OK;
         Self {
-            viommus: array_of!(Viommu::new(); V),
+            viommus: array_of!(Viommu::new(); VIOMMUS),
             routes: RoutingTable::new(),
             writers: Mutex::new(()),
             counters: Counters::new(),
@@ -505,7 +587,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         s
     }
 
-    fn slot(&self, id: ViommuId) -> Result<&Viommu<D, Q, F>, Error> {
+    fn slot(&self, id: ViommuId) -> Result<&Viommu<VDEVICES, VEVENTS, FAULTS>, Error> {
         self.viommus
             .get(usize::from(id.index()))
             .ok_or(Error::NoSuch(Object::Viommu(id)))
@@ -516,10 +598,13 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     fn with_ctl<R>(
         &self,
         id: ViommuId,
-        f: impl FnOnce(&Viommu<D, Q, F>, &mut Ctl<D, F>) -> Result<R, Error>,
+        f: impl FnOnce(
+            &Viommu<VDEVICES, VEVENTS, FAULTS>,
+            &mut Tenant<VDEVICES, FAULTS>,
+        ) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let v = self.slot(id)?;
-        let mut guard = v.ctl.lock();
+        let mut guard = v.tenant.lock();
         match guard.as_mut() {
             Some(c) if c.generation == id.generation() && !c.dying => f(v, c),
             _ => Err(Error::NoSuch(Object::Viommu(id))),
@@ -540,5 +625,25 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     /// was inside the rings when it was called has left (a grace period).
     fn producer_round(&self) -> bool {
         self.producer.round(TEARDOWN_SPINS)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    /// A vIOMMU reserves room for a TEGRA241_CMDQV vEVENTQ only with feature `cmdqv`: with
+    /// 1,024-record queues the second ring alone is 1,024 × 40 bytes.
+    #[test]
+    fn cmdqv_veventq_storage_only_with_the_feature() {
+        let smmuv3_ring = size_of::<VeventQueue<VeventArmSmmuv3, 1024>>();
+        let viommu = size_of::<Viommu<1, 1024, 1>>();
+        assert!(smmuv3_ring >= 1024 * 40);
+        if cfg!(feature = "cmdqv") {
+            assert!(viommu >= 2 * smmuv3_ring, "{viommu} bytes");
+        } else {
+            assert!(viommu < smmuv3_ring + 1024, "{viommu} bytes");
+        }
     }
 }

@@ -3,14 +3,19 @@
 
 use super::super::routing::Route;
 use super::super::vste::NestedSte;
-use super::{Ctl, VDevice, Viommu, ViommuId};
+use super::{Tenant, VDevice, Viommu, ViommuId};
 use crate::error::{Error, Object, Quantity};
 use crate::ids::{StreamId, VStreamId};
 use crate::smmu::CommandSink;
 use crate::ste::Ste;
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    super::Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> super::Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// Creates a vDEVICE (IOMMU_VDEVICE_ALLOC; Linux's `iommufd_vdevice_alloc_ioctl`): physical
     /// StreamID `psid` of device `dev_id` appears to the guest as `virt_id`. Errors as Linux:
@@ -49,8 +54,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         psid: StreamId,
         virt_id: u64,
         ats_capable: bool,
-        bind: impl FnOnce(&Ctl<D, F>, VStreamId) -> Result<(), Error>,
-        unbind: impl FnOnce(&Ctl<D, F>, VStreamId),
+        bind: impl FnOnce(&Tenant<VDEVICES, FAULTS>, VStreamId) -> Result<(), Error>,
+        unbind: impl FnOnce(&Tenant<VDEVICES, FAULTS>, VStreamId),
     ) -> Result<VStreamId, Error> {
         let vsid = VStreamId(u32::try_from(virt_id).map_err(|_| Error::OutOfRange {
             what: Quantity::VStreamId,
@@ -123,7 +128,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         id: ViommuId,
         vsid: VStreamId,
         cmds: &impl CommandSink,
-        check: impl FnOnce(&Ctl<D, F>, VStreamId) -> Result<(), Error>,
+        check: impl FnOnce(&Tenant<VDEVICES, FAULTS>, VStreamId) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let _w = self.writers.lock();
         self.with_ctl(id, |v, c| {
@@ -152,7 +157,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     }
 
     /// The vDEVICEs of vIOMMU `id` (a copy).
-    pub fn vdevices(&self, id: ViommuId) -> Result<heapless::Vec<VDevice, D>, Error> {
+    pub fn vdevices(&self, id: ViommuId) -> Result<heapless::Vec<VDevice, VDEVICES>, Error> {
         self.with_ctl(id, |_, c| Ok(c.vdevices.clone()))
     }
 
@@ -237,8 +242,8 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     fn detach(
         &self,
         id: ViommuId,
-        v: &Viommu<D, Q, F>,
-        c: &mut Ctl<D, F>,
+        v: &Viommu<VDEVICES, VEVENTS, FAULTS>,
+        c: &mut Tenant<VDEVICES, FAULTS>,
         vsid: VStreamId,
         cmds: &impl CommandSink,
     ) -> Result<(StreamId, Result<usize, Error>), Error> {

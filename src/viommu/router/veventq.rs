@@ -1,16 +1,21 @@
 //! vEVENTQs: allocation, destruction and the `read()` of their fd (IOMMU_VEVENTQ_ALLOC,
 //! `struct iommu_veventq_alloc`; Documentation/userspace-api/iommufd.rst, "IOMMUFD_OBJ_VEVENTQ").
 
-use super::super::veventq::VeventQueue;
 use super::{TEARDOWN_SPINS, ViommuId};
 use crate::error::{Error, Object};
 use crate::iommufd::VeventqType;
+use crate::vevent::VeventQueue;
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    super::Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> super::Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// Creates the vEVENTQ of type `ty` (IOMMU_VEVENTQ_ALLOC; Linux's
-    /// `iommufd_veventq_alloc`): DEFAULT → EOPNOTSUPP, depth 0 → EINVAL, a depth above `Q` →
+    /// `iommufd_veventq_alloc`): DEFAULT → EOPNOTSUPP, depth 0 → EINVAL, a depth above `VEVENTS` →
     /// ENOMEM, a second queue of one type → EEXIST. A new queue starts at sequence 0. Without
     /// feature `cmdqv` the TEGRA241_CMDQV type → EOPNOTSUPP.
     pub fn alloc_veventq(&self, id: ViommuId, ty: VeventqType, depth: u32) -> Result<(), Error> {

@@ -1,18 +1,24 @@
 //! vIOMMU allocation, destruction and teardown (IOMMU_VIOMMU_ALLOC, IOMMU_DESTROY, closing the
 //! iommufd), and its HW info.
 
+use super::super::gate::Held;
 use super::super::invalidate::GuestCmdPolicy;
 use super::super::iopf::FaultGroups;
 use super::super::routing::Route;
 use super::super::sync::Ordering;
-use super::{Ctl, GENERATION_MASK, LIVE, TEARDOWN_SPINS, Viommu, ViommuConfig, ViommuId};
+use super::{GENERATION_MASK, LIVE, TEARDOWN_SPINS, Tenant, Viommu, ViommuConfig, ViommuId};
 use crate::error::{Error, Feature, Object, Quantity};
 use crate::ids::Vmid;
 use crate::iommufd::HwInfoArmSmmuv3;
 use crate::smmu::CommandSink;
 
-impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: usize>
-    super::Router<V, S, D, Q, F>
+impl<
+    const VIOMMUS: usize,
+    const ROUTES: usize,
+    const VDEVICES: usize,
+    const VEVENTS: usize,
+    const FAULTS: usize,
+> super::Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>
 {
     /// Creates a vIOMMU (IOMMU_VIOMMU_ALLOC; Linux's `arm_vsmmu_alloc`). Errors as Linux: no
     /// nesting (IDR0.S1P and S2P) → EOPNOTSUPP; neither coherent devices nor S2FWB →
@@ -38,7 +44,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         let _w = self.writers.lock();
         let mut free = None;
         for (i, v) in self.viommus.iter().enumerate() {
-            match v.ctl.lock().as_ref() {
+            match v.tenant.lock().as_ref() {
                 Some(c) if c.cfg.s2.vmid == vmid && c.cfg.s2 != cfg.s2 => {
                     return Err(Error::AlreadyExists(Object::Vmid(vmid.0)));
                 }
@@ -47,12 +53,12 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
             }
         }
         let (i, v) = free.ok_or(Error::NoMemory)?;
-        let mut ctl = v.ctl.lock();
+        let mut tenant = v.tenant.lock();
         let generation = match ((v.state.load(Ordering::Acquire) >> 1) + 1) & GENERATION_MASK {
             0 => 1,
             g => g,
         };
-        *ctl = Some(Ctl {
+        *tenant = Held::Full(Tenant {
             generation,
             dying: false,
             cfg,
@@ -80,11 +86,11 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
     pub(super) fn destroy_viommu_with(
         &self,
         id: ViommuId,
-        release: impl FnOnce(&Ctl<D, F>) -> Result<(), Error>,
+        release: impl FnOnce(&Tenant<VDEVICES, FAULTS>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let _w = self.writers.lock();
         let v = self.slot(id)?;
-        let mut guard = v.ctl.lock();
+        let mut guard = v.tenant.lock();
         let c = match guard.as_ref() {
             Some(c) if c.generation == id.generation() && !c.dying => c,
             _ => return Err(Error::NoSuch(Object::Viommu(id))),
@@ -99,13 +105,17 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         self.close_rings(id, v)?;
         release(c)?;
         v.state.store(id.generation() << 1, Ordering::Release);
-        *guard = None;
+        *guard = Held::Empty;
         Ok(())
     }
 
     /// Closes every ring of `v` and drops what they hold, once no reader or producer is inside
     /// (bounded): EBUSY otherwise, the rings then stay closed and a retry finishes.
-    fn close_rings(&self, id: ViommuId, v: &Viommu<D, Q, F>) -> Result<(), Error> {
+    fn close_rings(
+        &self,
+        id: ViommuId,
+        v: &Viommu<VDEVICES, VEVENTS, FAULTS>,
+    ) -> Result<(), Error> {
         let mut ok = v
             .veventq
             .close(TEARDOWN_SPINS, || self.producer_round())
@@ -154,12 +164,12 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
         &self,
         id: ViommuId,
         cmds: &impl CommandSink,
-        check: impl FnOnce(&Ctl<D, F>) -> Result<(), Error>,
-        release: impl FnOnce(&mut Ctl<D, F>) -> Result<(), Error>,
+        check: impl FnOnce(&Tenant<VDEVICES, FAULTS>) -> Result<(), Error>,
+        release: impl FnOnce(&mut Tenant<VDEVICES, FAULTS>) -> Result<(), Error>,
     ) -> Result<usize, Error> {
         let _w = self.writers.lock();
         let v = self.slot(id)?;
-        let mut guard = v.ctl.lock();
+        let mut guard = v.tenant.lock();
         let ctl = match guard.as_mut() {
             Some(c) if c.generation == id.generation() => c,
             _ => return Err(Error::NoSuch(Object::Viommu(id))),
@@ -202,7 +212,7 @@ impl<const V: usize, const S: usize, const D: usize, const Q: usize, const F: us
                 self.routes.remove(d.psid);
             }
         }
-        *guard = None;
+        *guard = Held::Empty;
         answered
     }
 

@@ -45,7 +45,7 @@ pub const DEVICE_SIDS: [u32; 2] = [0x8, 0x10];
 /// Depth of the vEVENTQ between the Router and the vSMMU (the demo Router's largest).
 const VEVENTQ_DEPTH: u32 = 16;
 
-type Backend = RouterBackend<'static, QemuPlatform, &'static BumpDma, 2, 16, 4, 16, 8>;
+type Backend = RouterBackend<'static, QemuPlatform, &'static BumpDma>;
 static VSMMU: spin::Once<VSmmu<Backend, GuestRam, GuestLines>> = spin::Once::new();
 
 /// Makes the guest's vIOMMU (on the VM's own stage 2 and VMID), the devices' vDEVICEs, the
