@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CpuIndex};
 use arm_smmuv3::command::{Command, TlbiRange};
 use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams, RecordingCommandSink};
-use arm_smmuv3::fake::{DriverOnModel, ModelPlatform, SmmuModel};
+use arm_smmuv3::fake::{DriverOnModel, ModelArena, ModelPlatform, SmmuModel};
 use arm_smmuv3::ids::{Asid, Vmid};
 use arm_smmuv3::smmu::Config;
 
@@ -25,7 +25,7 @@ struct Rig {
     m: Arc<SmmuModel>,
     fake: Arc<CmdqvModel>,
     smmu: Drv,
-    cmdqv: Cmdqv<ModelPlatform>,
+    cmdqv: Cmdqv<ModelPlatform, ModelArena>,
 }
 
 fn rig() -> Rig {
@@ -38,7 +38,8 @@ fn rig() -> Rig {
         ..CmdqvConfig::new(fake.phys(), fake.size(), smmu.features().cmdq_log2)
     };
     // SAFETY: the CMDQV model's window lives as long as `fake`, and only this driver drives it.
-    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), m.platform(), m.dma(), cfg) }.expect("cmdqv");
+    let mut cmdqv =
+        unsafe { Cmdqv::new(fake.base().cast(), m.platform(), m.lend_dma(), cfg) }.expect("cmdqv");
     cmdqv.reset(&smmu).expect("cmdqv reset");
     Rig {
         m,
@@ -141,7 +142,8 @@ fn main() {
         ..CmdqvConfig::new(fake.phys(), fake.size(), 19)
     };
     // SAFETY: the CMDQV model's window lives as long as `fake`, and only this driver drives it.
-    let mut alone = unsafe { Cmdqv::new(fake.base(), platform, &*arena, cfg) }.expect("cmdqv");
+    let mut alone =
+        unsafe { Cmdqv::new(fake.base().cast(), platform, &*arena, cfg) }.expect("cmdqv");
     let main = RecordingCommandSink::default();
     alone.reset(&main).expect("cmdqv reset");
     let mut t_a = Duration::MAX;

@@ -120,6 +120,8 @@ pub enum Object {
     },
     /// A VMID, which tags the TLB entries of one stage 2 (IHI 0070 §3.9.1).
     Vmid(u16),
+    /// An SMMU's register pages, which one driver value at a time may drive.
+    Smmu,
 }
 
 /// Why a guest-supplied command or table entry was refused (the vIOMMU sanitisers). iommufd
@@ -171,10 +173,15 @@ pub enum Quantity {
     Index,
     /// A queue depth or length in bytes.
     Length,
-    /// A StreamID width in bits (SMMU_IDR1.SIDSIZE, at most 32).
+    /// A StreamID width in bits, against SMMU_IDR1.SIDSIZE (at most 32):
+    /// [`Config::sid_bits`](crate::smmu::Config::sid_bits) (a 2-level stream table needs at
+    /// least 6, the smallest SPLIT) or a guest-visible SMMU's `VSmmuConfig::sid_bits`.
     StreamIdBits,
     /// An address width in bits (an IPA size, SMMU_IDR5.OAS).
     AddressBits,
+    /// The address of a queue or table (physical, or the CPU's for a DMA buffer), against its
+    /// alignment or the address bits of the register that holds it.
+    Address,
 }
 
 /// The error type of the crate. Small, `Copy`, and carrying the value that failed.
@@ -245,6 +252,32 @@ pub enum Error {
     /// The object exists but is of another type than the call needs, e.g. a TEGRA241_CMDQV
     /// vIOMMU given to a call for an ARM_SMMUV3 one (`EINVAL`).
     WrongType(Object),
+    /// A caller-supplied number is below the smallest accepted (`EINVAL`).
+    TooSmall {
+        /// What the number is.
+        what: Quantity,
+        /// The value supplied.
+        value: u64,
+        /// The smallest value accepted.
+        min: u64,
+    },
+    /// An address or size is not a multiple of the alignment it needs (`EINVAL`).
+    Misaligned {
+        /// What the number is.
+        what: Quantity,
+        /// The value supplied.
+        value: u64,
+        /// The alignment it needs, in bytes (a power of two).
+        align: u64,
+    },
+    /// An address range whose last byte does not fit 64 bits (`EOVERFLOW`, as Linux's
+    /// iommufd answers a `base + length` that wraps).
+    RangeWraps {
+        /// The first address.
+        base: u64,
+        /// The length in bytes.
+        length: u64,
+    },
 
     // ---- legacy: carry nothing; being replaced by the variants above (docs/errors.md) ----
     /// An argument is malformed or out of range. Legacy: prefer [`Error::OutOfRange`],
@@ -259,8 +292,8 @@ pub enum Error {
     /// A guest-supplied command or entry was refused. Legacy: prefer [`Error::Rejected`] (or
     /// [`Error::OutOfOrder`]).
     Io,
-    /// A value does not fit its field (`EOVERFLOW`). Legacy: prefer [`Error::OutOfRange`] where
-    /// Linux answers `EINVAL`; kept where Linux answers `EOVERFLOW` (an address range that wraps).
+    /// A value does not fit its field (`EOVERFLOW`). Legacy: prefer [`Error::RangeWraps`] for an
+    /// address range that wraps, [`Error::OutOfRange`] where Linux answers `EINVAL`.
     Overflow,
 }
 
@@ -310,12 +343,14 @@ impl Error {
             | Error::Cd(_)
             | Error::Invalid { .. }
             | Error::WrongType(_)
+            | Error::TooSmall { .. }
+            | Error::Misaligned { .. }
             | Error::InvalidArgument => errno::EINVAL,
             Error::Unsupported(_) | Error::Reserved { .. } => errno::EOPNOTSUPP,
             Error::InUse(_) | Error::Busy => errno::EBUSY,
             Error::AlreadyExists(_) | Error::Exists => errno::EEXIST,
             Error::NoSuch(_) | Error::NotFound => errno::ENOENT,
-            Error::Overflow => errno::EOVERFLOW,
+            Error::RangeWraps { .. } | Error::Overflow => errno::EOVERFLOW,
             Error::Disabled => errno::ENODEV,
             Error::TooBig => errno::E2BIG,
         })
@@ -334,6 +369,7 @@ impl fmt::Display for Object {
             Object::Vintf(v) => write!(f, "VINTF {v}"),
             Object::Vcmdq { vintf, index } => write!(f, "VCMDQ {index} of VINTF {vintf}"),
             Object::Vmid(vmid) => write!(f, "VMID {vmid}"),
+            Object::Smmu => f.write_str("SMMU register pages"),
         }
     }
 }
@@ -381,6 +417,18 @@ impl fmt::Display for Error {
             Error::TooBig => f.write_str("structure too big, with a non-zero unknown tail"),
             Error::Invalid { field, value } => write!(f, "{field} = {value:#x} refused"),
             Error::WrongType(o) => write!(f, "{o} is of another type than the call needs"),
+            Error::TooSmall { what, value, min } => {
+                write!(f, "{what:?} {value:#x} too small (at least {min:#x})")
+            }
+            Error::Misaligned { what, value, align } => {
+                write!(f, "{what:?} {value:#x} not aligned to {align:#x}")
+            }
+            Error::RangeWraps { base, length } => {
+                write!(
+                    f,
+                    "range {base:#x} + {length:#x} wraps past the top of the address space"
+                )
+            }
             Error::InvalidArgument => f.write_str("invalid argument"),
             Error::Busy => f.write_str("object busy"),
             Error::Exists => f.write_str("object exists"),
@@ -456,6 +504,30 @@ mod tests {
                 },
                 Error::InvalidArgument,
             ),
+            (Error::InUse(Object::Smmu), Error::Busy),
+            (
+                Error::TooSmall {
+                    what: Quantity::StreamIdBits,
+                    value: 5,
+                    min: 6,
+                },
+                Error::InvalidArgument,
+            ),
+            (
+                Error::Misaligned {
+                    what: Quantity::Address,
+                    value: 0x1010,
+                    align: 0x1000,
+                },
+                Error::InvalidArgument,
+            ),
+            (
+                Error::RangeWraps {
+                    base: u64::MAX,
+                    length: 2,
+                },
+                Error::Overflow,
+            ),
         ];
         for (new, old) in pairs {
             assert_eq!(new.errno(), old.errno(), "{new:?}");
@@ -476,7 +548,7 @@ mod tests {
     /// The text says what failed, with the offending value.
     #[test]
     fn display_names_the_object_and_value() {
-        let cases: [(Error, &str); 10] = [
+        let cases: [(Error, &str); 13] = [
             (Error::NoSuch(Object::Vintf(3)), "no such VINTF 3"),
             (
                 Error::InUse(Object::Viommu(ViommuId(7))),
@@ -526,6 +598,29 @@ mod tests {
             (
                 Error::AlreadyExists(Object::Vmid(9)),
                 "VMID 9 already exists",
+            ),
+            (
+                Error::TooSmall {
+                    what: Quantity::StreamIdBits,
+                    value: 5,
+                    min: 6,
+                },
+                "StreamIdBits 0x5 too small (at least 0x6)",
+            ),
+            (
+                Error::Misaligned {
+                    what: Quantity::Address,
+                    value: 0x1010,
+                    align: 0x1000,
+                },
+                "Address 0x1010 not aligned to 0x1000",
+            ),
+            (
+                Error::RangeWraps {
+                    base: 0xffff_ffff_ffff_f000,
+                    length: 0x2000,
+                },
+                "range 0xfffffffffffff000 + 0x2000 wraps",
             ),
         ];
         for (e, want) in cases {

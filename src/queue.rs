@@ -13,7 +13,8 @@
     clippy::indexing_slicing
 )]
 
-use crate::error::Error;
+use crate::error::{Error, Quantity};
+use crate::platform::DmaBuf;
 use crate::regs::{EVENTQ_CONS, EVENTQ_PROD};
 
 /// The largest LOG2SIZE of any SMMU queue: index and wrap then fill bits `[19:0]`
@@ -226,13 +227,28 @@ pub const fn queue_bytes(log2_entries: u8, entry_size: usize) -> usize {
 /// SMMU_IDR1.CMDQS/EVENTQS/PRIQS value) and at most [`MAX_LOG2`] (IHI 0070 §6.3.2, §6.3.26).
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when `want` is larger than either limit.
+/// [`Error::OutOfRange`] ([`Quantity::QueueLog2`], `max` the smaller limit) when `want` is
+/// larger than either limit.
 #[inline]
 pub const fn check_log2(want: u8, idr_max: u8) -> Result<u8, Error> {
-    if want > idr_max || want > MAX_LOG2 {
-        Err(Error::InvalidArgument)
+    let max = if idr_max < MAX_LOG2 {
+        idr_max
+    } else {
+        MAX_LOG2
+    };
+    if want > max {
+        Err(log2_out_of_range(want, max))
     } else {
         Ok(want)
+    }
+}
+
+/// The error for a queue LOG2SIZE `log2` above `max`.
+const fn log2_out_of_range(log2: u8, max: u8) -> Error {
+    Error::OutOfRange {
+        what: Quantity::QueueLog2,
+        value: log2 as u64,
+        max: max as u64,
     }
 }
 
@@ -256,6 +272,22 @@ impl QueueGeometry {
                 log2_entries,
                 entry_size,
             })
+        }
+    }
+
+    /// As [`new`](Self::new), refusing with an error: [`Error::OutOfRange`]
+    /// ([`Quantity::QueueLog2`], at most [`MAX_LOG2`]) or, for a zero `entry_size`,
+    /// [`Error::TooSmall`] ([`Quantity::Length`]).
+    #[inline]
+    pub const fn checked(log2_entries: u8, entry_size: usize) -> Result<Self, Error> {
+        match Self::new(log2_entries, entry_size) {
+            Some(g) => Ok(g),
+            None if entry_size == 0 => Err(Error::TooSmall {
+                what: Quantity::Length,
+                value: 0,
+                min: 1,
+            }),
+            None => Err(log2_out_of_range(log2_entries, MAX_LOG2)),
         }
     }
 
@@ -307,6 +339,35 @@ impl QueueGeometry {
     pub const fn align(self) -> usize {
         let b = self.bytes();
         if b < 32 { 32 } else { b }
+    }
+
+    /// Checks that `buf` can hold this queue: at least [`bytes`](Self::bytes) long, its SMMU
+    /// address aligned to [`align`](Self::align) and its CPU address to one entry.
+    ///
+    /// # Errors
+    /// [`Error::TooSmall`] ([`Quantity::Length`]) for a short buffer, [`Error::Misaligned`]
+    /// ([`Quantity::Address`]) for either address.
+    pub fn check_buffer(self, buf: &DmaBuf) -> Result<(), Error> {
+        if buf.size < self.bytes() {
+            return Err(Error::TooSmall {
+                what: Quantity::Length,
+                value: buf.size as u64,
+                min: self.bytes() as u64,
+            });
+        }
+        let misaligned = |value: u64, align: usize| Error::Misaligned {
+            what: Quantity::Address,
+            value,
+            align: align as u64,
+        };
+        if !buf.paddr.is_aligned(self.align() as u64) {
+            return Err(misaligned(buf.paddr.0, self.align()));
+        }
+        let va = buf.vaddr.as_ptr().addr();
+        if !va.is_multiple_of(self.entry_size.next_power_of_two()) {
+            return Err(misaligned(va as u64, self.entry_size.next_power_of_two()));
+        }
+        Ok(())
     }
 
     /// Byte offset of the slot `at` points to.
@@ -503,8 +564,77 @@ mod tests {
         assert_eq!(check_log2(8, 19), Ok(8));
         assert_eq!(check_log2(19, 19), Ok(19));
         assert_eq!(check_log2(0, 0), Ok(0));
-        assert_eq!(check_log2(9, 8), Err(Error::InvalidArgument));
-        assert_eq!(check_log2(20, 25), Err(Error::InvalidArgument));
+        let over = |value, max| Error::OutOfRange {
+            what: Quantity::QueueLog2,
+            value,
+            max,
+        };
+        // The limit reported is the smaller of IDR1's and the architecture's.
+        assert_eq!(check_log2(9, 8), Err(over(9, 8)));
+        assert_eq!(check_log2(20, 25), Err(over(20, 19)));
+        assert_eq!(check_log2(20, 25).map_err(Error::errno), Err(-22));
+        assert_eq!(QueueGeometry::checked(20, 16), Err(over(20, 19)));
+        assert_eq!(
+            QueueGeometry::checked(4, 0),
+            Err(Error::TooSmall {
+                what: Quantity::Length,
+                value: 0,
+                min: 1
+            })
+        );
+        assert_eq!(QueueGeometry::checked(7, 32).ok(), QueueGeometry::evtq(7));
+    }
+
+    /// A buffer that cannot hold the queue is refused with what is wrong: its size against the
+    /// queue's, or the address against the alignment it needs.
+    #[test]
+    fn check_buffer_names_the_size_or_the_address() {
+        #[repr(C, align(4096))]
+        struct Page([u8; 4096]);
+        let mut page = Page([0; 4096]);
+        let vaddr = core::ptr::NonNull::from(&mut page.0).cast::<u8>();
+        let buf = |vaddr, paddr, size| DmaBuf {
+            vaddr,
+            paddr: crate::ids::PhysAddr(paddr),
+            size,
+        };
+        // 2^7 event records of 32 bytes: 4 KiB, aligned to 4 KiB.
+        let g = QueueGeometry::evtq(7).unwrap();
+        assert_eq!(g.check_buffer(&buf(vaddr, 0x8000_0000, 4096)), Ok(()));
+        assert_eq!(
+            g.check_buffer(&buf(vaddr, 0x8000_0000, 4095)),
+            Err(Error::TooSmall {
+                what: Quantity::Length,
+                value: 4095,
+                min: 4096
+            })
+        );
+        assert_eq!(
+            g.check_buffer(&buf(vaddr, 0x8000_0800, 4096)),
+            Err(Error::Misaligned {
+                what: Quantity::Address,
+                value: 0x8000_0800,
+                align: 4096
+            })
+        );
+        // The CPU's address needs one record's alignment (the driver reads whole records).
+        // SAFETY: 16 bytes into the 4 KiB page.
+        let odd = unsafe { vaddr.add(16) };
+        assert_eq!(
+            g.check_buffer(&buf(odd, 0x8000_0000, 4096)),
+            Err(Error::Misaligned {
+                what: Quantity::Address,
+                value: odd.as_ptr().addr() as u64,
+                align: 32
+            })
+        );
+        assert_eq!(
+            QueueGeometry::cmdq(0)
+                .unwrap()
+                .check_buffer(&buf(odd, 0x20, 16)),
+            Ok(()),
+            "a one-slot command queue: 16 bytes, SMMU address aligned to 32"
+        );
     }
 
     /// A model of a queue: PROD and CONS as unbounded counters.

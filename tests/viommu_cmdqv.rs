@@ -9,9 +9,9 @@ use std::sync::Arc;
 use arm_smmuv3::cmdqv::regs::{self, offset as off};
 use arm_smmuv3::cmdqv::{Cmdqv, CmdqvConfig, CmdqvErrorStats, VintfId};
 use arm_smmuv3::command::{CmdqEntry, Command};
-use arm_smmuv3::error::{Error, Object};
+use arm_smmuv3::error::{Error, Object, Quantity, WaitFor};
 use arm_smmuv3::fake::cmdqv::{CmdqvModel, CmdqvModelParams};
-use arm_smmuv3::fake::{DriverOnModel, ModelPlatform, SmmuModel};
+use arm_smmuv3::fake::{DriverOnModel, ModelArena, ModelPlatform, SmmuModel};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{HwQueueType, VeventTegra241Cmdqv, VeventqType};
 use arm_smmuv3::platform::DmaMemory;
@@ -26,7 +26,7 @@ struct Rig {
     m: Arc<SmmuModel>,
     fake: Arc<CmdqvModel>,
     smmu: DriverOnModel,
-    cmdqv: Cmdqv<ModelPlatform>,
+    cmdqv: Cmdqv<ModelPlatform, ModelArena>,
     router: Box<R>,
 }
 
@@ -41,7 +41,8 @@ fn rig() -> Rig {
     };
     // SAFETY: the model's window is `fake.size()` bytes and lives as long as `fake`, kept in
     // the rig; only this driver (and the test acting as a guest) touch it.
-    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), m.platform(), m.dma(), cfg) }.unwrap();
+    let mut cmdqv =
+        unsafe { Cmdqv::new(fake.base().cast(), m.platform(), m.lend_dma(), cfg) }.unwrap();
     cmdqv.reset(&smmu).unwrap();
     m.take_commands();
     Rig {
@@ -64,11 +65,8 @@ fn cfg(vmid: u16) -> ViommuConfig {
 
 impl Rig {
     fn queue_mem(&self, bytes: u64) -> PhysAddr {
-        self.m
-            .dma()
-            .alloc(bytes as usize, bytes as usize)
-            .unwrap()
-            .paddr
+        let n = bytes as usize;
+        self.m.dma().alloc(n, n).unwrap().paddr
     }
 
     /// The guest enables HW queue `l` of VINTF `v` through its page 0.
@@ -243,6 +241,33 @@ fn hw_queue_alloc_and_free_follow_linux_rules() {
     assert_eq!(alloc(plain, t, 1, pa, 0), Err(-22), "length 0");
     assert_eq!(alloc(plain, t, 1, PhysAddr(u64::MAX - 8), 32), Err(-75));
     assert_eq!(alloc(id, HwQueueType::Default, 1, pa, 256), Err(-95));
+    // What each of the core's refusals carries.
+    let raw = |id, ty, index, base: PhysAddr, len| {
+        r.router
+            .hw_queue_alloc(id, ty, index, base, len, &r.cmdqv, &r.smmu)
+    };
+    assert_eq!(
+        raw(id, HwQueueType::Default, 1, pa, 256),
+        Err(Error::Reserved {
+            field: "iommu_hw_queue_alloc.type",
+            value: 0
+        })
+    );
+    assert_eq!(
+        raw(plain, t, 1, PhysAddr(u64::MAX - 8), 32),
+        Err(Error::RangeWraps {
+            base: u64::MAX - 8,
+            length: 32
+        })
+    );
+    assert!(matches!(
+        raw(plain, t, 1, pa, 0),
+        Err(Error::OutOfRange {
+            what: Quantity::Length,
+            value: 0,
+            ..
+        })
+    ));
     assert_eq!(
         alloc(plain, t, 0, pa, 256),
         Err(-95),
@@ -260,10 +285,22 @@ fn hw_queue_alloc_and_free_follow_linux_rules() {
     assert_eq!(alloc(id, t, 1, pa.add(256), 512), Err(-22), "misaligned");
     assert_eq!(alloc(id, t, 1, pa, 512), Ok(()));
     assert_eq!(r.router.hw_queues(id, &r.cmdqv), Ok(0b11));
+    // Without its vEVENTQ and with no vDEVICE, the vIOMMU still stays while its VINTF has HW
+    // queues.
+    r.router
+        .destroy_veventq(id, VeventqType::Tegra241Cmdqv)
+        .unwrap();
+    assert_eq!(
+        r.router.destroy_viommu_cmdqv(id, &r.cmdqv),
+        Err(Error::InUse(Object::Vintf(v.0)))
+    );
     // Descending teardown.
     assert_eq!(
         r.router.hw_queue_free(id, 0, &r.cmdqv, &r.smmu),
-        Err(Error::Busy)
+        Err(Error::InUse(Object::Vcmdq {
+            vintf: v.0,
+            index: 0
+        }))
     );
     r.m.take_commands();
     r.router.hw_queue_free(id, 1, &r.cmdqv, &r.smmu).unwrap();
@@ -498,7 +535,7 @@ fn failed_teardown_keeps_its_devices_and_a_retry_only_removes_its_own() {
     struct Failing;
     impl arm_smmuv3::viommu::CommandSink for Failing {
         fn submit(&self, _: &[Command]) -> Result<(), Error> {
-            Err(Error::Cmdq(arm_smmuv3::error::CmdqError::Abort))
+            Err(Error::Timeout(WaitFor::CmdSync))
         }
     }
     let r = rig();
@@ -519,7 +556,7 @@ fn failed_teardown_keeps_its_devices_and_a_retry_only_removes_its_own() {
         .teardown_viommu_cmdqv(id, &r.smmu, &r.cmdqv)
         .unwrap();
     if early.is_err() {
-        assert_eq!(early, Err(Error::AlreadyExists(Object::Stream(psid))));
+        assert_eq!(early.map_err(Error::errno), Err(-17));
         r.router.alloc_vdevice(other, 9, psid, 7, false).unwrap();
     }
     r.router

@@ -15,7 +15,7 @@ use super::{Cmdqv, VintfId, base_value};
 use crate::error::{Error, Object, Quantity};
 use crate::ids::{PhysAddr, StreamId, VStreamId, Vmid};
 use crate::iommufd::{HwInfoTegra241Cmdqv, ViommuTegra241Cmdqv};
-use crate::platform::Platform;
+use crate::platform::{DmaMemory, Platform};
 use crate::queue::{CMDQ_ENTRY_BYTES, MAX_LOG2};
 use crate::smmu::CommandSink;
 
@@ -76,7 +76,7 @@ pub struct GuestVintf {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SidSlot(pub u8);
 
-impl<P: Platform> Cmdqv<P> {
+impl<P: Platform, D: DmaMemory> Cmdqv<P, D> {
     /// The `IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV` reply of `IOMMU_GET_HW_INFO`
     /// (`struct iommu_hw_info_tegra241_cmdqv` in include/uapi/linux/iommufd.h; Linux
     /// `tegra241_cmdqv_hw_info`): version, log2 of the logical queues per VINTF and of the SID pairs per VINTF. A VMM
@@ -147,17 +147,16 @@ impl<P: Platform> Cmdqv<P> {
     /// Releases VINTF `id` (vIOMMU destroy): disables it and clears its SID pairs.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for a VINTF not allocated; [`Error::Busy`] while it has HW queues or
-    /// vDEVICEs (they hold references on the vIOMMU); [`Error::Timeout`] when it does not
+    /// [`Error::NoSuch`] ([`Object::Vintf`]) for a VINTF not allocated; [`Error::InUse`]
+    /// ([`Object::Vintf`]) while it has HW queues or vDEVICEs (they hold references on the vIOMMU); [`Error::Timeout`] when it does not
     /// disable (it stays allocated).
     pub fn vintf_free(&self, id: VintfId) -> Result<(), Error> {
         let g = self.guest(id)?;
         let st = g.state.lock();
         if st.queues != 0 || st.sids.iter().any(Option::is_some) {
-            return Err(Error::Busy);
+            return Err(Error::InUse(Object::Vintf(id.0)));
         }
-        let v = usize::from(id.0);
-        let r = self.vintf_regs(v).ok_or(Error::NotFound)?;
+        let r = self.vintf_regs(usize::from(id.0))?;
         self.vintf_disable(r)?;
         for s in 0..self.sid_slots {
             if let (Some(m), Some(p)) = (r.SID_MATCH.get(s), r.SID_REPLACE.get(s)) {
@@ -175,9 +174,9 @@ impl<P: Platform> Cmdqv<P> {
     /// SID_MATCH = `vsid << 1 | ENABLE` (Linux `tegra241_vintf_init_vsid`).
     ///
     /// # Errors
-    /// [`Error::NotFound`] for a VINTF not allocated; [`Error::OutOfRange`]
+    /// [`Error::NoSuch`] ([`Object::Vintf`]) for a VINTF not allocated; [`Error::OutOfRange`]
     /// ([`Quantity::VStreamId`], `EINVAL`) for a `vsid` wider than SID_MATCH.VIRT_SID (20 bits);
-    /// [`Error::Exists`] when `vsid` is already bound
+    /// [`Error::AlreadyExists`] ([`Object::VDevice`]) when `vsid` is already bound
     /// on this VINTF; [`Error::NoSpace`] when every pair is taken.
     pub fn vdevice_bind(
         &self,
@@ -196,12 +195,12 @@ impl<P: Platform> Cmdqv<P> {
         }
         let mut st = g.state.lock();
         if st.sids.iter().flatten().any(|(v, _)| *v == vsid) {
-            return Err(Error::Exists);
+            return Err(Error::AlreadyExists(Object::VDevice(vsid)));
         }
         let s = (0..self.sid_slots)
             .find(|&s| st.sids.get(s).is_some_and(Option::is_none))
             .ok_or(Error::NoSpace)?;
-        let r = self.vintf_regs(usize::from(id.0)).ok_or(Error::NotFound)?;
+        let r = self.vintf_regs(usize::from(id.0))?;
         let (Some(m), Some(p), Some(slot)) =
             (r.SID_MATCH.get(s), r.SID_REPLACE.get(s), st.sids.get_mut(s))
         else {
@@ -220,7 +219,8 @@ impl<P: Platform> Cmdqv<P> {
     /// SID_REPLACE of its pair back to 0.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when the VINTF is not allocated or `vsid` is not bound.
+    /// [`Error::NoSuch`]: [`Object::Vintf`] when the VINTF is not allocated,
+    /// [`Object::VDevice`] when `vsid` is not bound.
     pub fn vdevice_unbind(&self, id: VintfId, vsid: VStreamId) -> Result<(), Error> {
         let g = self.guest(id)?;
         let mut st = g.state.lock();
@@ -228,8 +228,8 @@ impl<P: Platform> Cmdqv<P> {
             .sids
             .iter()
             .position(|b| b.is_some_and(|(v, _)| v == vsid))
-            .ok_or(Error::NotFound)?;
-        let r = self.vintf_regs(usize::from(id.0)).ok_or(Error::NotFound)?;
+            .ok_or(Error::NoSuch(Object::VDevice(vsid)))?;
+        let r = self.vintf_regs(usize::from(id.0))?;
         if let (Some(m), Some(p)) = (r.SID_MATCH.get(s), r.SID_REPLACE.get(s)) {
             self.write(m, 0);
             self.write(p, 0);
@@ -246,11 +246,12 @@ impl<P: Platform> Cmdqv<P> {
     /// and writes BASE. The queue stays disabled: the guest enables it in its page 0.
     ///
     /// # Errors
-    /// As Linux: [`Error::NotFound`] (`ENOENT`) for a VINTF not allocated;
+    /// As Linux: [`Error::NoSuch`] (`ENOENT`, [`Object::Vintf`]) for a VINTF not allocated;
     /// [`Error::OutOfRange`] (`EINVAL`) for `index` ≥ queues per VINTF ([`Quantity::Index`]) or
     /// a `length` that is not a power of two in `32..=2^(IDR1.CMDQS + 4)` ([`Quantity::Length`]);
-    /// [`Error::InvalidArgument`] (`EINVAL`) for a `base` not aligned to `length` or beyond
-    /// bit 47; [`Error::Overflow`] (`EOVERFLOW`) when `base + length` wraps;
+    /// [`Error::Misaligned`] (`EINVAL`, [`Quantity::Address`]) for a `base` not aligned to
+    /// `length`, [`Error::OutOfRange`] ([`Quantity::Address`]) for one beyond bit 47;
+    /// [`Error::RangeWraps`] (`EOVERFLOW`) when `base + length` wraps;
     /// [`Error::AlreadyExists`] (`EEXIST`) when `index` is allocated; [`Error::OutOfOrder`]
     /// (`EIO`) naming queue `index − 1` when it is not (ascending order); timeouts and `main`'s
     /// errors.
@@ -263,18 +264,7 @@ impl<P: Platform> Cmdqv<P> {
         main: &M,
     ) -> Result<(), Error> {
         let g = self.guest(id)?;
-        let max_len = (CMDQ_ENTRY_BYTES as u64) << self.cfg.cmdq_log2_max.min(MAX_LOG2);
-        let bad_length = Error::OutOfRange {
-            what: Quantity::Length,
-            value: length,
-            max: max_len,
-        };
-        if length == 0 {
-            return Err(bad_length);
-        }
-        if base.0.checked_add(length - 1).is_none() {
-            return Err(Error::Overflow);
-        }
+        self.check_hw_queue_span(base, length)?;
         let mut st = g.state.lock();
         let l = index as usize;
         if l >= self.per_vintf {
@@ -291,11 +281,22 @@ impl<P: Platform> Cmdqv<P> {
         if l > 0 && st.queues & (1u128 << (l - 1)) == 0 {
             return Err(Error::OutOfOrder(vcmdq(index - 1)));
         }
-        if !length.is_power_of_two() || length < 32 || length > max_len {
-            return Err(bad_length);
+        if !length.is_power_of_two() || length < 32 || length > self.hw_queue_max_length() {
+            return Err(self.bad_hw_queue_length(length));
         }
-        if base.0 & (length - 1) != 0 || base.0 & !VCMDQ_BASE::ADDR::SET.value != 0 {
-            return Err(Error::InvalidArgument);
+        if base.0 & (length - 1) != 0 {
+            return Err(Error::Misaligned {
+                what: Quantity::Address,
+                value: base.0,
+                align: length,
+            });
+        }
+        if base.0 & !VCMDQ_BASE::ADDR::SET.value != 0 {
+            return Err(Error::OutOfRange {
+                what: Quantity::Address,
+                value: base.0,
+                max: VCMDQ_BASE::ADDR::SET.value,
+            });
         }
         let v = usize::from(id.0);
         let log2 = (length.trailing_zeros() - 4) as u8;
@@ -304,7 +305,7 @@ impl<P: Platform> Cmdqv<P> {
             self.map(v, l, false);
             return Err(e);
         }
-        let (_, b) = self.lvcmdq(v, l).ok_or(Error::InvalidArgument)?;
+        let (_, b) = self.lvcmdq(v, l)?;
         self.write(&b.BASE, base_value(base, log2));
         st.queues |= 1u128 << l;
         Ok(())
@@ -314,8 +315,9 @@ impl<P: Platform> Cmdqv<P> {
     /// queue, clears its registers and unmaps it.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when the VINTF or the queue is not allocated; [`Error::Busy`]
-    /// (`EBUSY`) while queue `index + 1` exists (descending order); timeouts and `main`'s
+    /// [`Error::NoSuch`] when the VINTF or the queue is not allocated ([`Object::Vintf`],
+    /// [`Object::Vcmdq`]); [`Error::InUse`] (`EBUSY`, [`Object::Vcmdq`] `index`) while queue
+    /// `index + 1` exists (descending order); timeouts and `main`'s
     /// errors (the queue stays allocated).
     pub fn hw_queue_free<M: CommandSink + ?Sized>(
         &self,
@@ -326,11 +328,12 @@ impl<P: Platform> Cmdqv<P> {
         let g = self.guest(id)?;
         let mut st = g.state.lock();
         let l = index as usize;
+        let vcmdq = Object::Vcmdq { vintf: id.0, index };
         if l >= self.per_vintf || st.queues & (1u128 << l) == 0 {
-            return Err(Error::NotFound);
+            return Err(Error::NoSuch(vcmdq));
         }
         if l + 1 < MAX_VCMDQS && st.queues & (1u128 << (l + 1)) != 0 {
-            return Err(Error::Busy);
+            return Err(Error::InUse(vcmdq));
         }
         let v = usize::from(id.0);
         self.vcmdq_deinit(v, l, main)?;
@@ -344,14 +347,41 @@ impl<P: Platform> Cmdqv<P> {
         Ok(self.guest(id)?.state.lock().queues)
     }
 
+    /// The checks of `IOMMU_HW_QUEUE_ALLOC` that come before any object is looked up (Linux's
+    /// iommufd core): a zero `length` is `EINVAL` ([`Error::OutOfRange`], [`Quantity::Length`],
+    /// as every bad length), a `base + length` that wraps is `EOVERFLOW`
+    /// ([`Error::RangeWraps`]).
+    pub(crate) fn check_hw_queue_span(&self, base: PhysAddr, length: u64) -> Result<(), Error> {
+        if length == 0 {
+            return Err(self.bad_hw_queue_length(length));
+        }
+        if base.0.checked_add(length - 1).is_none() {
+            return Err(Error::RangeWraps {
+                base: base.0,
+                length,
+            });
+        }
+        Ok(())
+    }
+
+    /// The largest HW queue: `2^min(IDR1.CMDQS, 19)` commands.
+    fn hw_queue_max_length(&self) -> u64 {
+        (CMDQ_ENTRY_BYTES as u64) << self.cfg.cmdq_log2_max.min(MAX_LOG2)
+    }
+
+    fn bad_hw_queue_length(&self, length: u64) -> Error {
+        Error::OutOfRange {
+            what: Quantity::Length,
+            value: length,
+            max: self.hw_queue_max_length(),
+        }
+    }
+
     fn guest(&self, id: VintfId) -> Result<&super::GuestSlot, Error> {
         let v = usize::from(id.0);
-        if v == 0 || v >= self.num_vintfs {
-            return Err(Error::NotFound);
-        }
         self.guests
             .get(v)
-            .filter(|g| g.in_use.load(Ordering::Acquire))
-            .ok_or(Error::NotFound)
+            .filter(|g| v != 0 && v < self.num_vintfs && g.in_use.load(Ordering::Acquire))
+            .ok_or(Error::NoSuch(Object::Vintf(id.0)))
     }
 }

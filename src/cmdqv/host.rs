@@ -13,7 +13,7 @@ use super::regs::VCMDQ_GERROR;
 use super::{Cmdqv, CpuIndex};
 use crate::command::{Command, Opcode};
 use crate::error::Error;
-use crate::platform::Platform;
+use crate::platform::{DmaMemory, Platform};
 use crate::smmu::{CmdqBackend, CommandSink};
 
 /// Whether a non-HYP_OWN queue takes `cmd`: TLBI_NH_ASID, TLBI_NH_VA, ATC_INV, and the CMD_SYNC
@@ -26,14 +26,14 @@ pub const fn guest_queue_accepts(cmd: &Command) -> bool {
 }
 
 /// The registers of host queue `l` (VINTF0's logical page), for the command-queue engine.
-pub(super) struct VcmdqHw<'a, P: Platform> {
-    pub(super) cmdqv: &'a Cmdqv<P>,
+pub(super) struct VcmdqHw<'a, P: Platform, D: DmaMemory> {
+    pub(super) cmdqv: &'a Cmdqv<P, D>,
     pub(super) l: usize,
 }
 
-impl<P: Platform> CmdqBackend for VcmdqHw<'_, P> {
+impl<P: Platform, D: DmaMemory> CmdqBackend for VcmdqHw<'_, P, D> {
     fn write_prod(&self, prod: u32) {
-        if let Some((q, _)) = self.cmdqv.lvcmdq(0, self.l) {
+        if let Ok((q, _)) = self.cmdqv.lvcmdq(0, self.l) {
             self.cmdqv.write(&q.PROD, prod);
         }
     }
@@ -41,11 +41,12 @@ impl<P: Platform> CmdqBackend for VcmdqHw<'_, P> {
     fn read_cons(&self) -> u32 {
         self.cmdqv
             .lvcmdq(0, self.l)
+            .ok()
             .map_or(0, |(q, _)| self.cmdqv.read(&q.CONS))
     }
 
     fn error_active(&self) -> bool {
-        self.cmdqv.lvcmdq(0, self.l).is_some_and(|(q, _)| {
+        self.cmdqv.lvcmdq(0, self.l).ok().is_some_and(|(q, _)| {
             let g = self.cmdqv.read(&q.GERROR);
             let n = self.cmdqv.read(&q.GERRORN);
             (g ^ n) & VCMDQ_GERROR::CMDQ_ERR::SET.value != 0
@@ -53,14 +54,14 @@ impl<P: Platform> CmdqBackend for VcmdqHw<'_, P> {
     }
 
     fn ack_error(&self) {
-        if let Some((q, _)) = self.cmdqv.lvcmdq(0, self.l) {
+        if let Ok((q, _)) = self.cmdqv.lvcmdq(0, self.l) {
             let g = self.cmdqv.read(&q.GERROR);
             self.cmdqv.write(&q.GERRORN, g);
         }
     }
 }
 
-impl<P: Platform> Cmdqv<P> {
+impl<P: Platform, D: DmaMemory> Cmdqv<P, D> {
     /// Issues `cmds` and waits for them to complete, on VINTF0's logical queue
     /// `cpu % lvcmdqs_per_vintf` (Linux's `tegra241_cmdqv_get_cmdq`), so CPUs do not contend on one queue.
     /// Commands the queue does not take (when VINTF0 is not HYP_OWN), and everything while
@@ -117,16 +118,16 @@ impl<P: Platform> Cmdqv<P> {
 
 /// VINTF0 seen as a [`CommandSink`] for one CPU: lets layers generic over a sink (batching,
 /// invalidation forwarding) use a host VCMDQ. Commands it does not take go to `main`.
-pub struct VcmdqSink<'a, P: Platform, M: CommandSink + ?Sized> {
+pub struct VcmdqSink<'a, P: Platform, D: DmaMemory, M: CommandSink + ?Sized> {
     /// The CMDQV.
-    pub cmdqv: &'a Cmdqv<P>,
+    pub cmdqv: &'a Cmdqv<P, D>,
     /// The CPU whose queue to use.
     pub cpu: CpuIndex,
     /// The SMMU's own queue.
     pub main: &'a M,
 }
 
-impl<P: Platform, M: CommandSink + ?Sized> CommandSink for VcmdqSink<'_, P, M> {
+impl<P: Platform, D: DmaMemory, M: CommandSink + ?Sized> CommandSink for VcmdqSink<'_, P, D, M> {
     fn submit(&self, cmds: &[Command]) -> Result<(), Error> {
         self.cmdqv.submit(self.cpu, cmds, self.main)
     }

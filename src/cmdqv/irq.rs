@@ -16,7 +16,7 @@ use core::sync::atomic::Ordering;
 use super::host::VcmdqHw;
 use super::{Cmdqv, VintfId};
 use crate::iommufd::VeventTegra241Cmdqv;
-use crate::platform::Platform;
+use crate::platform::{DmaMemory, Platform};
 
 /// Where queue errors of guest-owned VINTFs go: the owning vIOMMU's vEVENTQ of type
 /// `TEGRA241_CMDQV`, as one `iommu_vevent_tegra241_cmdqv` record (`struct iommu_vevent_tegra241_cmdqv`).
@@ -51,7 +51,7 @@ pub struct CmdqvErrorStats {
     pub ignored: u32,
 }
 
-impl<P: Platform> Cmdqv<P> {
+impl<P: Platform, D: DmaMemory> Cmdqv<P, D> {
     /// Handles the CMDQV error interrupt (Linux's `tegra241_cmdqv_isr`): reads VINTF_ERR_MAP (high word at
     /// `0x18`, low at `0x14`); for VINTF0, reads its LVCMDQ_ERR_MAP and recovers each flagged
     /// host queue (an illegal command at CONS becomes a CMD_SYNC, then GERRORN = GERROR; CERROR_ABT
@@ -77,7 +77,7 @@ impl<P: Platform> Cmdqv<P> {
                     .guests
                     .get(v)
                     .is_some_and(|g| g.in_use.load(Ordering::Acquire));
-            let Some(r) = self.vintf_regs(v).filter(|_| in_use) else {
+            let Some(r) = self.vintf_regs(v).ok().filter(|_| in_use) else {
                 stats.ignored += 1;
                 continue;
             };
@@ -96,7 +96,7 @@ impl<P: Platform> Cmdqv<P> {
             stats.ignored += 1;
             return;
         }
-        let Some(r) = self.vintf_regs(0) else { return };
+        let Ok(r) = self.vintf_regs(0) else { return };
         for (m, word) in r.LVCMDQ_ERR_MAP.iter().enumerate() {
             let mut bits = self.read(word);
             while bits != 0 {

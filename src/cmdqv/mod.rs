@@ -36,10 +36,11 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use tock_registers::LocalRegisterCopy;
 use tock_registers::interfaces::{Readable, Writeable};
 
-use crate::error::{Error, Feature, WaitFor};
+use crate::error::{Error, Feature, Object, Quantity, WaitFor};
 use crate::ids::{PhysAddr, Vmid};
 use crate::platform::{DmaMemory, MmioAccess, Platform};
 use crate::queue;
+use crate::regs::bits::get32;
 use crate::smmu::cmdq::Cmdq;
 use crate::smmu::{CmdqOptions, CommandSink, Completion, Quirks};
 
@@ -47,8 +48,8 @@ pub use guest::{GuestVintf, SidSlot, VintfPage};
 pub use host::{VcmdqSink, guest_queue_accepts};
 pub use irq::{CmdqvErrorStats, CmdqvEventSink};
 use regs::{
-    CMDQ_ALLOC, CONFIG, ConfigPage, STATUS, VCMDQ_BASE, VCMDQ_CONFIG, VCMDQ_STATUS, VINTF_CONFIG,
-    VINTF_STATUS, VcmdqBase, VcmdqCtrl, VcmdqPage0, VcmdqPage1, VintfRegs,
+    CMDQ_ALLOC, CONFIG, ConfigPage, PARAM, STATUS, VCMDQ_BASE, VCMDQ_CONFIG, VCMDQ_STATUS,
+    VINTF_CONFIG, VINTF_STATUS, VcmdqBase, VcmdqCtrl, VcmdqPage0, VcmdqPage1, VintfRegs,
 };
 
 /// Linux's poll timeout for every enable handshake and CMD_SYNC (`ARM_SMMU_POLL_TIMEOUT_US`).
@@ -152,11 +153,12 @@ pub struct Param {
 impl Param {
     /// Decodes a raw CMDQV_PARAM value.
     pub const fn decode(raw: u32) -> Self {
+        // Each field is 4 bits wide, so the narrowing keeps every value.
         Self {
-            version: (raw & 0xF) as u8,
-            vcmdqs_log2: ((raw >> 4) & 0xF) as u8,
-            vintfs_log2: ((raw >> 8) & 0xF) as u8,
-            sids_log2: ((raw >> 12) & 0xF) as u8,
+            version: get32(PARAM::CMDQV_VER, raw) as u8,
+            vcmdqs_log2: get32(PARAM::NUM_VCMDQ_LOG2, raw) as u8,
+            vintfs_log2: get32(PARAM::NUM_VINTF_LOG2, raw) as u8,
+            sids_log2: get32(PARAM::NUM_SID_PER_VM_LOG2, raw) as u8,
             raw,
         }
     }
@@ -210,10 +212,14 @@ struct GuestSlot {
 ///
 /// Shared `&self` methods are safe to call from several CPUs: each host queue and each guest
 /// VINTF has its own lock, and [`handle_error`](Self::handle_error) takes none.
-pub struct Cmdqv<P: Platform> {
-    base: NonNull<u8>,
+pub struct Cmdqv<P: Platform, D: DmaMemory> {
+    /// The window, from its config page on (`cfg.window_size` bytes).
+    base: NonNull<ConfigPage>,
     cfg: CmdqvConfig,
     platform: P,
+    /// The allocator of the host rings, held so that they stay valid ([`DmaMemory`]: as long as
+    /// the allocator lives). Dropped after [`Drop`] has disabled CMDQV.
+    dma: D,
     param: Param,
     /// VINTFs usable: PARAM's count, capped by the window and [`regs::MAX_VINTFS`].
     num_vintfs: usize,
@@ -230,11 +236,11 @@ pub struct Cmdqv<P: Platform> {
 
 // SAFETY: the window and the host rings are owned by this value (contract of `Cmdqv::new`);
 // register accesses are volatile MMIO, and all software state is behind locks or atomics.
-unsafe impl<P: Platform + Send> Send for Cmdqv<P> {}
+unsafe impl<P: Platform + Send, D: DmaMemory + Send> Send for Cmdqv<P, D> {}
 // SAFETY: as for `Send`; `&self` methods synchronise through per-queue locks and atomics.
-unsafe impl<P: Platform + Sync> Sync for Cmdqv<P> {}
+unsafe impl<P: Platform + Sync, D: DmaMemory + Sync> Sync for Cmdqv<P, D> {}
 
-impl<P: Platform> fmt::Debug for Cmdqv<P> {
+impl<P: Platform, D: DmaMemory> fmt::Debug for Cmdqv<P, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cmdqv")
             .field("param", &self.param)
@@ -245,35 +251,45 @@ impl<P: Platform> fmt::Debug for Cmdqv<P> {
     }
 }
 
-impl<P: Platform> Cmdqv<P> {
-    /// Takes over the CMDQV whose window starts at `base`, reads PARAM and allocates one ring per
-    /// host queue from `dma`. Touches no other register: call [`reset`](Self::reset) after the
-    /// SMMU is enabled.
+impl<P: Platform, D: DmaMemory> Cmdqv<P, D> {
+    /// Takes over the CMDQV whose MMIO window starts at `window`, reads PARAM and allocates one
+    /// ring per host queue from `dma`. Touches no other register: call [`reset`](Self::reset)
+    /// after the SMMU is enabled.
+    ///
+    /// `window` is typed as the window's first 64 KiB page, its [`ConfigPage`]; the VCMDQ and
+    /// VINTF pages follow it at their fixed offsets ([`regs::vintf_page0`], ...) up to
+    /// `cfg.window_size` bytes.
+    ///
+    /// The driver keeps `dma` for as long as it lives, as [`Smmu::new`](crate::smmu::Smmu::new)
+    /// does: pass an allocator by value to give it to the driver, or a reference to share one
+    /// (`&A` is a [`DmaMemory`] too), e.g. the allocator the SMMU driver uses; the borrow then
+    /// keeps it alive as long as the driver.
     ///
     /// # Safety
     /// The hypervisor found the window in ACPI (`_HID` `NVDA200C`, memory resource 0, matched to
     /// the IORT SMMUv3 node) or in the device tree (`nvidia,tegra264-cmdqv`, `reg`):
-    /// `cfg.window_size` bytes at `base` are mapped Device-nGnRE for the life of the returned
+    /// `cfg.window_size` bytes at `window` are mapped Device-nGnRE for the life of the returned
     /// value, belong to that CMDQV, and nothing else (no other `Cmdqv`, no code outside this
     /// crate) accesses them while it lives, except guests through the VINTF page 0 this driver
-    /// hands out. The SMMU sees `dma`'s memory at its physical addresses, and the buffers `dma`
-    /// hands out stay valid for as long as the returned value lives (dropping it disables CMDQV
-    /// before they may go).
+    /// hands out. The SMMU this CMDQV belongs to is the one that reaches `dma`'s buffers at
+    /// their `paddr`.
     ///
     /// # Errors
     /// [`Error::Unsupported`]`(`[`Feature::Cmdqv`]`)` when PARAM or the window describe no usable
-    /// VINTF0 queue; [`Error::InvalidArgument`] for a host queue size the SMMU does not allow;
+    /// VINTF0 queue; [`Error::OutOfRange`] or [`Error::TooSmall`] ([`Quantity::QueueLog2`]) for
+    /// a host queue size the SMMU does not allow (above IDR1.CMDQS or 19, or 0);
     /// [`Error::NoMemory`] when `dma` cannot hold the rings.
-    pub unsafe fn new<D: DmaMemory + ?Sized>(
-        base: NonNull<u8>,
+    pub unsafe fn new(
+        window: NonNull<ConfigPage>,
         platform: P,
-        dma: &D,
+        dma: D,
         cfg: CmdqvConfig,
     ) -> Result<Self, Error> {
         let mut this = Self {
-            base,
+            base: window,
             cfg,
             platform,
+            dma,
             param: Param::decode(0),
             num_vintfs: 0,
             per_vintf: 0,
@@ -301,7 +317,11 @@ impl<P: Platform> Cmdqv<P> {
         }
         let log2 = queue::check_log2(cfg.host_queue_log2, cfg.cmdq_log2_max)?;
         if log2 == 0 {
-            return Err(Error::InvalidArgument);
+            return Err(Error::TooSmall {
+                what: Quantity::QueueLog2,
+                value: 0,
+                min: 1,
+            });
         }
         let bytes = queue::queue_bytes(log2, queue::CMDQ_ENTRY_BYTES);
         let opts = CmdqOptions {
@@ -312,10 +332,10 @@ impl<P: Platform> Cmdqv<P> {
             repeat_cfgi_tlbi: cfg.board.repeats_tlbi_cfgi(),
         };
         for _ in 0..per_vintf {
-            let ring = dma.alloc(bytes, bytes).ok_or(Error::NoMemory)?;
+            let ring = this.dma.alloc(bytes, bytes).ok_or(Error::NoMemory)?;
             // SAFETY: `ring` was just handed out by `dma` (`DmaMemory`: unaliased, seen by the
-            // SMMU at its `paddr`), and our caller promised it stays valid while `self` lives;
-            // only this engine uses it.
+            // SMMU at its `paddr`, valid as long as `dma` lives), and `self` keeps `dma` for its
+            // own life; only this engine uses it.
             let q = unsafe { Cmdq::new(ring, log2, opts) }?;
             if this.host.push(q).is_err() {
                 return Err(Error::Unsupported(Feature::Cmdqv));
@@ -382,11 +402,16 @@ impl<P: Platform> Cmdqv<P> {
     /// after the SMMU's CR0.SMMUEN is set.
     ///
     /// # Errors
-    /// [`Error::Busy`] while guest VINTFs exist; [`Error::Timeout`] when an enable handshake does
+    /// [`Error::InUse`] naming the first guest VINTF while any exists; [`Error::Timeout`] when an
+    /// enable handshake does
     /// not complete; what `main` returns for the CMD_SYNC of a queue teardown.
     pub fn reset<M: CommandSink + ?Sized>(&mut self, main: &M) -> Result<(), Error> {
-        if self.guests.iter().any(|g| g.in_use.load(Ordering::Acquire)) {
-            return Err(Error::Busy);
+        if let Some(v) = self
+            .guests
+            .iter()
+            .position(|g| g.in_use.load(Ordering::Acquire))
+        {
+            return Err(Error::InUse(Object::Vintf(v as u8)));
         }
         if self.ready.swap(false, Ordering::AcqRel) {
             self.vintf_deinit(0, self.per_vintf, main)?;
@@ -411,7 +436,7 @@ impl<P: Platform> Cmdqv<P> {
         self.vintf_init(0, true, Vmid(0))?;
         let hyp_own = self
             .vintf_regs(0)
-            .is_some_and(|r| self.read(&r.CONFIG) & VINTF_CONFIG::HYP_OWN::SET.value != 0);
+            .is_ok_and(|r| self.read(&r.CONFIG) & VINTF_CONFIG::HYP_OWN::SET.value != 0);
         self.hyp_own.store(hyp_own, Ordering::Relaxed);
         for l in 0..self.per_vintf {
             self.map(0, l, true);
@@ -447,7 +472,7 @@ impl<P: Platform> Cmdqv<P> {
 
     /// VINTF init with no logical queues: deinit, CONFIG = HYP_OWN | VMID, then | ENABLE, poll.
     fn vintf_init(&self, v: usize, hyp_own: bool, vmid: Vmid) -> Result<(), Error> {
-        let r = self.vintf_regs(v).ok_or(Error::InvalidArgument)?;
+        let r = self.vintf_regs(v)?;
         self.vintf_disable(r)?;
         let mut val = VINTF_CONFIG::VMID.val(u32::from(vmid.0)).value;
         if hyp_own {
@@ -489,7 +514,7 @@ impl<P: Platform> Cmdqv<P> {
                 self.map(v, l, false);
             }
         }
-        let r = self.vintf_regs(v).ok_or(Error::InvalidArgument)?;
+        let r = self.vintf_regs(v)?;
         self.vintf_disable(r)?;
         for s in 0..self.sid_slots {
             if let (Some(m), Some(p)) = (r.SID_MATCH.get(s), r.SID_REPLACE.get(s)) {
@@ -522,7 +547,7 @@ impl<P: Platform> Cmdqv<P> {
         l: usize,
         main: &M,
     ) -> Result<(), Error> {
-        let (q, b) = self.lvcmdq(v, l).ok_or(Error::InvalidArgument)?;
+        let (q, b) = self.lvcmdq(v, l)?;
         self.write(&q.CONFIG, 0);
         let disabled = self.poll(WaitFor::VcmdqEnable, || {
             !self.read_status_flag(&q.STATUS, VCMDQ_STATUS::CMDQ_EN_OK)
@@ -554,9 +579,12 @@ impl<P: Platform> Cmdqv<P> {
 
     /// Host queue init: deinit, BASE, CONFIG = EN (polled); software indices back to 0.
     fn host_queue_init<M: CommandSink + ?Sized>(&self, l: usize, main: &M) -> Result<(), Error> {
-        let hq = self.host.get(l).ok_or(Error::InvalidArgument)?;
+        let hq = self
+            .host
+            .get(l)
+            .ok_or_else(|| index_out_of_range(l, self.host.len()))?;
         self.vcmdq_deinit(0, l, main)?;
-        let (q, b) = self.lvcmdq(0, l).ok_or(Error::InvalidArgument)?;
+        let (q, b) = self.lvcmdq(0, l)?;
         hq.reset_indices();
         self.write(&b.BASE, base_value(hq.buf().paddr, hq.log2_entries()));
         self.write(&q.CONFIG, VCMDQ_CONFIG::CMDQ_EN::SET.value);
@@ -572,36 +600,46 @@ impl<P: Platform> Cmdqv<P> {
         // the config page is its first 64 KiB page (so aligned for the block), and every
         // register in `ConfigPage` is an `UnsafeCell` (`ReadWrite`, `regs::ReadOnly`), so the
         // CMDQV changing a value behind the shared reference is allowed.
-        unsafe { self.base.cast::<ConfigPage>().as_ref() }
+        unsafe { self.base.as_ref() }
     }
 
-    fn vintf_regs(&self, v: usize) -> Option<&VintfRegs> {
+    /// VINTF `v`'s registers; [`Error::OutOfRange`] ([`Quantity::Index`]) beyond the VINTFs in
+    /// use.
+    fn vintf_regs(&self, v: usize) -> Result<&VintfRegs, Error> {
+        let vintfs = self.config_page().VINTF.get(..self.num_vintfs);
+        vintfs
+            .and_then(|r| r.get(v))
+            .ok_or_else(|| index_out_of_range(v, self.num_vintfs))
+    }
+
+    /// VINTF `v`'s logical page-0 and page-1 slots of queue `l`; [`Error::OutOfRange`]
+    /// ([`Quantity::Index`]) for a VINTF or queue index beyond those in use.
+    fn lvcmdq(&self, v: usize, l: usize) -> Result<(&VcmdqCtrl, &VcmdqBase), Error> {
         if v >= self.num_vintfs {
-            return None;
+            return Err(index_out_of_range(v, self.num_vintfs));
         }
-        self.config_page().VINTF.get(v)
-    }
-
-    /// VINTF `v`'s logical page-0 and page-1 slots of queue `l`.
-    fn lvcmdq(&self, v: usize, l: usize) -> Option<(&VcmdqCtrl, &VcmdqBase)> {
-        if v >= self.num_vintfs || l >= self.per_vintf {
-            return None;
+        if l >= self.per_vintf {
+            return Err(index_out_of_range(l, self.per_vintf));
         }
         // SAFETY: `v < num_vintfs`, which `new` capped to the VINTFs the window holds, so both
         // 64 KiB pages lie inside the window the caller of `Cmdqv::new` lent us.
         let (p0, p1) = unsafe {
             (
                 self.base
+                    .cast::<u8>()
                     .add(regs::vintf_page0(v))
                     .cast::<VcmdqPage0>()
                     .as_ref(),
                 self.base
+                    .cast::<u8>()
                     .add(regs::vintf_page1(v))
                     .cast::<VcmdqPage1>()
                     .as_ref(),
             )
         };
-        Some((p0.Q.get(l)?, p1.Q.get(l)?))
+        p0.Q.get(l)
+            .zip(p1.Q.get(l))
+            .ok_or_else(|| index_out_of_range(l, regs::MAX_VCMDQS))
     }
 
     fn read<R: Readable>(&self, r: &R) -> R::T {
@@ -640,7 +678,7 @@ impl<P: Platform> Cmdqv<P> {
     }
 }
 
-impl<P: Platform> Drop for Cmdqv<P> {
+impl<P: Platform, D: DmaMemory> Drop for Cmdqv<P, D> {
     /// Stops CMDQV (CONFIG.CMDQV_EN = 0, polled with the usual bound) when it was in use, so no
     /// queue reads the lent rings or a guest's queue memory after the driver is gone.
     fn drop(&mut self) {
@@ -654,6 +692,15 @@ impl<P: Platform> Drop for Cmdqv<P> {
         let _ = self.poll(WaitFor::CmdqvEnable, || {
             !self.read_status_flag(&page.STATUS, STATUS::CMDQV_ENABLED)
         });
+    }
+}
+
+/// The error for index `i` of `count` things (a VINTF, or a queue of a VINTF).
+fn index_out_of_range(i: usize, count: usize) -> Error {
+    Error::OutOfRange {
+        what: Quantity::Index,
+        value: i as u64,
+        max: count.saturating_sub(1) as u64,
     }
 }
 

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use super::regs::{self, offset as off};
 use super::*;
 use crate::command::{CmdqEntry, Command, TlbiRange};
-use crate::error::{CmdqError, errno};
+use crate::error::{CmdqError, Object, Quantity, errno};
 use crate::fake::cmdqv::{
     AckTarget, CmdqvModel, CmdqvModelParams, CmdqvReg, ModelError, RecordingCommandSink, VcmdqFault,
 };
-use crate::fake::{DmaArena, ModelPlatform, SmmuModel};
+use crate::fake::{DmaArena, ModelArena, ModelPlatform, SmmuModel};
 use crate::ids::{Asid, StreamId, VStreamId};
 use crate::iommufd::VeventTegra241Cmdqv;
 use crate::platform::DmaMemory;
@@ -25,17 +25,14 @@ use crate::platform::DmaMemory;
 struct Rig {
     smmu: Arc<SmmuModel>,
     fake: Arc<CmdqvModel>,
-    cmdqv: Cmdqv<ModelPlatform>,
+    cmdqv: Cmdqv<ModelPlatform, ModelArena>,
     main: RecordingCommandSink,
 }
 
 impl Rig {
     fn alloc(&self, bytes: u64) -> PhysAddr {
-        self.smmu
-            .dma()
-            .alloc(bytes as usize, bytes as usize)
-            .unwrap()
-            .paddr
+        let n = bytes as usize;
+        self.smmu.dma().alloc(n, n).unwrap().paddr
     }
 
     fn write_entry(&self, pa: PhysAddr, e: CmdqEntry) {
@@ -57,7 +54,8 @@ fn rig_with(params: CmdqvModelParams, tweak: impl FnOnce(&CmdqvModel, &mut Cmdqv
     tweak(&fake, &mut cfg);
     // SAFETY: the model's window is `fake.size()` bytes, lives as long as `fake`, and only this
     // driver (and tests acting as guests) touch it.
-    let cmdqv = unsafe { Cmdqv::new(fake.base(), smmu.platform(), smmu.dma(), cfg) }.unwrap();
+    let cmdqv =
+        unsafe { Cmdqv::new(fake.base().cast(), smmu.platform(), smmu.lend_dma(), cfg) }.unwrap();
     Rig {
         smmu,
         fake,
@@ -137,19 +135,47 @@ fn probe_refuses_unusable_params_and_windows() {
         sids_log2: 4,
     });
     // SAFETY: as in `rig_with`.
-    let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, config_for(&fake)) };
+    let e = unsafe {
+        Cmdqv::new(
+            fake.base().cast(),
+            platform.clone(),
+            &*arena,
+            config_for(&fake),
+        )
+    };
     assert_eq!(e.unwrap_err(), Error::Unsupported(Feature::Cmdqv));
     let mut small = config_for(&fake);
     small.window_size = 0x40000;
     // SAFETY: as in `rig_with`.
-    let e = unsafe { Cmdqv::new(fake.base(), platform.clone(), &*arena, small) };
+    let e = unsafe { Cmdqv::new(fake.base().cast(), platform.clone(), &*arena, small) };
     assert_eq!(e.unwrap_err(), Error::Unsupported(Feature::Cmdqv));
     let (fake, arena, platform) = CmdqvModel::standalone(CmdqvModelParams::TEST);
     let mut deep = config_for(&fake);
     deep.host_queue_log2 = 9;
     // SAFETY: as in `rig_with`.
-    let e = unsafe { Cmdqv::new(fake.base(), platform, &*arena, deep) };
-    assert_eq!(e.unwrap_err(), Error::InvalidArgument);
+    let e = unsafe { Cmdqv::new(fake.base().cast(), platform.clone(), &*arena, deep) };
+    assert_eq!(
+        e.unwrap_err(),
+        Error::OutOfRange {
+            what: Quantity::QueueLog2,
+            value: 9,
+            max: u64::from(deep.cmdq_log2_max)
+        }
+    );
+    let mut empty = config_for(&fake);
+    empty.host_queue_log2 = 0;
+    // SAFETY: as in `rig_with`.
+    let e = unsafe { Cmdqv::new(fake.base().cast(), platform, &*arena, empty) };
+    let e = e.unwrap_err();
+    assert_eq!(
+        e,
+        Error::TooSmall {
+            what: Quantity::QueueLog2,
+            value: 0,
+            min: 1
+        }
+    );
+    assert_eq!(e.errno(), -errno::EINVAL);
 }
 
 #[test]
@@ -436,8 +462,24 @@ fn guest_vintf_gets_its_vmid_no_hyp_own_and_a_mappable_page() {
     assert!(!r.fake.vintf(2).unwrap().1);
     assert_eq!(r.cmdqv.vintf_page(VintfId(2)), None);
     assert_eq!(r.cmdqv.vintf_alloc(Vmid(5)).unwrap().id, VintfId(2));
-    assert_eq!(r.cmdqv.vintf_free(VintfId(0)), Err(Error::NotFound));
-    assert_eq!(r.cmdqv.vintf_free(VintfId(9)), Err(Error::NotFound));
+    // VINTF0 is the host's, 9 is beyond the VINTFs: neither is a guest VINTF.
+    for v in [0, 9] {
+        let e = r.cmdqv.vintf_free(VintfId(v)).unwrap_err();
+        assert_eq!(e, Error::NoSuch(Object::Vintf(v)));
+        assert_eq!(e.errno(), -errno::ENOENT);
+    }
+}
+
+/// A reset would re-enable CMDQV under a guest's VINTF: refused, naming the first one.
+#[test]
+fn reset_refuses_while_a_guest_vintf_exists() {
+    let mut r = ready_rig();
+    let g = r.cmdqv.vintf_alloc(Vmid(1)).unwrap();
+    let e = r.cmdqv.reset(&r.main).unwrap_err();
+    assert_eq!(e, Error::InUse(Object::Vintf(g.id.0)));
+    assert_eq!(e.errno(), -errno::EBUSY);
+    r.cmdqv.vintf_free(g.id).unwrap();
+    r.cmdqv.reset(&r.main).unwrap();
 }
 
 #[test]
@@ -462,7 +504,7 @@ fn vdevice_binding_programs_sid_replace_then_sid_match() {
     assert_eq!(c.get(CmdqvReg::SidMatch), (0, 1));
     assert_eq!(
         r.cmdqv.vdevice_bind(g.id, VStreamId(0x10), StreamId(1)),
-        Err(Error::Exists)
+        Err(Error::AlreadyExists(Object::VDevice(VStreamId(0x10))))
     );
     assert_eq!(
         r.cmdqv
@@ -479,16 +521,102 @@ fn vdevice_binding_programs_sid_replace_then_sid_match() {
         r.cmdqv.vdevice_bind(g.id, VStreamId(0x200), StreamId(1)),
         Err(Error::NoSpace)
     );
-    assert_eq!(r.cmdqv.vintf_free(g.id), Err(Error::Busy));
+    assert_eq!(
+        r.cmdqv.vintf_free(g.id),
+        Err(Error::InUse(Object::Vintf(g.id.0)))
+    );
     r.cmdqv.vdevice_unbind(g.id, VStreamId(0x10)).unwrap();
     assert_eq!(r.fake.sid_pair(1, 0), Some((0, 0)));
     assert_eq!(
         r.cmdqv.vdevice_unbind(g.id, VStreamId(0x10)),
-        Err(Error::NotFound)
+        Err(Error::NoSuch(Object::VDevice(VStreamId(0x10))))
+    );
+    assert_eq!(
+        r.cmdqv.vdevice_unbind(VintfId(2), VStreamId(0x300)),
+        Err(Error::NoSuch(Object::Vintf(2)))
     );
     assert_eq!(
         r.cmdqv.vdevice_bind(g.id, VStreamId(0x300), StreamId(7)),
         Ok(SidSlot(0))
+    );
+}
+
+/// The refusals of `hw_queue_alloc`/`hw_queue_free` carry the queue, the offending value and
+/// the limit (the errno of each is pinned by `hw_queue_allocation_follows_the_linux_rules`).
+#[test]
+fn hw_queue_errors_name_the_queue_and_the_limit() {
+    let r = ready_rig();
+    let g = r.cmdqv.vintf_alloc(Vmid(7)).unwrap();
+    let pa = guest_queue(&r, 0x1000);
+    let vcmdq = |index| Object::Vcmdq {
+        vintf: g.id.0,
+        index,
+    };
+    let max_len = 16u64 << r.cmdqv.config().cmdq_log2_max;
+    let alloc = |index, base, length| r.cmdqv.hw_queue_alloc(g.id, index, base, length, &r.main);
+    assert_eq!(
+        alloc(4, pa, 256),
+        Err(Error::OutOfRange {
+            what: Quantity::Index,
+            value: 4,
+            max: r.cmdqv.lvcmdqs_per_vintf() as u64 - 1
+        })
+    );
+    assert_eq!(alloc(1, pa, 256), Err(Error::OutOfOrder(vcmdq(0))));
+    for length in [0, 16, 48, max_len * 2] {
+        assert_eq!(
+            alloc(0, pa, length),
+            Err(Error::OutOfRange {
+                what: Quantity::Length,
+                value: length,
+                max: max_len
+            })
+        );
+    }
+    assert_eq!(
+        alloc(0, pa.add(0x20), 256),
+        Err(Error::Misaligned {
+            what: Quantity::Address,
+            value: pa.0 + 0x20,
+            align: 256
+        })
+    );
+    assert_eq!(
+        alloc(0, PhysAddr(1 << 48), 256),
+        Err(Error::OutOfRange {
+            what: Quantity::Address,
+            value: 1 << 48,
+            max: (1 << 48) - 32
+        })
+    );
+    assert_eq!(
+        alloc(0, PhysAddr(!0xFF), 512),
+        Err(Error::RangeWraps {
+            base: !0xFF,
+            length: 512
+        })
+    );
+    assert_eq!(
+        r.cmdqv.hw_queue_alloc(VintfId(2), 0, pa, 256, &r.main),
+        Err(Error::NoSuch(Object::Vintf(2)))
+    );
+    alloc(0, pa, 256).unwrap();
+    assert_eq!(alloc(0, pa, 256), Err(Error::AlreadyExists(vcmdq(0))));
+    alloc(1, pa.add(0x100), 256).unwrap();
+    // Freeing: the queue asked for is named, missing or still needed by its successor.
+    assert_eq!(
+        r.cmdqv.hw_queue_free(g.id, 0, &r.main),
+        Err(Error::InUse(vcmdq(0)))
+    );
+    assert_eq!(
+        r.cmdqv.hw_queue_free(g.id, 2, &r.main),
+        Err(Error::NoSuch(vcmdq(2)))
+    );
+    r.cmdqv.hw_queue_free(g.id, 1, &r.main).unwrap();
+    r.cmdqv.hw_queue_free(g.id, 0, &r.main).unwrap();
+    assert_eq!(
+        r.cmdqv.hw_queue_free(g.id, 0, &r.main),
+        Err(Error::NoSuch(vcmdq(0)))
     );
 }
 
@@ -582,7 +710,10 @@ fn hw_queue_allocation_follows_the_linux_rules() {
         e(r.cmdqv.hw_queue_free(g.id, 3, &r.main)),
         Err(-errno::ENOENT)
     );
-    assert_eq!(r.cmdqv.vintf_free(g.id), Err(Error::Busy));
+    assert_eq!(
+        r.cmdqv.vintf_free(g.id),
+        Err(Error::InUse(Object::Vintf(g.id.0)))
+    );
     r.cmdqv.hw_queue_free(g.id, 2, &r.main).unwrap();
     r.cmdqv.hw_queue_free(g.id, 1, &r.main).unwrap();
     r.cmdqv.hw_queue_free(g.id, 0, &r.main).unwrap();
@@ -909,7 +1040,7 @@ fn standalone_model_runs_without_an_smmu() {
         ..CmdqvConfig::new(fake.phys(), fake.size(), 8)
     };
     // SAFETY: as in `rig_with`.
-    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), platform, &*arena, cfg) }.unwrap();
+    let mut cmdqv = unsafe { Cmdqv::new(fake.base().cast(), platform, &*arena, cfg) }.unwrap();
     assert_eq!((cmdqv.num_vintfs(), cmdqv.lvcmdqs_per_vintf()), (1, 2));
     let main = RecordingCommandSink::default();
     cmdqv.reset(&main).unwrap();
@@ -1047,7 +1178,7 @@ fn the_smmu_driver_is_the_main_queue() {
         ..config_for(&fake)
     };
     // SAFETY: as in `rig_with`.
-    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), m.platform(), m.dma(), cfg) }.unwrap();
+    let mut cmdqv = unsafe { Cmdqv::new(fake.base().cast(), m.platform(), m.dma(), cfg) }.unwrap();
     m.take_commands();
     // CMDQV reset after SMMUEN: each VCMDQ teardown syncs the SMMU's queue.
     cmdqv.reset(&smmu).unwrap();

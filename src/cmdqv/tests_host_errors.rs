@@ -24,7 +24,8 @@ fn a_flagged_host_queue_without_a_command_error_is_still_acknowledged() {
     };
     // SAFETY: the model's window is `fake.size()` bytes, lives as long as `fake`, and only this
     // driver touches it.
-    let mut cmdqv = unsafe { Cmdqv::new(fake.base(), smmu.platform(), smmu.dma(), cfg) }.unwrap();
+    let mut cmdqv =
+        unsafe { Cmdqv::new(fake.base().cast(), smmu.platform(), smmu.dma(), cfg) }.unwrap();
     let main = RecordingCommandSink::default();
     cmdqv.reset(&main).unwrap();
     // Host queue 1 raises a VCMDQ_GERROR bit other than CMDQ_ERR: flagged in the maps, CONS.ERR

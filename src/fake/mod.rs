@@ -290,13 +290,13 @@ impl SmmuModel {
 
     /// The driver of this model, probed (not reset) with `config`: the safe way to build one in
     /// tests. A model lends its register pages to one driver only; a second call gives
-    /// [`Error::Busy`](crate::Error::Busy).
+    /// [`Error::InUse`](crate::Error::InUse)`(`[`Object::Smmu`](crate::Object::Smmu)`)`.
     pub fn driver(
         self: &Arc<Self>,
         config: crate::smmu::Config,
     ) -> Result<DriverOnModel, crate::Error> {
         if self.driver_taken.swap(true, Ordering::AcqRel) {
-            return Err(crate::Error::Busy);
+            return Err(crate::Error::InUse(crate::Object::Smmu));
         }
         // SAFETY: the pages belong to this model, and the driver's platform and DMA handle each
         // hold an `Arc` of it, so they outlive the driver; `driver_taken` makes this the pages'

@@ -26,12 +26,12 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::barrier;
+use super::{barrier, bump};
 use crate::command::{CmdqEntry, Command, Opcode, SyncCs};
 use crate::error::{CmdqError, Error, WaitFor};
 use crate::ids::PhysAddr;
 use crate::platform::{DmaBuf, Platform};
-use crate::queue::{CMDQ_ENTRY_BYTES, MAX_LOG2, QueueGeometry, QueueIndex};
+use crate::queue::{CMDQ_ENTRY_BYTES, QueueGeometry, QueueIndex};
 use crate::regs::CMDQ_CONS;
 
 /// Tegra241 VCMDQ CERROR_ILL_ACCESS: not an SMMU_CMDQ_CONS.ERR value, but the VCMDQs share the
@@ -126,10 +126,6 @@ struct AtomicCounters {
     space_timeouts: AtomicU64,
 }
 
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
-}
-
 /// The producer state, owned by whoever holds the lock.
 struct State {
     /// Next slot to write (index + wrap), as last written to PROD or about to be.
@@ -211,8 +207,9 @@ impl Cmdq {
     /// (IHI 0070 §6.3.26). Indices start at 0; program the queue's PROD and CONS to 0 too.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `log2_entries` exceeds 19 or `buf` is too small or
-    /// misaligned.
+    /// [`Error::OutOfRange`] when `log2_entries` exceeds 19; [`Error::TooSmall`] or
+    /// [`Error::Misaligned`] when `buf` is too small or misaligned
+    /// ([`QueueGeometry::check_buffer`]).
     ///
     /// # Safety
     /// `buf.vaddr` points to `buf.size` bytes of memory that are valid for reads and writes for
@@ -221,14 +218,8 @@ impl Cmdq {
     /// is where that SMMU sees the same bytes: what [`DmaMemory`](crate::platform::DmaMemory)
     /// promises for a buffer it handed out and nobody else was given.
     pub unsafe fn new(buf: DmaBuf, log2_entries: u8, opts: CmdqOptions) -> Result<Self, Error> {
-        let geo = QueueGeometry::cmdq(log2_entries).ok_or(Error::InvalidArgument)?;
-        if log2_entries > MAX_LOG2
-            || buf.size < geo.bytes()
-            || !buf.paddr.is_aligned(geo.align() as u64)
-            || !(buf.vaddr.as_ptr() as usize).is_multiple_of(16)
-        {
-            return Err(Error::InvalidArgument);
-        }
+        let geo = QueueGeometry::checked(log2_entries, CMDQ_ENTRY_BYTES)?;
+        geo.check_buffer(&buf)?;
         Ok(Self {
             buf,
             geo,
@@ -344,12 +335,7 @@ impl Cmdq {
                 written += 1;
                 next = rest.next();
             }
-            // The slots are visible before the PROD write that lets the SMMU read them.
-            barrier::dma_wmb();
-            st.prod = st.prod.add(written);
-            hw.write_prod(st.prod.to_reg());
-            bump(&self.counters.prod_writes, 1);
-            bump(&self.counters.commands, u64::from(written));
+            self.publish(&mut st, hw, written);
         }
         batch_result(err)
     }
@@ -485,13 +471,7 @@ impl Cmdq {
                 self.write_slot(plat, st.prod.add(written), cmd.encode());
                 written += 1;
             }
-            // Order the slot writes (and any STE/CD/page-table writes before them) before the
-            // PROD write that lets the SMMU read them.
-            barrier::dma_wmb();
-            st.prod = st.prod.add(written);
-            hw.write_prod(st.prod.to_reg());
-            bump(&self.counters.prod_writes, 1);
-            bump(&self.counters.commands, u64::from(written));
+            self.publish(st, hw, written);
             if let Some(at) = sync_at {
                 break at;
             }
@@ -516,18 +496,11 @@ impl Cmdq {
             if free >= need {
                 return Ok(free);
             }
-            let cons = hw.read_cons();
-            if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
-                err.get_or_insert(e);
-            }
-            st.cons = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
-            if QueueIndex::free(st.prod, st.cons) >= need {
+            let cons = self.read_cons(st, hw, plat, &mut stuck, err);
+            if QueueIndex::free(st.prod, cons) >= need {
                 continue;
             }
-            if plat.now_us() >= deadline {
-                bump(&self.counters.space_timeouts, 1);
-                return Err(Error::Timeout(WaitFor::CmdqSpace));
-            }
+            self.check_deadline(plat, deadline, WaitFor::CmdqSpace)?;
             plat.relax(WaitFor::CmdqSpace);
         }
     }
@@ -555,27 +528,67 @@ impl Cmdq {
                 polls = polls.saturating_add(1);
             }
             if self.opts.completion != Completion::Msi || polls > MSI_POLLS_BEFORE_CONS {
-                let cons = hw.read_cons();
-                if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
-                    err.get_or_insert(e);
-                }
-                let c = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
-                st.cons = c;
+                let c = self.read_cons(st, hw, plat, &mut stuck, err);
                 if QueueIndex::has_consumed(c, at) {
                     barrier::dma_rmb();
                     return Ok(());
                 }
             }
-            if plat.now_us() >= deadline {
-                bump(&self.counters.sync_timeouts, 1);
-                return Err(Error::Timeout(WaitFor::CmdSync));
-            }
+            self.check_deadline(plat, deadline, WaitFor::CmdSync)?;
             if self.opts.completion == Completion::Sev {
                 plat.wait_for_event(WaitFor::CmdSync);
             } else {
                 plat.relax(WaitFor::CmdSync);
             }
         }
+    }
+
+    /// Hands the `written` slots after PROD to the SMMU: one PROD write.
+    fn publish<B: CmdqBackend + ?Sized>(&self, st: &mut State, hw: &B, written: u32) {
+        // Order the slot writes (and any STE/CD/page-table writes before them) before the
+        // PROD write that lets the SMMU read them.
+        barrier::dma_wmb();
+        st.prod = st.prod.add(written);
+        hw.write_prod(st.prod.to_reg());
+        bump(&self.counters.prod_writes, 1);
+        bump(&self.counters.commands, u64::from(written));
+    }
+
+    /// Reads CONS, recovers from an error it reports (the first one is kept in `err`), and
+    /// records it in `st.cons` (ERR and OVF dropped); returns it.
+    fn read_cons<B: CmdqBackend + ?Sized, P: Platform + ?Sized>(
+        &self,
+        st: &mut State,
+        hw: &B,
+        plat: &P,
+        stuck: &mut Stuck,
+        err: &mut Option<CmdqError>,
+    ) -> QueueIndex {
+        let cons = hw.read_cons();
+        if let Some(e) = self.check_error(st, hw, plat, cons, stuck.poll(cons)) {
+            err.get_or_insert(e);
+        }
+        st.cons = QueueIndex::from_reg(self.geo.log2_entries(), cons).with_ovf(false);
+        st.cons
+    }
+
+    /// [`Error::Timeout`] once `deadline` has passed, counted as a space or a sync timeout.
+    fn check_deadline<P: Platform + ?Sized>(
+        &self,
+        plat: &P,
+        deadline: u64,
+        what: WaitFor,
+    ) -> Result<(), Error> {
+        if plat.now_us() < deadline {
+            return Ok(());
+        }
+        let counter = if what == WaitFor::CmdqSpace {
+            &self.counters.space_timeouts
+        } else {
+            &self.counters.sync_timeouts
+        };
+        bump(counter, 1);
+        Err(Error::Timeout(what))
     }
 
     /// If `cons` carries an active error, recovers as IHI 0070 §4.8 / Linux's

@@ -107,7 +107,7 @@ pub struct Config {
     /// Stream table format.
     pub strtab: StrtabFormat,
     /// log2 of the command queue entries. `None`: 8, capped at IDR1.CMDQS. `Some(n)` above
-    /// IDR1.CMDQS is refused with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    /// IDR1.CMDQS is refused with [`Error::OutOfRange`](crate::Error::OutOfRange).
     pub cmdq_log2: Option<u8>,
     /// log2 of the event queue entries; as `cmdq_log2` with default 7 and IDR1.EVENTQS.
     pub evtq_log2: Option<u8>,

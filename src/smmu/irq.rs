@@ -17,7 +17,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use super::{GERROR_KNOWN, MainCmdq, Smmu, barrier};
+use super::{GERROR_KNOWN, MainCmdq, Smmu, barrier, bump};
 use crate::error::Error;
 use crate::event::EvtqEntry;
 use crate::platform::{DmaBuf, DmaMemory, Platform};
@@ -174,10 +174,6 @@ pub(super) struct IrqCounters {
     priq_lost: AtomicBool,
 }
 
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
-}
-
 impl IrqCounters {
     /// Counts each active bit of `active` (and as stale, when found by a reset).
     pub(super) fn count_gerror(&self, active: u32, stale: bool) {
@@ -213,10 +209,8 @@ impl InQueue {
     /// As [`Cmdq::new`](super::cmdq::Cmdq::new): `buf` is lent memory valid for reads for as
     /// long as the queue lives, written only by the SMMU, seen by it at `buf.paddr`.
     pub(super) unsafe fn new(buf: DmaBuf, log2: u8, entry_bytes: usize) -> Result<Self, Error> {
-        let geo = QueueGeometry::new(log2, entry_bytes).ok_or(Error::InvalidArgument)?;
-        if buf.size < geo.bytes() || !buf.paddr.is_aligned(geo.align() as u64) {
-            return Err(Error::InvalidArgument);
-        }
+        let geo = QueueGeometry::checked(log2, entry_bytes)?;
+        geo.check_buffer(&buf)?;
         Ok(Self {
             buf,
             geo,

@@ -35,10 +35,12 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use tock_registers::interfaces::{Readable, Writeable};
 
 use crate::command::Command;
-use crate::error::{Error, Feature, WaitFor};
+use crate::error::{Error, Feature, Quantity, WaitFor};
 use crate::features::{Features, IdRegs};
 use crate::platform::{DmaMemory, MmioAccess, Platform};
-use crate::queue::{QueueGeometry, check_log2};
+use crate::queue::{
+    CMDQ_ENTRY_BYTES, EVTQ_ENTRY_BYTES, PRIQ_ENTRY_BYTES, QueueGeometry, check_log2,
+};
 use crate::regs::{CR0, CR1, CR2, GBPA, GERROR, IRQ_CTRL, Page0, Page1};
 use crate::ste::StreamTableLayout;
 
@@ -150,6 +152,11 @@ impl MemoryPlan {
     }
 }
 
+/// Adds `n` to a statistics counter (no ordering: counters are read for reports only).
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
 fn queue_region(geo: QueueGeometry) -> Region {
     Region {
         bytes: geo.bytes(),
@@ -213,13 +220,20 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
     /// With [`Quirks::PAGE0_REGS_ONLY`] the page-1 registers are used at their page-0 offsets
     /// and `page1` is ignored.
     ///
+    /// The driver keeps `dma` for as long as it lives (it allocates 2-level stream-table leaves
+    /// later, and its queues live in `dma`'s memory): pass an allocator by value to give it to
+    /// the driver, or a reference to share one (`&A` is a [`DmaMemory`] too), e.g. with the
+    /// CMDQV of this SMMU (`Cmdqv::new` takes its allocator the same way); the
+    /// borrow then keeps it alive as long as the driver.
+    ///
     /// # Errors
     /// - [`Error::Unsupported`] from [`Features::check`], or [`Feature::StreamIdBits`] when
     ///   `config.sid_bits` exceeds IDR1.SIDSIZE, [`Feature::TwoLevelStreamTable`] for a forced
     ///   2-level table without IDR0.ST_LEVEL, [`Feature::Msi`]/[`Feature::Sev`] for a sync or
     ///   IRQ mode the SMMU lacks;
-    /// - [`Error::InvalidArgument`] for a queue log2 above the IDR1 limit, or a forced 2-level
-    ///   table for fewer than 6 StreamID bits (the smallest legal SPLIT);
+    /// - [`Error::OutOfRange`] ([`Quantity::QueueLog2`]) for a queue log2 above the IDR1 limit,
+    ///   [`Error::TooSmall`] ([`Quantity::StreamIdBits`]) for a forced 2-level table for fewer
+    ///   than 6 StreamID bits (the smallest legal SPLIT);
     /// - [`Error::NoMemory`] when `dma` cannot provide the [`MemoryPlan`].
     ///
     /// # Safety
@@ -358,7 +372,11 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             // SPLIT may only be 6, 8 or 10 (IHI 0070 §6.3.25): Linux's 8 where the StreamIDs
             // allow it, 6 for 6 or 7 bits; never a LOG2SIZE beyond the bits asked for.
             StrtabFormat::TwoLevel if bits < TWO_LEVEL_MIN_SPLIT => {
-                return Err(Error::InvalidArgument);
+                return Err(Error::TooSmall {
+                    what: Quantity::StreamIdBits,
+                    value: u64::from(bits),
+                    min: u64::from(TWO_LEVEL_MIN_SPLIT),
+                });
             }
             StrtabFormat::TwoLevel => {
                 let split = if bits >= StreamTableLayout::LINUX_SPLIT {
@@ -414,19 +432,19 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
         } else {
             0
         };
-        let geo = |g: Option<QueueGeometry>| g.map(queue_region).ok_or(Error::InvalidArgument);
+        let geo = |log2, entry| QueueGeometry::checked(log2, entry).map(queue_region);
         Ok(MemoryPlan {
             layout,
             strtab,
             l2_index,
             l2_table,
             l2_tables_max,
-            cmdq: geo(QueueGeometry::cmdq(cmdq_log2))?,
+            cmdq: geo(cmdq_log2, CMDQ_ENTRY_BYTES)?,
             cmdq_log2,
-            evtq: geo(QueueGeometry::evtq(evtq_log2))?,
+            evtq: geo(evtq_log2, EVTQ_ENTRY_BYTES)?,
             evtq_log2,
             priq: if features.pri {
-                Some(geo(QueueGeometry::priq(priq_log2))?)
+                Some(geo(priq_log2, PRIQ_ENTRY_BYTES)?)
             } else {
                 None
             },

@@ -5,11 +5,11 @@ use core::ptr::NonNull;
 
 use super::{MemoryPlan, Quirks, Region, Smmu, barrier};
 use crate::command::Command;
-use crate::error::Error;
+use crate::error::{Error, Quantity};
 use crate::ids::StreamId;
 use crate::platform::{DmaBuf, DmaMemory, Platform};
 use crate::regs::STRTAB_BASE;
-use crate::ste::{L1Std, STE1, STE2, Ste, StreamTableLayout};
+use crate::ste::{L1STD, L1Std, STE1, STE2, Ste, StreamTableLayout};
 
 /// STE dword 1 MEV.
 const STE1_MEV: u64 = STE1::MEV::SET.value;
@@ -154,7 +154,18 @@ impl<P: Platform, D: DmaMemory> Smmu<P, D> {
             return Err(Error::BadStreamId(sid));
         }
         let buf = self.dma.alloc(r.bytes, r.align).ok_or(Error::NoMemory)?;
-        let desc = L1Std::new(buf.paddr, split + 1).ok_or(Error::InvalidArgument)?;
+        if !buf.paddr.is_aligned(r.align as u64) {
+            return Err(Error::Misaligned {
+                what: Quantity::Address,
+                value: buf.paddr.0,
+                align: r.align as u64,
+            });
+        }
+        let desc = L1Std::new(buf.paddr, split + 1).ok_or(Error::OutOfRange {
+            what: Quantity::Address,
+            value: buf.paddr.0,
+            max: L1STD::L2PTR.mask << L1STD::L2PTR.shift,
+        })?;
         for i in 0..(buf.size / 64) {
             // SAFETY: `i * 64 + 64 <= buf.size`: inside the fresh allocation.
             let p = unsafe { buf.vaddr.add(i * 64) }.cast::<u64>();

@@ -212,7 +212,7 @@ fn instance<M: Machine>(
             cfg.window_size = cfg.window_size.min(mapped);
             // SAFETY: the `Machine` contract: the window is this CMDQV's, `window_size` bytes are
             // mapped, and only this driver uses them; the SMMU is enabled.
-            match unsafe { Cmdqv::new(window, r.m.platform(i), &r.m.dma(i), cfg) } {
+            match unsafe { Cmdqv::new(window.cast(), r.m.platform(i), r.m.dma(i), cfg) } {
                 Ok(mut q) => {
                     let reset = q.reset(&smmu);
                     r.m.line(format_args!(

@@ -210,7 +210,7 @@ fn the_model_lends_its_pages_to_one_driver_only() {
     let d = m.driver(crate::smmu::Config::default()).unwrap();
     assert_eq!(
         m.driver(crate::smmu::Config::default()).err(),
-        Some(crate::Error::Busy)
+        Some(crate::Error::InUse(crate::Object::Smmu))
     );
     d.reset().unwrap();
     assert_eq!(m.cr0() & 1, 1, "the driver drove this model");

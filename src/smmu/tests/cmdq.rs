@@ -1,13 +1,6 @@
 //! The command queue: batching, one CMD_SYNC per batch, completion modes, errors and timeouts,
 //! the Tegra264 repeat, concurrent submitters.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::sync::Arc;
 use std::vec::Vec;
 

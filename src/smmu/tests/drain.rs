@@ -1,13 +1,6 @@
 //! Event and PRI queue drains: MMIO cost, overflow in hardware style, records arriving while
 //! draining, a second CPU turned away.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::vec::Vec;
 
 use super::super::*;
@@ -76,11 +69,7 @@ fn drains_cost_at_most_three_mmio_accesses() {
 
 #[test]
 fn event_overflow_hardware_style_is_acknowledged_and_reported() {
-    let r = Rig::qemu(Config {
-        evtq_log2: Some(3),
-        ..Config::default()
-    });
-    r.m.set_event_overflow(OverflowStyle::Hardware);
+    let r = Rig::small_evtq(OverflowStyle::Hardware);
     for i in 0..12 {
         r.m.inject_event(evt(i, 0));
     }
@@ -191,14 +180,7 @@ fn priq_drains_cost_at_most_three_mmio_accesses() {
 
 #[test]
 fn priq_overflow_hardware_style_is_acked_in_the_one_cons_write() {
-    let h = H::reset(
-        pri_ids(9),
-        Config {
-            priq_log2: Some(3),
-            ..Config::default()
-        },
-    );
-    h.m.set_pri_overflow(OverflowStyle::Hardware);
+    let h = H::small_priq(OverflowStyle::Hardware);
     for round in 0..2u32 {
         for i in 0..12 {
             h.m.inject_pri(req(i));
@@ -309,14 +291,7 @@ fn a_drain_with_an_endless_producer_is_bounded_and_loses_nothing() {
 fn priq_loss_during_a_drain_is_reported_by_the_next_one() {
     // The PRI queue (8 slots) overflows, QEMU style, while a drain is running: the records
     // copied are delivered, the loss goes through GERROR and the next drain reports it.
-    let h = H::reset(
-        pri_ids(9),
-        Config {
-            priq_log2: Some(3),
-            ..Config::default()
-        },
-    );
-    h.m.set_pri_overflow(OverflowStyle::Qemu);
+    let h = H::small_priq(OverflowStyle::Qemu);
     struct Burst<'a>(&'a SmmuModel, HostSink, bool);
     impl PriSink for Burst<'_> {
         fn request(&mut self, e: &PriqEntry) {

@@ -2,13 +2,6 @@
 //! wrapped, global errors left active by a previous owner or raised while the driver was not
 //! ready, a command error active with CONS.ERR = 0, and WFE waits with no wake-up source.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use super::super::*;
 use super::rig::Rig;
 use crate::command::Command;

@@ -1,13 +1,6 @@
 //! Global errors: every GERROR bit handled, counted and acknowledged; QEMU-style queue overflow;
 //! service failure mode; command errors recovered from the IRQ path.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use super::super::*;
 use super::recorder::*;
 use super::rig::*;
@@ -18,11 +11,7 @@ use crate::features::QEMU_VIRT;
 
 #[test]
 fn event_overflow_qemu_style_goes_through_gerror() {
-    let r = Rig::qemu(Config {
-        evtq_log2: Some(3),
-        ..Config::default()
-    });
-    r.m.set_event_overflow(OverflowStyle::Qemu);
+    let r = Rig::small_evtq(OverflowStyle::Qemu);
     for i in 0..10 {
         r.m.inject_event(evt(i, 0));
     }
@@ -142,14 +131,7 @@ fn cmdq_error_with_no_waiter_is_recovered_from_the_irq_path() {
 
 #[test]
 fn priq_overflow_qemu_style_goes_through_gerror_and_the_next_drain() {
-    let h = H::reset(
-        pri_ids(9),
-        Config {
-            priq_log2: Some(3),
-            ..Config::default()
-        },
-    );
-    h.m.set_pri_overflow(OverflowStyle::Qemu);
+    let h = H::small_priq(OverflowStyle::Qemu);
     for i in 0..10 {
         h.m.inject_pri(req(i));
     }

@@ -1,13 +1,6 @@
 //! A non-coherent SMMU: Non-cacheable CR1, and every byte the SMMU reads cleaned first, every
 //! slot the CPU reads invalidated first.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::string::String;
 use std::vec::Vec;
 

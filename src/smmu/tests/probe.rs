@@ -1,12 +1,5 @@
 //! Probe: what the driver refuses, and the memory plan against what it really allocates.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use core::sync::atomic::Ordering;
 use std::vec::Vec;
 
@@ -14,7 +7,7 @@ use super::super::*;
 use super::recorder::*;
 use super::rig::*;
 use crate::command::Command;
-use crate::error::Error;
+use crate::error::{Error, Quantity};
 use crate::fake::DmaOutcome;
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::{Iova, PhysAddr, StreamId};
@@ -59,7 +52,11 @@ fn probe_refuses_what_it_cannot_drive() {
     };
     assert_eq!(
         Rig::new(QEMU_VIRT, big_evtq).err(),
-        Some(Error::InvalidArgument)
+        Some(Error::OutOfRange {
+            what: Quantity::QueueLog2,
+            value: 20,
+            max: 19
+        })
     );
     let msi = Config {
         sync: SyncMode::Msi,
@@ -257,5 +254,14 @@ fn forced_two_level_never_covers_more_streamids_than_asked() {
         plan(6),
         Ok(StreamTableLayout::TwoLevel { log2: 6, split: 6 })
     );
-    assert_eq!(plan(5), Err(Error::InvalidArgument));
+    let five = plan(5);
+    assert_eq!(
+        five,
+        Err(Error::TooSmall {
+            what: Quantity::StreamIdBits,
+            value: 5,
+            min: 6
+        })
+    );
+    assert_eq!(five.map_err(Error::errno), Err(-22));
 }

@@ -1,13 +1,6 @@
 //! Drains that race with the SMMU and with each other, acted out at exact points of the
 //! driver through the barrier hook (`fake::observe`).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 

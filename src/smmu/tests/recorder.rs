@@ -1,13 +1,6 @@
 //! A rig that records MMIO and cache maintenance in order, checks what a non-coherent SMMU
 //! could see, and lends memory that counts and can run out.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use core::ops::Range;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +12,7 @@ use super::super::*;
 use super::*;
 use crate::error::{Error, WaitFor};
 use crate::event::{EventRecord, EvtqEntry};
-use crate::fake::{DmaArena, ModelPlatform, SmmuModel};
+use crate::fake::{DmaArena, ModelPlatform, OverflowStyle, SmmuModel};
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::{Iova, PhysAddr, StreamId, Vmid};
 use crate::platform::{DmaBuf, DmaMemory, MmioAccess, Platform};
@@ -307,6 +300,18 @@ impl H {
     pub(super) fn reset(ids: IdRegs, config: Config) -> Self {
         let h = Self::new(ids, config);
         h.d.reset().unwrap();
+        h
+    }
+
+    /// Reset, on a model with PRI (IDR1.PRIQS = 9) whose PRI queue has 8 slots and overflows
+    /// in `style`.
+    pub(super) fn small_priq(style: OverflowStyle) -> Self {
+        let config = Config {
+            priq_log2: Some(3),
+            ..Config::default()
+        };
+        let h = Self::reset(pri_ids(9), config);
+        h.m.set_pri_overflow(style);
         h
     }
 }

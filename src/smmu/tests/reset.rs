@@ -1,13 +1,6 @@
 //! Reset and enable: Linux's order, every ACK waited for (late or missing), PRI, E2H, ATSCHK,
 //! the CN99xx page-0-only layout and interrupt programming.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::vec::Vec;
 
 use super::super::*;

@@ -1,79 +1,38 @@
 //! The rig most tests use: the driver over the model, with a log of every MMIO access.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::vec::Vec;
 
 use super::super::*;
-use crate::error::{Error, WaitFor};
+use super::recorder::{Ev, Rec};
+use crate::error::Error;
 use crate::event::{EventRecord, EvtqEntry};
-use crate::fake::{ModelArena, ModelPlatform, SmmuModel};
+use crate::fake::{ModelArena, OverflowStyle, SmmuModel};
 use crate::features::{IdRegs, QEMU_VIRT};
 use crate::ids::{Iova, PhysAddr, StreamId, Vmid};
-use crate::platform::{MmioAccess, Platform};
 use crate::ste::{Granule, S2Config, Ste};
 
 /// One MMIO access: page (0/1), offset, write.
 pub(super) type Access = (u8, usize, bool);
 
-/// The model's platform, plus a log of every MMIO access in order.
-#[derive(Clone)]
-pub(super) struct LogPlatform {
-    pub(super) inner: ModelPlatform,
-    pub(super) p0: usize,
-    pub(super) p1: usize,
-    pub(super) log: Arc<Mutex<Vec<Access>>>,
-}
-
-impl Platform for LogPlatform {
-    fn now_us(&self) -> u64 {
-        self.inner.now_us()
-    }
-    fn relax(&self, what: WaitFor) {
-        self.inner.relax(what);
-    }
-    fn wait_for_event(&self, what: WaitFor) {
-        self.inner.wait_for_event(what);
-    }
-    fn mmio(&self, addr: usize, access: MmioAccess) {
-        let entry = if (self.p1..self.p1 + 0x10000).contains(&addr) {
-            (1, addr - self.p1, access == MmioAccess::Write)
-        } else {
-            (0, addr.wrapping_sub(self.p0), access == MmioAccess::Write)
-        };
-        self.log.lock().unwrap().push(entry);
-        self.inner.mmio(addr, access);
-    }
-}
-
-pub(super) type Drv = Smmu<LogPlatform, ModelArena>;
+/// The driver on the model's platform, recording every MMIO access in order ([`Rec`] without
+/// the coherency checker).
+pub(super) type Drv = Smmu<Rec, ModelArena>;
 
 pub(super) struct Rig {
     pub(super) m: Arc<SmmuModel>,
     pub(super) d: Drv,
-    pub(super) log: Arc<Mutex<Vec<Access>>>,
+    rec: Rec,
 }
 
 impl Rig {
     pub(super) fn new(ids: IdRegs, config: Config) -> Result<Self, Error> {
         let m = SmmuModel::new(ids);
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let plat = LogPlatform {
-            inner: m.platform(),
-            p0: m.page0_ptr().as_ptr() as usize,
-            p1: m.page1_ptr().as_ptr() as usize,
-            log: log.clone(),
-        };
+        let rec = Rec::new(&m, false);
         // SAFETY: the model's pages live as long as `m`, which the rig keeps; nothing else
         // drives them.
-        let d = unsafe { Smmu::new(m.page0(), m.page1(), plat, m.lend_dma(), config) }?;
-        Ok(Self { m, d, log })
+        let d = unsafe { Smmu::new(m.page0(), m.page1(), rec.clone(), m.lend_dma(), config) }?;
+        Ok(Self { m, d, rec })
     }
 
     pub(super) fn qemu(config: Config) -> Self {
@@ -82,8 +41,25 @@ impl Rig {
         r
     }
 
+    /// On QEMU's ID registers, reset, with an event queue of 8 slots that overflows in
+    /// `style`.
+    pub(super) fn small_evtq(style: OverflowStyle) -> Self {
+        let r = Self::qemu(Config {
+            evtq_log2: Some(3),
+            ..Config::default()
+        });
+        r.m.set_event_overflow(style);
+        r
+    }
+
+    /// The register accesses since the last call (cache maintenance left out).
     pub(super) fn take_log(&self) -> Vec<Access> {
-        core::mem::take(&mut *self.log.lock().unwrap())
+        let log = self.rec.take().into_iter();
+        log.filter_map(|e| match e {
+            Ev::Mmio(page, off, write, _) => Some((page, off, write)),
+            Ev::Flush(..) | Ev::Inval(..) => None,
+        })
+        .collect()
     }
 }
 

@@ -2,13 +2,6 @@
 //! `arm-smmu-v3-test.c`): the number of CMD_SYNCs each update costs, whether it stays hitless
 //! (never V = 0 in between), and what the model sees after every 64-bit store.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::vec::Vec;
 
 use super::super::*;

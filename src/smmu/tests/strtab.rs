@@ -1,13 +1,6 @@
 //! Stream tables: linear and 2-level resolution, bindings across reset, and live STE
 //! replacement that never exposes a half-written entry.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::vec::Vec;
 
 use super::super::*;
@@ -194,4 +187,61 @@ fn ste_update_step_counts_follow_the_used_bits() {
             .iter()
             .any(|c| matches!(c, Command::PrefetchConfig { .. }))
     );
+}
+
+/// The model's arena, handing out every buffer 64 bytes past the alignment asked for once
+/// `skew` is set: an allocator that breaks the alignment promise of [`DmaMemory`] (each buffer
+/// still lies inside what it took from the arena).
+struct Skewed {
+    m: std::sync::Arc<crate::fake::SmmuModel>,
+    skew: core::sync::atomic::AtomicBool,
+}
+
+// SAFETY: as the model's arena, except the alignment once `skew` is set, which is the broken
+// promise under test: the driver checks it before it writes to or publishes the buffer.
+unsafe impl DmaMemory for Skewed {
+    fn alloc(&self, size: usize, align: usize) -> Option<crate::platform::DmaBuf> {
+        if !self.skew.load(core::sync::atomic::Ordering::SeqCst) {
+            return self.m.dma().alloc(size, align);
+        }
+        let b = self.m.dma().alloc(size + 64, align)?;
+        Some(crate::platform::DmaBuf {
+            // SAFETY: 64 bytes into an allocation of `size + 64`.
+            vaddr: unsafe { b.vaddr.add(64) },
+            paddr: b.paddr.add(64),
+            size,
+        })
+    }
+}
+
+#[test]
+fn a_level2_table_off_its_alignment_is_refused_with_its_address() {
+    let m = crate::fake::SmmuModel::qemu_virt();
+    let dma = Skewed {
+        m: m.clone(),
+        skew: core::sync::atomic::AtomicBool::new(false),
+    };
+    let h = super::recorder::H::with(m, dma, Config::default(), false).unwrap();
+    h.d.reset().unwrap();
+    // 2-level with SPLIT 8: a level-2 table is 256 STEs, 16 KiB, aligned to 16 KiB.
+    h.d.dma
+        .skew
+        .store(true, core::sync::atomic::Ordering::SeqCst);
+    let e =
+        h.d.set_ste(StreamId(0x1234), &Ste::bypass(false))
+            .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Misaligned {
+                what: crate::error::Quantity::Address,
+                value,
+                align: 0x4000,
+            } if value % 0x4000 == 64
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.errno(), -22);
+    // Nothing was published: the StreamID has no level-2 table.
+    assert_eq!(h.d.ste(StreamId(0x1234)).unwrap(), Ste::INVALID);
 }

@@ -31,10 +31,10 @@ use super::{
     bump,
 };
 use crate::cmdqv::{Cmdqv, CmdqvEventSink, VintfId};
-use crate::error::{Error, Feature};
+use crate::error::{Error, Feature, Object, Quantity};
 use crate::ids::{PhysAddr, StreamId, VStreamId};
 use crate::iommufd::{HwInfoTegra241Cmdqv, HwQueueType, VeventTegra241Cmdqv, ViommuTegra241Cmdqv};
-use crate::platform::Platform;
+use crate::platform::{DmaMemory, Platform};
 use crate::smmu::CommandSink;
 use crate::vevent::Reported;
 
@@ -68,10 +68,10 @@ impl<
     /// # Errors
     /// Those of [`Router::alloc_viommu`], then those of [`Cmdqv::vintf_alloc`] (`ENODEV` before
     /// CMDQV reset, `ENOSPC` when every VINTF is taken, a timeout); nothing is left behind.
-    pub fn alloc_viommu_cmdqv<P: Platform>(
+    pub fn alloc_viommu_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         cfg: ViommuConfig,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<(ViommuId, ViommuTegra241Cmdqv), Error> {
         let id = self.alloc_viommu(cfg)?;
         let g = match cmdqv.vintf_alloc(cfg.s2.vmid) {
@@ -85,7 +85,11 @@ impl<
         let owner = self
             .vintf_owner
             .get(usize::from(g.id.0))
-            .ok_or(Error::InvalidArgument);
+            .ok_or(Error::OutOfRange {
+                what: Quantity::Index,
+                value: u64::from(g.id.0),
+                max: (crate::cmdqv::regs::MAX_VINTFS - 1) as u64,
+            });
         let set = owner.and_then(|o| {
             self.with_ctl(id, |_, c| {
                 c.vintf = Some(g.id.0);
@@ -117,14 +121,14 @@ impl<
     /// [`Cmdqv::vdevice_bind`] (EINVAL for a vSID wider than SID_MATCH, ENOSPC when every pair
     /// is taken).
     #[allow(clippy::too_many_arguments)]
-    pub fn alloc_vdevice_cmdqv<P: Platform>(
+    pub fn alloc_vdevice_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         dev_id: u32,
         psid: StreamId,
         virt_id: u64,
         ats_capable: bool,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<VStreamId, Error> {
         self.alloc_vdevice_with(
             id,
@@ -144,16 +148,16 @@ impl<
     /// Destroys a vDEVICE of a TEGRA241_CMDQV vIOMMU: its SID pair is cleared
     /// ([`Cmdqv::vdevice_unbind`]; already cleared by a refused earlier attempt is fine), then
     /// as [`Router::destroy_vdevice`].
-    pub fn destroy_vdevice_cmdqv<P: Platform>(
+    pub fn destroy_vdevice_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         vsid: VStreamId,
         cmds: &impl CommandSink,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<(), Error> {
         self.destroy_vdevice_with(id, vsid, cmds, |c, vsid| {
             match cmdqv.vdevice_unbind(vintf_of(c)?, vsid) {
-                Ok(()) | Err(Error::NotFound) => Ok(()),
+                Ok(()) | Err(Error::NoSuch(Object::VDevice(_) | Object::Vintf(_))) => Ok(()),
                 Err(e) => Err(e),
             }
         })
@@ -166,28 +170,28 @@ impl<
     ///
     /// # Errors
     /// The core's checks first, as Linux: `length` 0 → EINVAL; `base + length − 1` overflows →
-    /// EOVERFLOW; type DEFAULT, or a plain SMMUv3 vIOMMU → EOPNOTSUPP. Then the Tegra241 rules
+    /// EOVERFLOW; type DEFAULT → EOPNOTSUPP ([`Error::Reserved`]), a plain SMMUv3 vIOMMU →
+    /// EOPNOTSUPP. Then the Tegra241 rules
     /// of [`Cmdqv::hw_queue_alloc`]: `index` beyond the VINTF's queues, a bad length or base →
     /// EINVAL; `index` taken → EEXIST; `index − 1` missing → EIO.
     #[allow(clippy::too_many_arguments)]
-    pub fn hw_queue_alloc<P: Platform>(
+    pub fn hw_queue_alloc<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         ty: HwQueueType,
         index: u32,
         base: PhysAddr,
         length: u64,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
         main: &impl CommandSink,
     ) -> Result<(), Error> {
-        if length == 0 {
-            return Err(Error::InvalidArgument);
-        }
-        if base.0.checked_add(length - 1).is_none() {
-            return Err(Error::Overflow);
-        }
+        cmdqv.check_hw_queue_span(base, length)?;
         if ty != HwQueueType::Tegra241Cmdqv {
-            return Err(Error::Unsupported(Feature::Cmdqv));
+            // IOMMU_HW_QUEUE_TYPE_DEFAULT: a reserved type, EOPNOTSUPP as Linux answers it.
+            return Err(Error::Reserved {
+                field: "iommu_hw_queue_alloc.type",
+                value: u64::from(ty.raw()),
+            });
         }
         self.with_ctl(id, |_, c| {
             cmdqv.hw_queue_alloc(vintf_of(c)?, index, base, length, main)
@@ -198,18 +202,22 @@ impl<
     /// the queue is disabled, a CMD_SYNC goes through `main`, and it is unmapped. EBUSY while
     /// queue `index + 1` exists (descending order, as Linux's `tegra241_vintf_destroy_lvcmdq`
     /// requires); ENOENT if it does not exist.
-    pub fn hw_queue_free<P: Platform>(
+    pub fn hw_queue_free<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         index: u32,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
         main: &impl CommandSink,
     ) -> Result<(), Error> {
         self.with_ctl(id, |_, c| cmdqv.hw_queue_free(vintf_of(c)?, index, main))
     }
 
     /// The HW queues of TEGRA241_CMDQV vIOMMU `id` (bit *l* = logical queue *l*).
-    pub fn hw_queues<P: Platform>(&self, id: ViommuId, cmdqv: &Cmdqv<P>) -> Result<u128, Error> {
+    pub fn hw_queues<P: Platform, A: DmaMemory>(
+        &self,
+        id: ViommuId,
+        cmdqv: &Cmdqv<P, A>,
+    ) -> Result<u128, Error> {
         self.with_ctl(id, |_, c| cmdqv.hw_queues(vintf_of(c)?))
     }
 
@@ -217,10 +225,10 @@ impl<
     /// INPUT_TYPE and type TEGRA241_CMDQV, `struct iommu_hw_info_tegra241_cmdqv`):
     /// [`Cmdqv::hw_info`]. EOPNOTSUPP for a
     /// plain SMMUv3 vIOMMU. The VMM reports NUM_VINTF_LOG2 = 0 to its guest.
-    pub fn hw_info_cmdqv<P: Platform>(
+    pub fn hw_info_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<HwInfoTegra241Cmdqv, Error> {
         self.with_ctl(id, |_, c| vintf_of(c).map(|_| cmdqv.hw_info()))
     }
@@ -229,16 +237,14 @@ impl<
     /// has a vDEVICE, a vEVENTQ, a fault queue or a HW queue; then its VINTF is disabled and
     /// released ([`Cmdqv::vintf_free`]; a timeout keeps the vIOMMU). EOPNOTSUPP for a plain
     /// SMMUv3 vIOMMU.
-    pub fn destroy_viommu_cmdqv<P: Platform>(
+    pub fn destroy_viommu_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<(), Error> {
         self.destroy_viommu_with(id, |c| {
+            // Refused (EBUSY) while the VINTF has HW queues.
             let vintf = vintf_of(c)?;
-            if cmdqv.hw_queues(vintf)? != 0 {
-                return Err(Error::Busy);
-            }
             cmdqv.vintf_free(vintf)?;
             self.clear_owner(vintf, id);
             Ok(())
@@ -254,11 +260,11 @@ impl<
     /// producer still inside a ring, a queue or the VINTF that does not disable, a CMD_SYNC that
     /// fails) the vIOMMU is dying with its devices still reserved, and a second call resumes.
     /// EOPNOTSUPP for a plain SMMUv3 vIOMMU.
-    pub fn teardown_viommu_cmdqv<P: Platform>(
+    pub fn teardown_viommu_cmdqv<P: Platform, A: DmaMemory>(
         &self,
         id: ViommuId,
         cmds: &impl CommandSink,
-        cmdqv: &Cmdqv<P>,
+        cmdqv: &Cmdqv<P, A>,
     ) -> Result<usize, Error> {
         self.teardown_viommu_with(
             id,
@@ -278,7 +284,7 @@ impl<
                 }
                 for d in &c.vdevices {
                     match cmdqv.vdevice_unbind(vintf, d.vsid) {
-                        Ok(()) | Err(Error::NotFound) => {}
+                        Ok(()) | Err(Error::NoSuch(Object::VDevice(_) | Object::Vintf(_))) => {}
                         Err(e) => return Err(e),
                     }
                 }

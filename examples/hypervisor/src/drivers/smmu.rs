@@ -19,7 +19,7 @@ use arm_smmuv3::pri::PriqEntry;
 use arm_smmuv3::regs::{Page0, Page1};
 use arm_smmuv3::smmu::{Config, DrainStats, EventSink, GerrorStats, PriSink, Smmu};
 use arm_smmuv3::viommu::Router;
-use arm_smmuv3::{BumpDma, Error, Platform};
+use arm_smmuv3::{BumpDma, Error, Object, Platform};
 use critical_section::Mutex;
 use heapless::Deque;
 
@@ -44,11 +44,11 @@ pub fn take_over(config: Config) -> Result<&'static DemoSmmu, Error> {
     let slot = INSTANCES
         .get(NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed))
         .ok_or(Error::NoSpace)?;
-    let desc = crate::discover::smmu().ok_or(Error::InvalidArgument)?;
-    let page0 =
-        NonNull::new(desc.page0().0 as usize as *mut Page0).ok_or(Error::InvalidArgument)?;
-    let page1 =
-        NonNull::new(desc.page1().0 as usize as *mut Page1).ok_or(Error::InvalidArgument)?;
+    // No SMMU described, or one at address 0: no register pages to take over.
+    let none = Error::NoSuch(Object::Smmu);
+    let desc = crate::discover::smmu().ok_or(none)?;
+    let page0 = NonNull::new(desc.page0().0 as usize as *mut Page0).ok_or(none)?;
+    let page1 = NonNull::new(desc.page1().0 as usize as *mut Page1).ok_or(none)?;
     // SAFETY: the register pages of the SMMU the device tree describes (QEMU `virt`'s SMMUv3, in
     // the first GiB, which boot.rs identity-maps as device memory),
     // for the rest of the run. The only other driver instances are parked in `INSTANCES` after

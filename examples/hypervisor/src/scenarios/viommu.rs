@@ -189,11 +189,24 @@ pub fn viommu(ctx: &mut Ctx) -> Outcome {
     outcome(ok)
 }
 
+/// Why the vIOMMU setup failed: a driver call, or one of the scenario's own checks.
+#[derive(Clone, Copy, Debug, defmt::Format)]
+enum SetupError {
+    Driver(Error),
+    Check(&'static str),
+}
+
+impl From<Error> for SetupError {
+    fn from(e: Error) -> Self {
+        SetupError::Driver(e)
+    }
+}
+
 fn setup(
     smmu: &'static DemoSmmu,
     sid: StreamId,
     vm: &GuestVm,
-) -> Result<(ViommuId, VStreamId), Error> {
+) -> Result<(ViommuId, VStreamId), SetupError> {
     let id = ROUTER.alloc_viommu(ViommuConfig {
         s2: vm.s2cfg,
         features: *smmu.features(),
@@ -230,8 +243,11 @@ fn setup(
         dword: 1,
         bits: 2 << 30,
     };
+    // Refused as Linux refuses it (EIO from the guest-STE check), naming the STRW bits.
     if bad != Err(Error::Rejected(strw)) {
-        return Err(Error::InvalidArgument);
+        return Err(SetupError::Check(
+            "the guest STE with STRW = EL2 was not refused",
+        ));
     }
     say!(
         "    guest STE {:#018x} {:#018x} (stage 1, CD at IPA {:#x})",
@@ -245,7 +261,7 @@ fn setup(
     print_ste(sid, &ste);
     let installed = smmu.ste(sid)?;
     if installed != ste || !matches!(ste.config(), Ok(SteConfig::Nested { .. })) {
-        return Err(Error::InvalidArgument);
+        return Err(SetupError::Check("the installed STE is not the nested one"));
     }
     Ok((id, vsid))
 }
