@@ -109,8 +109,14 @@ fn viommu_alloc_errors() {
         value,
         max,
     };
-    assert_eq!(r.alloc_viommu(cfg(0)), Err(vmid(0, 0xffff)), "VMID 0");
-    assert_eq!(vmid(0, 0xffff).errno(), -22);
+    let zero = Error::TooSmall {
+        what: Quantity::Vmid,
+        value: 0,
+        min: 1,
+    };
+    assert_eq!(r.alloc_viommu(cfg(0)), Err(zero), "VMID 0 is the host's");
+    assert_eq!(zero.errno(), -22);
+    assert_eq!(vmid(0x100, 0xff).errno(), -22);
     let mut c = cfg(0x100);
     c.features.vmid16 = false;
     assert_eq!(

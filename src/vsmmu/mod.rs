@@ -252,25 +252,26 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
     ///
     /// # Errors
     /// [`Error::Unsupported`] ([`Feature::Nesting`]) when the physical SMMU lacks stage 1 or
-    /// stage 2; [`Error::OutOfRange`] for a size outside the ranges of [`VSmmuConfig`] (the
-    /// first one found: StreamID bits, command queue, event queue, IPA bits).
+    /// stage 2; [`Error::TooSmall`] or [`Error::OutOfRange`] for a size outside the ranges of
+    /// [`VSmmuConfig`] (the first one found: StreamID bits, command queue, event queue, IPA
+    /// bits).
     pub fn new(cfg: VSmmuConfig, backend: B, mem: M, irq: I) -> Result<Self, Error> {
         let phys = backend.features();
         if !(phys.stage1 && phys.stage2) {
             return Err(Error::Unsupported(Feature::Nesting));
         }
         for (what, value, min, max) in [
-            (Quantity::StreamIdBits, cfg.sid_bits, 1, 32),
+            (Quantity::StreamIdBits, cfg.sid_bits, 1u8, 32u8),
             (Quantity::QueueLog2, cfg.cmdq_log2, 1, MAX_LOG2),
             (Quantity::QueueLog2, cfg.evtq_log2, 1, MAX_LOG2),
             (Quantity::AddressBits, cfg.ipa_bits, 32, 52),
         ] {
-            if !(min..=max).contains(&value) {
-                return Err(Error::OutOfRange {
-                    what,
-                    value: u64::from(value),
-                    max: u64::from(max),
-                });
+            let (value, min, max) = (u64::from(value), u64::from(min), u64::from(max));
+            if value < min {
+                return Err(Error::TooSmall { what, value, min });
+            }
+            if value > max {
+                return Err(Error::OutOfRange { what, value, max });
             }
         }
         let idr = regs::guest_idregs(&phys, &cfg);

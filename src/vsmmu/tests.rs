@@ -792,6 +792,7 @@ fn delivery_from_the_irq_path_never_waits_for_a_trapped_access() {
 fn new_names_the_size_it_refuses() {
     let new = |cfg| VSmmu::new(cfg, Rec::default(), Ram::new(), Lines::default()).err();
     let out = |what, value, max| Some(Error::OutOfRange { what, value, max });
+    let small = |what, value, min| Some(Error::TooSmall { what, value, min });
     use crate::error::Quantity::{AddressBits, QueueLog2, StreamIdBits};
     let cases = [
         (
@@ -799,7 +800,7 @@ fn new_names_the_size_it_refuses() {
                 sid_bits: 0,
                 ..cfg()
             },
-            out(StreamIdBits, 0, 32),
+            small(StreamIdBits, 0, 1),
         ),
         (
             VSmmuConfig {
@@ -820,14 +821,14 @@ fn new_names_the_size_it_refuses() {
                 evtq_log2: 0,
                 ..cfg()
             },
-            out(QueueLog2, 0, 19),
+            small(QueueLog2, 0, 1),
         ),
         (
             VSmmuConfig {
                 ipa_bits: 31,
                 ..cfg()
             },
-            out(AddressBits, 31, 52),
+            small(AddressBits, 31, 32),
         ),
         (
             VSmmuConfig {

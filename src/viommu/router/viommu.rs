@@ -34,7 +34,14 @@ impl<
             return Err(Error::Unsupported(Feature::S2Fwb));
         }
         let vmid = cfg.s2.vmid;
-        if vmid.0 == 0 || Vmid::new(vmid.0, cfg.features.vmid_bits()).is_none() {
+        if vmid.0 == 0 {
+            return Err(Error::TooSmall {
+                what: Quantity::Vmid,
+                value: 0,
+                min: 1,
+            });
+        }
+        if Vmid::new(vmid.0, cfg.features.vmid_bits()).is_none() {
             return Err(Error::OutOfRange {
                 what: Quantity::Vmid,
                 value: u64::from(vmid.0),
