@@ -439,10 +439,7 @@ mod tests {
             (Error::InUse(vintf), -16),
             (Error::AlreadyExists(Object::Veventq(1)), -17),
             (Error::Rejected(Rejection::Opcode(0x46)), -5),
-            (
-                Error::OutOfOrder(Object::Vcmdq { vintf: 1, index: 2 }),
-                -5,
-            ),
+            (Error::OutOfOrder(Object::Vcmdq { vintf: 1, index: 2 }), -5),
             (
                 Error::OutOfRange {
                     what: Quantity::QueueLog2,
@@ -460,14 +457,8 @@ mod tests {
                 },
                 -22,
             ),
-            (
-                Error::WrongType(Object::Viommu(ViommuId(1))),
-                -22,
-            ),
-            (
-                Error::NoSuch(Object::FaultQueue(ViommuId(1))),
-                -2,
-            ),
+            (Error::WrongType(Object::Viommu(ViommuId(1))), -22),
+            (Error::NoSuch(Object::FaultQueue(ViommuId(1))), -2),
             (Error::AlreadyExists(Object::Vmid(1)), -17),
             (
                 Error::OutOfRange {
