@@ -15,8 +15,7 @@
 
 use core::fmt;
 
-use tock_registers::fields::Field;
-use tock_registers::{RegisterLongName, register_bitfields};
+use tock_registers::register_bitfields;
 
 use crate::error::{Error, Rejection};
 use crate::ids::{Asid, PhysAddr, StreamId, SubstreamId, Vmid};
@@ -85,43 +84,6 @@ register_bitfields![u64,
         MSIADDR OFFSET(2) NUMBITS(50) []
     ]
 ];
-
-/// The positions `viommu::invalidate` reads as `D0_*`/`D1_*`, derived from [`CMD0`]/[`CMD1`]
-/// until it reads those directly (`CMD0::X::SET.value` is the mask in place, `CMD0::X.shift`
-/// the low bit). Not a second definition: every value comes from the blocks above.
-pub(crate) struct FieldPos {
-    pub(crate) lo: u32,
-    mask: u64,
-}
-
-impl FieldPos {
-    const fn of<R: RegisterLongName>(f: Field<u64, R>) -> Self {
-        Self {
-            lo: f.shift as u32,
-            mask: f.mask << f.shift,
-        }
-    }
-
-    /// The field's bits in place.
-    pub(crate) const fn mask(&self) -> u64 {
-        self.mask
-    }
-}
-
-pub(crate) const D0_OPCODE: FieldPos = FieldPos::of(CMD0::OPCODE);
-pub(crate) const D0_GLOBAL: FieldPos = FieldPos::of(CMD0::GLOBAL);
-pub(crate) const D0_SSV: FieldPos = FieldPos::of(CMD0::SSV);
-pub(crate) const D0_SSID: FieldPos = FieldPos::of(CMD0::SSID);
-pub(crate) const D0_SID: FieldPos = FieldPos::of(CMD0::SID);
-pub(crate) const D0_VMID: FieldPos = FieldPos::of(CMD0::VMID);
-pub(crate) const D0_ASID: FieldPos = FieldPos::of(CMD0::ASID);
-pub(crate) const D0_TLBI_NUM: FieldPos = FieldPos::of(CMD0::NUM);
-pub(crate) const D0_TLBI_SCALE: FieldPos = FieldPos::of(CMD0::SCALE);
-pub(crate) const D1_LEAF: FieldPos = FieldPos::of(CMD1::LEAF);
-pub(crate) const D1_TLBI_TTL: FieldPos = FieldPos::of(CMD1::TTL);
-pub(crate) const D1_TLBI_TG: FieldPos = FieldPos::of(CMD1::TG);
-pub(crate) const D1_ADDR: FieldPos = FieldPos::of(CMD1::ADDR);
-pub(crate) const D1_ATC_SIZE: FieldPos = FieldPos::of(CMD1::ATC_SIZE);
 
 /// CFGI_STE_RANGE Range value meaning "all StreamIDs": CMD_CFGI_ALL (IHI 0070 §4.3.6).
 pub const CFGI_RANGE_ALL: u8 = 31;

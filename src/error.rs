@@ -6,6 +6,7 @@ use crate::cd::CdError;
 use crate::command::DecodeError;
 use crate::ids::{StreamId, VStreamId};
 use crate::ste::SteError;
+use crate::viommu::ViommuId;
 
 /// What a bounded wait was waiting for when it gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,8 @@ pub enum Feature {
     Granule,
     /// The NVIDIA Tegra241 CMDQV extension.
     Cmdqv,
+    /// Stage-2 forced write-back (IDR3.FWB), which a VM whose devices are not all coherent needs.
+    S2Fwb,
 }
 
 /// Why the command queue stopped (SMMU_CMDQ_CONS.ERR, IHI 0070 §4.8).
@@ -93,16 +96,16 @@ pub enum CmdqError {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Object {
-    /// A vIOMMU, by its iommufd object ID (IOMMU_VIOMMU_ALLOC).
-    Viommu(u32),
+    /// A vIOMMU, by the handle [`crate::viommu::Router::alloc_viommu`] returned (IOMMU_VIOMMU_ALLOC).
+    Viommu(ViommuId),
     /// A vDEVICE, by its virtual StreamID within its vIOMMU (IOMMU_VDEVICE_ALLOC `virt_id`).
     VDevice(VStreamId),
     /// The binding or route of a physical StreamID.
     Stream(StreamId),
     /// A vIOMMU's vEVENTQ of one type (`enum iommu_veventq_type`, IOMMU_VEVENTQ_ALLOC).
     Veventq(u32),
-    /// A fault queue, by its iommufd object ID (IOMMU_FAULT_QUEUE_ALLOC).
-    FaultQueue(u32),
+    /// The fault queue of a vIOMMU, by the vIOMMU's handle (IOMMU_FAULT_QUEUE_ALLOC).
+    FaultQueue(ViommuId),
     /// A page request group awaiting its response, by the cookie reported to user space
     /// (`struct iommu_hwpt_pgfault`).
     PageRequest(u32),
@@ -115,6 +118,8 @@ pub enum Object {
         /// The queue's index within the VINTF.
         index: u32,
     },
+    /// A VMID, which tags the TLB entries of one stage 2 (IHI 0070 §3.9.1).
+    Vmid(u16),
     /// An SMMU's register pages, which one driver value at a time may drive.
     Smmu,
 }
@@ -168,9 +173,12 @@ pub enum Quantity {
     Index,
     /// A queue depth or length in bytes.
     Length,
-    /// StreamID bits asked for ([`Config::sid_bits`](crate::smmu::Config::sid_bits)), against
-    /// SMMU_IDR1.SIDSIZE; a 2-level stream table needs at least 6 (the smallest SPLIT).
+    /// A StreamID width in bits, against SMMU_IDR1.SIDSIZE (at most 32):
+    /// [`Config::sid_bits`](crate::smmu::Config::sid_bits) (a 2-level stream table needs at
+    /// least 6, the smallest SPLIT) or a guest-visible SMMU's `VSmmuConfig::sid_bits`.
     StreamIdBits,
+    /// An address width in bits (an IPA size, SMMU_IDR5.OAS).
+    AddressBits,
     /// The address of a queue or table (physical, or the CPU's for a DMA buffer), against its
     /// alignment or the address bits of the register that holds it.
     Address,
@@ -233,6 +241,17 @@ pub enum Error {
     /// A user-supplied structure is larger than this library knows and its unknown tail is not
     /// zero (the iommufd size-prefix rule).
     TooBig,
+    /// A field of a user structure holds a value the call refuses (`EINVAL`): an unknown type
+    /// or code, a zero length, a cookie or size that names nothing.
+    Invalid {
+        /// The C name of the field, `struct.field` as `include/uapi/linux/iommufd.h` spells it.
+        field: &'static str,
+        /// The value found there.
+        value: u64,
+    },
+    /// The object exists but is of another type than the call needs, e.g. a TEGRA241_CMDQV
+    /// vIOMMU given to a call for an ARM_SMMUV3 one (`EINVAL`).
+    WrongType(Object),
     /// A caller-supplied number is below the smallest accepted (`EINVAL`).
     TooSmall {
         /// What the number is.
@@ -259,23 +278,6 @@ pub enum Error {
         /// The length in bytes.
         length: u64,
     },
-
-    // ---- legacy: carry nothing; being replaced by the variants above (docs/errors.md) ----
-    /// An argument is malformed or out of range. Legacy: prefer [`Error::OutOfRange`],
-    /// [`Error::Ste`], [`Error::Cd`].
-    InvalidArgument,
-    /// The object is in use. Legacy: prefer [`Error::InUse`].
-    Busy,
-    /// The object already exists. Legacy: prefer [`Error::AlreadyExists`].
-    Exists,
-    /// No such object. Legacy: prefer [`Error::NoSuch`].
-    NotFound,
-    /// A guest-supplied command or entry was refused. Legacy: prefer [`Error::Rejected`] (or
-    /// [`Error::OutOfOrder`]).
-    Io,
-    /// A value does not fit its field (`EOVERFLOW`). Legacy: prefer [`Error::RangeWraps`] for an
-    /// address range that wraps, [`Error::OutOfRange`] where Linux answers `EINVAL`.
-    Overflow,
 }
 
 /// Linux errno values (asm-generic/errno-base.h and errno.h).
@@ -315,21 +317,22 @@ impl Error {
     pub const fn errno(self) -> i32 {
         -(match self {
             Error::Timeout(_) => errno::ETIMEDOUT,
-            Error::Cmdq(_) | Error::Rejected(_) | Error::OutOfOrder(_) | Error::Io => errno::EIO,
+            Error::Cmdq(_) | Error::Rejected(_) | Error::OutOfOrder(_) => errno::EIO,
             Error::NoMemory => errno::ENOMEM,
             Error::NoSpace => errno::ENOSPC,
             Error::BadStreamId(_)
             | Error::OutOfRange { .. }
             | Error::Ste(_)
             | Error::Cd(_)
+            | Error::Invalid { .. }
+            | Error::WrongType(_)
             | Error::TooSmall { .. }
-            | Error::Misaligned { .. }
-            | Error::InvalidArgument => errno::EINVAL,
+            | Error::Misaligned { .. } => errno::EINVAL,
             Error::Unsupported(_) | Error::Reserved { .. } => errno::EOPNOTSUPP,
-            Error::InUse(_) | Error::Busy => errno::EBUSY,
-            Error::AlreadyExists(_) | Error::Exists => errno::EEXIST,
-            Error::NoSuch(_) | Error::NotFound => errno::ENOENT,
-            Error::RangeWraps { .. } | Error::Overflow => errno::EOVERFLOW,
+            Error::InUse(_) => errno::EBUSY,
+            Error::AlreadyExists(_) => errno::EEXIST,
+            Error::NoSuch(_) => errno::ENOENT,
+            Error::RangeWraps { .. } => errno::EOVERFLOW,
             Error::Disabled => errno::ENODEV,
             Error::TooBig => errno::E2BIG,
         })
@@ -339,14 +342,15 @@ impl Error {
 impl fmt::Display for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Object::Viommu(id) => write!(f, "vIOMMU {id}"),
+            Object::Viommu(id) => write!(f, "vIOMMU {:#x}", id.0),
             Object::VDevice(vsid) => write!(f, "vDEVICE with virtual StreamID {}", vsid.0),
             Object::Stream(sid) => write!(f, "StreamID {sid}"),
             Object::Veventq(ty) => write!(f, "vEVENTQ of type {ty}"),
-            Object::FaultQueue(id) => write!(f, "fault queue {id}"),
+            Object::FaultQueue(id) => write!(f, "fault queue of vIOMMU {:#x}", id.0),
             Object::PageRequest(cookie) => write!(f, "page request {cookie}"),
             Object::Vintf(v) => write!(f, "VINTF {v}"),
             Object::Vcmdq { vintf, index } => write!(f, "VCMDQ {index} of VINTF {vintf}"),
+            Object::Vmid(vmid) => write!(f, "VMID {vmid}"),
             Object::Smmu => f.write_str("SMMU register pages"),
         }
     }
@@ -393,6 +397,8 @@ impl fmt::Display for Error {
             Error::Cd(e) => write!(f, "bad CD: {e:?}"),
             Error::Disabled => f.write_str("SMMU disabled"),
             Error::TooBig => f.write_str("structure too big, with a non-zero unknown tail"),
+            Error::Invalid { field, value } => write!(f, "{field} = {value:#x} refused"),
+            Error::WrongType(o) => write!(f, "{o} is of another type than the call needs"),
             Error::TooSmall { what, value, min } => {
                 write!(f, "{what:?} {value:#x} too small (at least {min:#x})")
             }
@@ -405,12 +411,6 @@ impl fmt::Display for Error {
                     "range {base:#x} + {length:#x} wraps past the top of the address space"
                 )
             }
-            Error::InvalidArgument => f.write_str("invalid argument"),
-            Error::Busy => f.write_str("object busy"),
-            Error::Exists => f.write_str("object exists"),
-            Error::NotFound => f.write_str("no such object"),
-            Error::Io => f.write_str("rejected by a sanitiser"),
-            Error::Overflow => f.write_str("value does not fit its field"),
         }
     }
 }
@@ -424,46 +424,58 @@ mod tests {
     #[test]
     fn errno_matches_linux() {
         assert_eq!(Error::Timeout(WaitFor::CmdSync).errno(), -110);
-        assert_eq!(Error::Exists.errno(), -17);
-        assert_eq!(Error::Io.errno(), -5);
-        assert_eq!(Error::InvalidArgument.errno(), -22);
         assert_eq!(Error::Unsupported(Feature::Stage2).errno(), -95);
         assert_eq!(Error::NoSpace.errno(), -28);
         assert_eq!(Error::TooBig.errno(), -7);
     }
 
-    /// Each value-carrying variant answers what its legacy counterpart answered, so moving a
-    /// call site from one to the other changes no ioctl's return value.
+    /// Each variant answers the errno Linux's iommufd and SMMUv3 driver give for the same
+    /// failure (the values of asm-generic/errno-base.h and errno.h, written out here).
     #[test]
-    fn carrying_variants_keep_the_legacy_errno() {
+    fn carrying_variants_answer_linux_errnos() {
         let vintf = Object::Vintf(3);
         let pairs = [
-            (Error::NoSuch(vintf), Error::NotFound),
-            (Error::InUse(vintf), Error::Busy),
-            (Error::AlreadyExists(Object::Veventq(1)), Error::Exists),
-            (Error::Rejected(Rejection::Opcode(0x46)), Error::Io),
-            (
-                Error::OutOfOrder(Object::Vcmdq { vintf: 1, index: 2 }),
-                Error::Io,
-            ),
+            (Error::NoSuch(vintf), -2),
+            (Error::InUse(vintf), -16),
+            (Error::AlreadyExists(Object::Veventq(1)), -17),
+            (Error::Rejected(Rejection::Opcode(0x46)), -5),
+            (Error::OutOfOrder(Object::Vcmdq { vintf: 1, index: 2 }), -5),
             (
                 Error::OutOfRange {
                     what: Quantity::QueueLog2,
                     value: 20,
                     max: 19,
                 },
-                Error::InvalidArgument,
+                -22,
             ),
-            (Error::Ste(SteError::ReservedS1Fmt), Error::InvalidArgument),
-            (Error::Cd(CdError::ReservedTg0), Error::InvalidArgument),
-            (Error::InUse(Object::Smmu), Error::Busy),
+            (Error::Ste(SteError::ReservedS1Fmt), -22),
+            (Error::Cd(CdError::ReservedTg0), -22),
+            (
+                Error::Invalid {
+                    field: "iommu_veventq_alloc.veventq_depth",
+                    value: 0,
+                },
+                -22,
+            ),
+            (Error::WrongType(Object::Viommu(ViommuId(1))), -22),
+            (Error::NoSuch(Object::FaultQueue(ViommuId(1))), -2),
+            (Error::AlreadyExists(Object::Vmid(1)), -17),
+            (
+                Error::OutOfRange {
+                    what: Quantity::AddressBits,
+                    value: 60,
+                    max: 52,
+                },
+                -22,
+            ),
+            (Error::InUse(Object::Smmu), -16),
             (
                 Error::TooSmall {
                     what: Quantity::StreamIdBits,
                     value: 5,
                     min: 6,
                 },
-                Error::InvalidArgument,
+                -22,
             ),
             (
                 Error::Misaligned {
@@ -471,19 +483,18 @@ mod tests {
                     value: 0x1010,
                     align: 0x1000,
                 },
-                Error::InvalidArgument,
+                -22,
             ),
             (
                 Error::RangeWraps {
                     base: u64::MAX,
                     length: 2,
                 },
-                Error::Overflow,
+                -75,
             ),
         ];
-        for (new, old) in pairs {
-            assert_eq!(new.errno(), old.errno(), "{new:?}");
-            assert_ne!(new, old);
+        for (e, want) in pairs {
+            assert_eq!(e.errno(), want, "{e:?}");
         }
     }
 
@@ -500,9 +511,12 @@ mod tests {
     /// The text says what failed, with the offending value.
     #[test]
     fn display_names_the_object_and_value() {
-        let cases: [(Error, &str); 10] = [
+        let cases: [(Error, &str); 13] = [
             (Error::NoSuch(Object::Vintf(3)), "no such VINTF 3"),
-            (Error::InUse(Object::Viommu(7)), "vIOMMU 7 is in use"),
+            (
+                Error::InUse(Object::Viommu(ViommuId(7))),
+                "vIOMMU 0x7 is in use",
+            ),
             (
                 Error::AlreadyExists(Object::VDevice(VStreamId(0x10))),
                 "vDEVICE with virtual StreamID 16 already exists",
@@ -532,6 +546,21 @@ mod tests {
                     value: 2,
                 },
                 "reserved field iommu_hwpt_invalidate.__reserved is 0x2, not 0",
+            ),
+            (
+                Error::Invalid {
+                    field: "iommu_hwpt_page_response.code",
+                    value: 7,
+                },
+                "iommu_hwpt_page_response.code = 0x7 refused",
+            ),
+            (
+                Error::WrongType(Object::Viommu(ViommuId(0x1_0002))),
+                "vIOMMU 0x10002 is of another type",
+            ),
+            (
+                Error::AlreadyExists(Object::Vmid(9)),
+                "VMID 9 already exists",
             ),
             (
                 Error::TooSmall {

@@ -46,7 +46,7 @@
 
 use core::marker::PhantomData;
 
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::iommufd::{
     VeventArmSmmuv3, VeventFlags, VeventHeader, VeventTegra241Cmdqv, VeventqType,
 };
@@ -256,7 +256,10 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
         #[allow(clippy::let_unit_value)]
         let () = Self::CAPACITY_OK;
         if depth == 0 {
-            Err(Error::InvalidArgument)
+            Err(Error::Invalid {
+                field: "iommu_veventq_alloc.veventq_depth",
+                value: 0,
+            })
         } else if depth as usize > N {
             Err(Error::NoMemory)
         } else {
@@ -398,7 +401,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
     /// - The marker, if any, comes after every normal record and ends the read.
     ///
     /// The ring has one consumer: a read while another one is in progress (on another CPU, or
-    /// interrupted on this one) takes nothing and returns [`Error::Busy`] (EBUSY); Linux
+    /// interrupted on this one) takes nothing and returns [`Error::InUse`] (EBUSY); Linux
     /// serialises readers of one fd with a mutex instead, which an IRQ-path caller cannot wait
     /// for. Linux's other read errors, a non-zero file position (ESPIPE) or a user buffer it
     /// cannot write (EFAULT), cannot happen with a slice.
@@ -409,7 +412,7 @@ impl<P: VeventPayload, const N: usize> VeventQueue<P, N> {
             .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            return Err(Error::Busy);
+            return Err(Error::InUse(Object::Veventq(P::TYPE.raw())));
         }
         let n = self.read_exclusive(buf);
         // Release: our index stores happen before the next reader's.
@@ -640,7 +643,13 @@ mod tests {
 
     #[test]
     fn depth_is_checked() {
-        assert_eq!(Smmu::<4>::new(0).err(), Some(Error::InvalidArgument));
+        assert_eq!(
+            Smmu::<4>::new(0).err(),
+            Some(Error::Invalid {
+                field: "iommu_veventq_alloc.veventq_depth",
+                value: 0
+            })
+        );
         assert_eq!(Smmu::<4>::new(0).err().map(Error::errno), Some(-22));
         assert_eq!(Smmu::<4>::new(5).err(), Some(Error::NoMemory));
         let q = Smmu::<4>::new(3).unwrap();
@@ -670,7 +679,7 @@ mod tests {
         q.report(&evt(1));
         q.reading.store(1, Ordering::Relaxed); // another reader is inside
         let mut buf = [0u8; 80];
-        assert_eq!(q.read(&mut buf), Err(Error::Busy));
+        assert_eq!(q.read(&mut buf), Err(Error::InUse(Object::Veventq(1))));
         q.reading.store(0, Ordering::Relaxed);
         assert_eq!(q.read(&mut buf), Ok(40));
     }
@@ -1178,7 +1187,7 @@ mod loom_tests {
                     match q.read(&mut buf) {
                         Ok(n) => parse(&buf[..n], 2),
                         Err(e) => {
-                            assert_eq!(e, Error::Busy);
+                            assert_eq!(e, Error::InUse(Object::Veventq(2)));
                             Vec::new()
                         }
                     }
@@ -1188,7 +1197,7 @@ mod loom_tests {
             let mine = match q.read(&mut buf) {
                 Ok(n) => parse(&buf[..n], 2),
                 Err(e) => {
-                    assert_eq!(e, Error::Busy);
+                    assert_eq!(e, Error::InUse(Object::Veventq(2)));
                     Vec::new()
                 }
             };

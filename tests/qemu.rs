@@ -244,8 +244,9 @@ fn qemu_virt_demo() {
         // Scenario 6: QEMU's overflow is GERROR.EVENTQ_ABT_ERR, acknowledged and counted.
         "GERROR active=0x4 acked=0x4",
         // Scenario 8: the vEVENTQ read returns two 40-byte records; the sanitiser refuses a
-        // guest STE with STRW set (EIO); the nested STE is installed.
-        "attach with a guest STE that sets STRW: Err(Io)",
+        // guest STE with STRW set (EIO, naming the STRW bits of dword 1); the nested STE is
+        // installed.
+        "attach with a guest STE that sets STRW: Err(Rejected(SteBits { dword: 1, bits: 2147483648 }))",
         "read(vEVENTQ, 256) = Ok(80) bytes",
         "ROUTER forwarded=2 host_stage2=1",
         "teardown (detach, abort STE, vEVENTQ, vDEVICE, vIOMMU): Ok(())",

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use arm_smmuv3::command::{Command, ResumeAction};
-use arm_smmuv3::error::Error;
+use arm_smmuv3::error::{CmdqError, Error, Feature, Object, Quantity, Rejection, WaitFor};
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
 use arm_smmuv3::fake::HostSink;
 use arm_smmuv3::features::Features;
@@ -12,7 +12,7 @@ use arm_smmuv3::iommufd::{
     ViommuArmSmmuv3Invalidate,
 };
 use arm_smmuv3::pri::{PageRequest, PriqEntry};
-use arm_smmuv3::ste::Ste;
+use arm_smmuv3::ste::{Granule, S2Config, Ste};
 use arm_smmuv3::viommu::{
     CommandSink, EventSink, HostReason, PriSink, Routed, Router, ViommuConfig, ViommuId,
 };
@@ -83,20 +83,44 @@ fn records(buf: &[u8]) -> Vec<(VeventHeader, Option<[u64; 4]>)> {
 #[test]
 fn viommu_alloc_errors() {
     let r = R::new();
-    assert_eq!(r.alloc_viommu(cfg(0)).unwrap_err().errno(), -22, "VMID 0");
+    let vmid = |value, max| Error::OutOfRange {
+        what: Quantity::Vmid,
+        value,
+        max,
+    };
+    let zero = Error::TooSmall {
+        what: Quantity::Vmid,
+        value: 0,
+        min: 1,
+    };
+    assert_eq!(r.alloc_viommu(cfg(0)), Err(zero), "VMID 0 is the host's");
+    assert_eq!(zero.errno(), -22);
+    assert_eq!(vmid(0x100, 0xff).errno(), -22);
     let mut c = cfg(0x100);
     c.features.vmid16 = false;
     assert_eq!(
-        r.alloc_viommu(c).unwrap_err().errno(),
-        -22,
+        r.alloc_viommu(c),
+        Err(vmid(0x100, 0xff)),
         "VMID wider than 8 bits"
     );
     let mut c = cfg(1);
     c.coherent_devices = false; // and QEMU has no S2FWB
+    assert_eq!(r.alloc_viommu(c), Err(Error::Unsupported(Feature::S2Fwb)));
     assert_eq!(r.alloc_viommu(c).unwrap_err().errno(), -95);
     let mut c = cfg(1);
     c.features.stage1 = false;
     assert_eq!(r.alloc_viommu(c).unwrap_err().errno(), -95, "no nesting");
+    // A VMID tags one stage 2: another vIOMMU may share it only on the same stage 2.
+    let mut other_s2 = cfg(7);
+    other_s2.s2 =
+        S2Config::for_ipa_bits(Vmid(7), PhysAddr(0x8000_0000), 40, Granule::Size4K).unwrap();
+    let seven = r.alloc_viommu(cfg(7)).unwrap();
+    assert_eq!(
+        r.alloc_viommu(other_s2),
+        Err(Error::AlreadyExists(Object::Vmid(7)))
+    );
+    assert_eq!(r.alloc_viommu(other_s2).unwrap_err().errno(), -17);
+    r.destroy_viommu(seven).unwrap();
     let ids: Vec<_> = (1..=4).map(|v| r.alloc_viommu(cfg(v)).unwrap()).collect();
     assert_eq!(
         r.alloc_viommu(cfg(9)).unwrap_err().errno(),
@@ -105,7 +129,7 @@ fn viommu_alloc_errors() {
     );
     assert_eq!(r.vmid(ids[2]), Ok(Vmid(3)));
     r.destroy_viommu(ids[1]).unwrap();
-    assert_eq!(r.vmid(ids[1]), Err(Error::NotFound));
+    assert_eq!(r.vmid(ids[1]), Err(Error::NoSuch(Object::Viommu(ids[1]))));
     let again = r.alloc_viommu(cfg(9)).unwrap();
     assert_eq!(again.index(), ids[1].index());
     assert_ne!(
@@ -123,12 +147,12 @@ fn vdevice_errors() {
     r.alloc_vdevice(a, 1, StreamId(8), 1, false).unwrap();
     assert_eq!(
         r.alloc_vdevice(a, 2, StreamId(9), 1, false),
-        Err(Error::Exists),
+        Err(Error::AlreadyExists(Object::VDevice(VStreamId(1)))),
         "same vSID"
     );
     assert_eq!(
         r.alloc_vdevice(b, 2, StreamId(8), 5, false),
-        Err(Error::Exists),
+        Err(Error::AlreadyExists(Object::Stream(StreamId(8)))),
         "same device"
     );
     assert_eq!(
@@ -137,18 +161,20 @@ fn vdevice_errors() {
             .errno(),
         -17
     );
+    let wide = Error::OutOfRange {
+        what: Quantity::VStreamId,
+        value: 1 << 32,
+        max: 0xffff_ffff,
+    };
     assert_eq!(
-        r.alloc_vdevice(a, 2, StreamId(9), 1 << 32, false)
-            .unwrap_err()
-            .errno(),
-        -22
+        r.alloc_vdevice(a, 2, StreamId(9), 1 << 32, false),
+        Err(wide)
     );
+    assert_eq!(wide.errno(), -22);
     // QEMU's SMMU has 16 StreamID bits.
     assert_eq!(
-        r.alloc_vdevice(a, 2, StreamId(0x1_0000), 2, false)
-            .unwrap_err()
-            .errno(),
-        -22
+        r.alloc_vdevice(a, 2, StreamId(0x1_0000), 2, false),
+        Err(Error::BadStreamId(StreamId(0x1_0000)))
     );
     // The same vSID in another vIOMMU is fine.
     r.alloc_vdevice(b, 2, StreamId(9), 1, false).unwrap();
@@ -163,22 +189,27 @@ fn vdevice_errors() {
         -12
     );
     assert_eq!(
-        r.destroy_viommu(a).unwrap_err().errno(),
-        -16,
+        r.destroy_viommu(a),
+        Err(Error::InUse(Object::Viommu(a))),
         "vDEVICEs left"
     );
+    assert_eq!(r.destroy_viommu(a).unwrap_err().errno(), -16);
     let rec = Recorder::default();
     assert_eq!(
         r.destroy_vdevice(a, VStreamId(99), &rec),
-        Err(Error::NotFound)
+        Err(Error::NoSuch(Object::VDevice(VStreamId(99))))
     );
     r.destroy_vdevice(a, VStreamId(1), &rec).unwrap();
-    assert_eq!(r.vsid_to_psid(a, VStreamId(1)), Err(Error::NotFound));
+    assert_eq!(
+        r.vsid_to_psid(a, VStreamId(1)),
+        Err(Error::NoSuch(Object::VDevice(VStreamId(1))))
+    );
     assert_eq!(r.vsid_to_psid(a, VStreamId(10)), Ok(StreamId(20)));
     // Attach needs a vDEVICE (Linux: ENOENT from the vSID lookup).
     let e = r
         .attach_nested(a, VStreamId(1), GUEST_S1, &rec, |_, _| Ok(()))
         .unwrap_err();
+    assert_eq!(e, Error::NoSuch(Object::VDevice(VStreamId(1))));
     assert_eq!(e.errno(), -2);
 }
 
@@ -189,6 +220,11 @@ fn attach_rejects_bad_ste_and_reverts_on_install_failure() {
     let e = r
         .attach_nested(id, VSID, bad, &rec, |_, _| panic!("not installed"))
         .unwrap_err();
+    let why = Rejection::SteBits {
+        dword: 0,
+        bits: 1 << 52,
+    };
+    assert_eq!(e, Error::Rejected(why));
     assert_eq!(e.errno(), -5);
     // An install failure leaves the device detached for routing.
     r.detach_nested(id, VSID, &rec).unwrap();
@@ -407,6 +443,84 @@ fn hardware_overflow_policy() {
     assert_eq!(r.stats().lost_marked, 2, "a PRI overflow marks nothing");
 }
 
+/// vEVENTQ and fault-queue errors name the queue (by type, or by its vIOMMU), and a handle
+/// whose vIOMMU is gone names the vIOMMU.
+#[test]
+fn queue_errors_name_the_queue() {
+    let (r, id, rec) = setup();
+    let smmu = VeventqType::ArmSmmuv3;
+    let mut buf = [0u8; 64];
+    let no_queue = Error::NoSuch(Object::Veventq(1));
+    assert_eq!(r.read_vevents(id, smmu, &mut buf), Err(no_queue));
+    assert_eq!(r.destroy_veventq(id, smmu), Err(no_queue));
+    assert_eq!(no_queue.errno(), -2);
+    assert_eq!(
+        r.alloc_veventq(id, VeventqType::Default, 4),
+        Err(Error::Reserved {
+            field: "iommu_veventq_alloc.type",
+            value: 0
+        })
+    );
+    assert_eq!(
+        r.alloc_veventq(id, smmu, 0),
+        Err(Error::Invalid {
+            field: "iommu_veventq_alloc.veventq_depth",
+            value: 0
+        })
+    );
+    r.alloc_veventq(id, smmu, 4).unwrap();
+    assert_eq!(
+        r.alloc_veventq(id, smmu, 4),
+        Err(Error::AlreadyExists(Object::Veventq(1)))
+    );
+    let fq = Object::FaultQueue(id);
+    assert_eq!(r.destroy_fault_queue(id, &rec), Err(Error::NoSuch(fq)));
+    r.alloc_fault_queue(id).unwrap();
+    // A cookie nothing was delivered with.
+    let resp = [HwptPageResponse { cookie: 5, code: 0 }];
+    assert_eq!(
+        r.respond(id, &resp, &rec),
+        Err(Error::Invalid {
+            field: "iommu_hwpt_page_response.cookie",
+            value: 5
+        })
+    );
+    r.teardown_viommu(id, &rec).unwrap();
+    let gone = Error::NoSuch(Object::Viommu(id));
+    assert_eq!(r.read_vevents(id, smmu, &mut buf), Err(gone));
+    assert_eq!(r.read_faults(id, &mut []), Err(gone));
+    assert_eq!(r.alloc_fault_queue(id), Err(gone));
+}
+
+/// While a drain's sink holds the producer token, every step that needs a grace round of it
+/// fails with EBUSY naming what it could not take away, and changes nothing it cannot redo.
+#[test]
+fn steps_needing_a_grace_round_name_what_is_in_use() {
+    let (r, id, rec) = setup();
+    let smmu = VeventqType::ArmSmmuv3;
+    r.alloc_veventq(id, smmu, 4).unwrap();
+    r.alloc_fault_queue(id).unwrap();
+    let mut host = HostSink::default();
+    let faults = Error::InUse(Object::FaultQueue(id));
+    {
+        let mut sink = r.sink(&mut host);
+        // An event of no vDEVICE: the sink takes the token and keeps it for its chunk.
+        EventSink::event(&mut sink, &s1_fault(StreamId(0x7)));
+        assert_eq!(
+            r.destroy_veventq(id, smmu),
+            Err(Error::InUse(Object::Veventq(1)))
+        );
+        assert_eq!(r.destroy_fault_queue(id, &rec), Err(faults));
+        assert_eq!(r.detach_nested(id, VSID, &rec), Err(faults));
+        assert_eq!(r.destroy_vdevice(id, VSID, &rec), Err(faults));
+        assert_eq!(r.teardown_viommu(id, &rec), Err(faults));
+        assert_eq!(faults.errno(), -16);
+    }
+    // Once the sink is dropped every step can be redone.
+    assert_eq!(r.teardown_viommu(id, &rec), Ok(0));
+    assert_eq!(r.vmid(id), Err(Error::NoSuch(Object::Viommu(id))));
+}
+
 #[test]
 fn guest_invalidation() {
     let (r, id, rec) = setup();
@@ -435,7 +549,9 @@ fn guest_invalidation() {
     // The other VM's vSID 7 (pSID 0x20) means nothing here; nor does its pSID.
     for sid in [7, 0x20] {
         let out = r.invalidate(id, &[ent(Command::CfgiCdAll { sid: StreamId(sid) })], &rec);
-        assert_eq!((out.entry_num, out.result.unwrap_err().errno()), (0, -5));
+        let unbound = Error::Rejected(Rejection::UnboundVsid(VStreamId(sid)));
+        assert_eq!((out.entry_num, out.result), (0, Err(unbound)));
+        assert_eq!(unbound.errno(), -5);
     }
     // A CMD_SYNC from the guest is refused; nothing of its batch is issued.
     let out = r.invalidate(
@@ -446,7 +562,8 @@ fn guest_invalidation() {
         ],
         &rec,
     );
-    assert_eq!((out.entry_num, out.result), (0, Err(Error::Io)));
+    let sync = Error::Rejected(Rejection::Opcode(0x46));
+    assert_eq!((out.entry_num, out.result), (0, Err(sync)));
     assert!(rec.take().is_empty());
     // Empty array: success, nothing issued.
     assert_eq!(r.invalidate(id, &[], &rec).entry_num, 0);
@@ -485,9 +602,15 @@ fn iopf_round_trip() {
     );
     assert_eq!(host.events.len(), 1);
     let mut out = [HwptPgfault::default(); 4];
-    assert_eq!(r.read_faults(id, &mut out), Err(Error::NotFound));
+    assert_eq!(
+        r.read_faults(id, &mut out),
+        Err(Error::NoSuch(Object::FaultQueue(id)))
+    );
     r.alloc_fault_queue(id).unwrap();
-    assert_eq!(r.alloc_fault_queue(id), Err(Error::Exists));
+    assert_eq!(
+        r.alloc_fault_queue(id),
+        Err(Error::AlreadyExists(Object::FaultQueue(id)))
+    );
 
     assert_eq!(
         r.route_event(&stall(PSID, 6), &mut host),
@@ -556,7 +679,13 @@ fn iopf_round_trip() {
             },
         ]]
     );
-    assert_eq!(r.respond(id, &resp[2..], &rec).unwrap_err().errno(), -22);
+    // Answered already: the cookie names nothing any more.
+    let again = Error::Invalid {
+        field: "iommu_hwpt_page_response.cookie",
+        value: u64::from(resp[2].cookie),
+    };
+    assert_eq!(r.respond(id, &resp[2..], &rec), Err(again));
+    assert_eq!(again.errno(), -22);
 }
 
 #[test]
@@ -570,7 +699,7 @@ fn teardown_answers_unanswered_groups() {
     r.route_page_request(&page_request(4, false, 0), &mut host);
     let mut out = [HwptPgfault::default(); 1];
     assert_eq!(r.read_faults(id, &mut out), Ok(1)); // delivered, never answered
-    assert_eq!(r.destroy_viommu(id), Err(Error::Busy));
+    assert_eq!(r.destroy_viommu(id), Err(Error::InUse(Object::Viommu(id))));
     assert_eq!(r.teardown_viommu(id, &rec), Ok(2));
     let cmds: Vec<Command> = rec.take().concat();
     assert_eq!(
@@ -594,7 +723,7 @@ fn teardown_answers_unanswered_groups() {
         r.route_event(&s1_fault(PSID), &mut host),
         Routed::Host(HostReason::Unassigned)
     );
-    assert_eq!(r.vmid(id), Err(Error::NotFound));
+    assert_eq!(r.vmid(id), Err(Error::NoSuch(Object::Viommu(id))));
     // The slot and the device can be used again.
     let id2 = r.alloc_viommu(cfg(7)).unwrap();
     r.alloc_vdevice(id2, 1, PSID, 3, false).unwrap();
@@ -663,16 +792,16 @@ fn readers_and_producers_on_other_cpus() {
         std::thread::yield_now();
     }
     let mut buf = [0u8; 400];
+    let busy = Error::InUse(Object::FaultQueue(id));
     for i in 0..2000 {
         match i % 4 {
             // EBUSY when the producer thread was preempted holding the token: retry.
-            0 => while r.detach_nested(id, VSID, &rec) == Err(Error::Busy) {},
-            1 => {
-                while r.attach_nested(id, VSID, GUEST_S1, &rec, |_, _| Ok(())) == Err(Error::Busy) {
-                }
-            }
+            0 => while r.detach_nested(id, VSID, &rec) == Err(busy) {},
+            1 => while r.attach_nested(id, VSID, GUEST_S1, &rec, |_, _| Ok(())) == Err(busy) {},
             2 => {
-                while r.destroy_veventq(id, VeventqType::ArmSmmuv3) == Err(Error::Busy) {}
+                while r.destroy_veventq(id, VeventqType::ArmSmmuv3)
+                    == Err(Error::InUse(Object::Veventq(1)))
+                {}
                 r.alloc_veventq(id, VeventqType::ArmSmmuv3, 8).unwrap();
             }
             _ => {}
@@ -780,14 +909,19 @@ fn invalidate_bytes_follows_the_extensible_struct_rule() {
         "only the low 4 bytes survive"
     );
     // entry_len 0 with entries, a too short array, an empty array.
+    let field = |name: &'static str, value| Error::Invalid { field: name, value };
+    let len = |value| field("iommu_hwpt_invalidate.entry_len", value);
+    let num = |value| field("iommu_hwpt_invalidate.entry_num", value);
     let out = r.invalidate_bytes(id, &[], 0, 1, &rec);
-    assert_eq!(out.result.unwrap_err().errno(), -22);
+    assert_eq!(out.result, Err(len(0)));
+    assert_eq!(len(0).errno(), -22);
     let out = r.invalidate_bytes(id, &entry_bytes(&cmds, 16, 0), 16, 3, &rec);
-    assert_eq!((out.entry_num, out.result.unwrap_err().errno()), (0, -22));
+    assert_eq!((out.entry_num, out.result), (0, Err(num(3))));
     let out = r.invalidate_bytes(id, &[], 0, 0, &rec);
     assert_eq!((out.entry_num, out.result), (0, Ok(())));
+    // (2^32 - 1)^2 bytes: no overflow on the way, just more than the array holds.
     let out = r.invalidate_bytes(id, &[], u32::MAX, u32::MAX, &rec);
-    assert!(out.result.is_err());
+    assert_eq!(out.result, Err(num(u64::from(u32::MAX))));
     assert!(rec.take().is_empty());
 }
 
@@ -831,37 +965,42 @@ fn hwpt_invalidate_ioctl_struct_rules() {
         -7
     );
     // Below the minimum size, or a buffer shorter than `size`: EINVAL.
+    let size = |value| Error::Invalid {
+        field: "iommu_hwpt_invalidate.size",
+        value,
+    };
     let mut arg = hwpt_invalidate_arg(28, 1, 16, 2);
-    assert_eq!(
-        r.hwpt_invalidate(id, &mut arg, &data, &rec),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(r.hwpt_invalidate(id, &mut arg, &data, &rec), Err(size(28)));
     let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
     arg[0] = 48;
-    assert_eq!(
-        r.hwpt_invalidate(id, &mut arg, &data, &rec),
-        Err(Error::InvalidArgument)
-    );
+    assert_eq!(r.hwpt_invalidate(id, &mut arg, &data, &rec), Err(size(48)));
+    assert_eq!(size(48).errno(), -22);
     // Reserved: EOPNOTSUPP; wrong data type: EINVAL; entry_num written back as 0 for both.
     let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
     arg[28] = 1;
-    assert_eq!(
-        r.hwpt_invalidate(id, &mut arg, &data, &rec)
-            .unwrap_err()
-            .errno(),
-        -95
-    );
+    let reserved = Error::Reserved {
+        field: "iommu_hwpt_invalidate.__reserved",
+        value: 1,
+    };
+    assert_eq!(r.hwpt_invalidate(id, &mut arg, &data, &rec), Err(reserved));
+    assert_eq!(reserved.errno(), -95);
     assert_eq!(written_entry_num(&arg), 0);
     let mut arg = hwpt_invalidate_arg(32, 0, 16, 2);
     assert_eq!(
         r.hwpt_invalidate(id, &mut arg, &data, &rec),
-        Err(Error::InvalidArgument)
+        Err(Error::Invalid {
+            field: "iommu_hwpt_invalidate.data_type",
+            value: 0
+        })
     );
     assert_eq!(written_entry_num(&arg), 0);
     // An EIO entry: entry_num written back (0: its batch was not issued).
     let bad = entry_bytes(&[Command::TlbiNsnhAll, Command::sync()], 16, 0);
     let mut arg = hwpt_invalidate_arg(32, 1, 16, 2);
-    assert_eq!(r.hwpt_invalidate(id, &mut arg, &bad, &rec), Err(Error::Io));
+    assert_eq!(
+        r.hwpt_invalidate(id, &mut arg, &bad, &rec),
+        Err(Error::Rejected(Rejection::Opcode(0x46)))
+    );
     assert_eq!(written_entry_num(&arg), 0);
     assert_eq!(
         rec.take().len(),
@@ -1000,7 +1139,10 @@ fn stale_handle_never_reaches_the_slots_next_vm() {
         current.store(id.0, Ordering::Release);
         r.route_event(&s1_fault(PSID), &mut host);
         std::thread::yield_now();
-        while r.teardown_viommu(id, &Recorder::default()) == Err(Error::Busy) {}
+        while matches!(
+            r.teardown_viommu(id, &Recorder::default()),
+            Err(Error::InUse(_))
+        ) {}
         if !bad.lock().unwrap().is_empty() {
             break;
         }
@@ -1018,8 +1160,8 @@ fn stale_handle_never_reaches_the_slots_next_vm() {
     );
 }
 
-/// [`setup`] with a fault queue whose fault-group table is full: eight requests with Last = 0
-/// (8 faults), none of them readable yet.
+/// [`setup`] with a fault queue whose group table (8 faults) is full of requests that never
+/// complete: eight page requests with Last = 0, none of them readable.
 fn full_fault_table() -> (Box<R>, ViommuId, Recorder, HostSink) {
     let (r, id, rec) = setup();
     r.alloc_fault_queue(id).unwrap();
@@ -1203,9 +1345,9 @@ fn route_is_attached_only_after_install() {
     let mut during = None;
     let res = r.attach_nested(id, VSID, GUEST_S1, &rec, |_, _| {
         during = Some(r.route_event(&s1_fault(PSID), &mut host));
-        Err(Error::Io)
+        Err(Error::Timeout(WaitFor::CmdSync))
     });
-    assert_eq!(res, Err(Error::Io));
+    assert_eq!(res, Err(Error::Timeout(WaitFor::CmdSync)));
     assert_eq!(during, Some(Routed::Host(HostReason::NotAttached)));
     let mut buf = [0u8; 80];
     assert_eq!(r.read_vevents(id, VeventqType::ArmSmmuv3, &mut buf), Ok(0));
@@ -1224,10 +1366,12 @@ fn vmid_is_unique_per_stage2_root() {
     assert!(r.alloc_viommu(b).is_err());
 }
 
+/// A command queue that stops at every batch (what the driver returns then).
 struct Failing;
+const FAILING: Error = Error::Cmdq(CmdqError::Abort);
 impl CommandSink for Failing {
     fn submit(&self, _: &[Command]) -> Result<(), Error> {
-        Err(Error::Io)
+        Err(FAILING)
     }
 }
 
@@ -1246,7 +1390,7 @@ fn respond_is_all_or_nothing() {
         cookie: f.cookie,
         code: 0,
     });
-    assert_eq!(r.respond(id, &resp, &Failing), Err(Error::Io));
+    assert_eq!(r.respond(id, &resp, &Failing), Err(FAILING));
     assert_eq!(r.respond(id, &resp, &rec), Ok(2));
     assert_eq!(rec.take().concat().len(), 2);
 }
@@ -1283,7 +1427,7 @@ fn reattach_that_cannot_answer_keeps_the_old_attachment() {
         installed = true;
         Ok(())
     });
-    assert_eq!(res, Err(Error::Io));
+    assert_eq!(res, Err(FAILING));
     assert!(!installed);
     assert_eq!(r.vdevices(id).unwrap()[0], before);
     assert!(matches!(

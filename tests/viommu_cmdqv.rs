@@ -154,13 +154,11 @@ fn viommu_owns_a_vintf_with_its_vmid_and_vdevices_bind_sid_pairs() {
     r.guest_issue(v, pa, &[tlbi_asid(0, 5).encode(), atc(0x10).encode()]);
     let g = r.fake.global_of(1, 0).unwrap();
     assert_eq!(r.fake.commands(g), vec![tlbi_asid(0x33, 5), atc(0x1234)]);
-    // Core errors before the SID pair: duplicate vSID or device (the router's own error
-    // values are pinned by its tests; here the errno).
+    // Core errors before the SID pair: duplicate vSID or device.
     assert_eq!(
         r.router
-            .alloc_vdevice_cmdqv(id, 8, StreamId(0x99), 0x10, false, &r.cmdqv)
-            .map_err(Error::errno),
-        Err(-17)
+            .alloc_vdevice_cmdqv(id, 8, StreamId(0x99), 0x10, false, &r.cmdqv),
+        Err(Error::AlreadyExists(Object::VDevice(VStreamId(0x10))))
     );
     // A vSID SID_MATCH cannot hold: the pair is refused and nothing is left behind.
     assert_eq!(
@@ -174,19 +172,17 @@ fn viommu_owns_a_vintf_with_its_vmid_and_vdevices_bind_sid_pairs() {
     assert_eq!(r.fake.sid_pair(1, 1), Some((0, 0)));
     // The plain SMMUv3 calls refuse a TEGRA241_CMDQV vIOMMU, and the other way round.
     assert_eq!(
-        r.router
-            .alloc_vdevice(id, 9, StreamId(0x98), 0x11, false)
-            .map_err(Error::errno),
-        Err(-22)
+        r.router.alloc_vdevice(id, 9, StreamId(0x98), 0x11, false),
+        Err(Error::WrongType(Object::Viommu(id)))
     );
     assert_eq!(
-        r.router.destroy_viommu(id).map_err(Error::errno),
-        Err(-16),
+        r.router.destroy_viommu(id),
+        Err(Error::InUse(Object::Viommu(id))),
         "children first"
     );
     assert_eq!(
-        r.router.teardown_viommu(id, &r.smmu).map_err(Error::errno),
-        Err(-22)
+        r.router.teardown_viommu(id, &r.smmu),
+        Err(Error::WrongType(Object::Viommu(id)))
     );
     assert_eq!(
         r.router.vintf(id),
@@ -216,9 +212,8 @@ fn viommu_owns_a_vintf_with_its_vmid_and_vdevices_bind_sid_pairs() {
     assert_eq!(r.fake.sid_pair(1, 0), Some((0, 0)));
     assert_eq!(
         r.router
-            .destroy_vdevice_cmdqv(id, VStreamId(0x10), &r.smmu, &r.cmdqv)
-            .map_err(Error::errno),
-        Err(-2)
+            .destroy_vdevice_cmdqv(id, VStreamId(0x10), &r.smmu, &r.cmdqv),
+        Err(Error::NoSuch(Object::VDevice(VStreamId(0x10))))
     );
     assert_eq!(r.fake.errors(), vec![]);
 }
@@ -476,10 +471,8 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
     assert_eq!(r.router.hw_queues(id, &r.cmdqv), Ok(0b111));
     // IOMMU_DESTROY of the vIOMMU while children exist: EBUSY.
     assert_eq!(
-        r.router
-            .destroy_viommu_cmdqv(id, &r.cmdqv)
-            .map_err(Error::errno),
-        Err(-16)
+        r.router.destroy_viommu_cmdqv(id, &r.cmdqv),
+        Err(Error::InUse(Object::Viommu(id)))
     );
     let globals: Vec<usize> = (0..3).map(|l| r.fake.global_of(1, l).unwrap()).collect();
     r.m.take_commands();
@@ -498,7 +491,7 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
     for s in 0..2 {
         assert_eq!(r.fake.sid_pair(1, s), Some((0, 0)));
     }
-    assert_eq!(r.router.vintf(id).map_err(Error::errno), Err(-2));
+    assert_eq!(r.router.vintf(id), Err(Error::NoSuch(Object::Viommu(id))));
     assert_eq!(
         r.router.route_cmdqv_error(
             v,
@@ -520,7 +513,7 @@ fn teardown_frees_queues_in_descending_order_then_the_vintf() {
         .unwrap();
     r.router.destroy_viommu_cmdqv(id2, &r.cmdqv).unwrap();
     assert_eq!(r.fake.vintf(1).map(|x| x.1), Some(false));
-    assert_eq!(r.router.vintf(id2).map_err(Error::errno), Err(-2));
+    assert_eq!(r.router.vintf(id2), Err(Error::NoSuch(Object::Viommu(id2))));
     assert_eq!(r.fake.errors(), vec![]);
 }
 

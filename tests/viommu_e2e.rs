@@ -11,7 +11,7 @@ use arm_smmuv3::fake::{
 };
 use arm_smmuv3::iommufd::{VeventHeader, VeventqType};
 use arm_smmuv3::smmu::Config;
-use arm_smmuv3::ste::Granule;
+use arm_smmuv3::ste::{Granule, Ste};
 use arm_smmuv3::viommu::{Router, ViommuId};
 use arm_smmuv3::{Iova, PhysAddr, StreamId, SubstreamId, VStreamId, Vmid};
 
@@ -24,14 +24,11 @@ fn rig() -> (Arc<SmmuModel>, Drv) {
 #[test]
 fn faulting_dma_reaches_the_guest_with_its_vsid() {
     let (m, smmu) = rig();
-    let router: Box<Router<2, 16, 4, 16, 8>> = Box::new(Router::new());
+    let router: Box<R> = Box::new(Router::new());
     let (psid, vsid) = (StreamId(0x10), VStreamId(0x2));
-    let (id, _) = rig::viommu(&router, Vmid(3), PhysAddr(0x4000_0000), &[(1, psid, 2)], 8).unwrap();
     // Guest STE: V = 1, Config = S1, a CD table at IPA 0x8000_0000 (bits [51:6]).
     let guest = [1 | (5 << 1) | 0x8000_0000, 0];
-    let ste = router
-        .attach_nested(id, vsid, guest, &smmu, |sid, ste| smmu.set_ste(sid, ste))
-        .unwrap();
+    let (id, ste) = viommu_with_device(&router, &smmu, psid, vsid, guest);
     assert_eq!(m.ste_in_memory(psid), Some(ste));
 
     // A faulting DMA of the assigned device: it uses SubstreamID 1 while the guest's STE has
@@ -94,20 +91,20 @@ fn rig_with(config: Config) -> (Arc<SmmuModel>, Drv) {
 }
 
 /// A vIOMMU (VMID 3) with the device `psid` as `vsid` attached to the guest STE `guest`, and an
-/// SMMUv3 vEVENTQ of depth 16.
+/// SMMUv3 vEVENTQ of depth 16; with the physical STE the attach installed.
 fn viommu_with_device(
     router: &R,
     smmu: &Drv,
     psid: StreamId,
     vsid: VStreamId,
     guest: [u64; 2],
-) -> ViommuId {
+) -> (ViommuId, Ste) {
     let devices = [(1, psid, u64::from(vsid.0))];
     let (id, _) = rig::viommu(router, Vmid(3), PhysAddr(0x4000_0000), &devices, 16).unwrap();
-    router
+    let ste = router
         .attach_nested(id, vsid, guest, smmu, |sid, ste| smmu.set_ste(sid, ste))
         .unwrap();
-    id
+    (id, ste)
 }
 
 /// Parses a vEVENTQ stream of SMMUv3 records: (flags, sequence, payload if not a marker).
@@ -132,7 +129,7 @@ fn hardware_overflow_marks_the_veventqs_in_both_styles() {
         m.set_event_overflow(style);
         let router: Box<R> = Box::new(Router::new());
         let (psid, vsid) = (StreamId(0x10), VStreamId(0x2));
-        let id = viommu_with_device(&router, &smmu, psid, vsid, [1 | (4 << 1), 0]);
+        let (id, _) = viommu_with_device(&router, &smmu, psid, vsid, [1 | (4 << 1), 0]);
         // A second VM with a vEVENTQ but no device: its queue is marked too (whose records
         // were lost is unknown).
         let (other, _) = rig::viommu(&router, Vmid(4), PhysAddr(0x5000_0000), &[], 4).unwrap();
@@ -235,7 +232,7 @@ fn stage1_translation_fault_is_forwarded_with_the_vsid() {
     m.dma().write_dwords(cd_table, &cd.0).unwrap();
     let (psid, vsid) = (StreamId(0x21), VStreamId(0x5));
     let guest = [1 | (5 << 1) | cd_table.0, 0];
-    let id = viommu_with_device(&router, &smmu, psid, vsid, guest);
+    let (id, _) = viommu_with_device(&router, &smmu, psid, vsid, guest);
 
     let iova = Iova(0x7_0000);
     m.set_fault(

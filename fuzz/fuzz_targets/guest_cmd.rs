@@ -6,7 +6,7 @@
 #![no_main]
 
 use arm_smmuv3::command::{CmdqEntry, Command, Opcode};
-use arm_smmuv3::error::Error;
+use arm_smmuv3::error::{Error, Rejection};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{HwptInvalidate, ViommuArmSmmuv3Invalidate};
 use arm_smmuv3::ste::{Granule, S2Config};
@@ -174,14 +174,29 @@ fuzz_target!(|data: &[u8]| {
     assert!(entry_num_out as usize <= issued.len());
     if entry_num == 0 {
         assert_eq!((entry_num_out, result), (0, Ok(())));
-    } else if entry_len == 0 || flags & 32 != 0 {
-        assert_eq!(result, Err(Error::InvalidArgument));
+    } else if entry_len == 0 {
+        let field = "iommu_hwpt_invalidate.entry_len";
+        assert_eq!(result, Err(Error::Invalid { field, value: 0 }));
+        assert!(issued.is_empty());
+    } else if flags & 32 != 0 {
+        let field = "iommu_hwpt_invalidate.entry_num";
+        let value = u64::from(entry_num);
+        assert_eq!(result, Err(Error::Invalid { field, value }));
         assert!(issued.is_empty());
     } else if dirty_tail {
         assert_eq!(result, Err(Error::TooBig));
         assert!(issued.is_empty());
     } else {
         assert_eq!(result.is_ok(), entry_num_out as usize == entries.len());
+        // A refusal is the sanitiser's, with its reason; an unbound vSID is no vDEVICE here.
+        if let Err(e) = result {
+            let Error::Rejected(why) = e else {
+                panic!("not a sanitiser refusal: {e:?}")
+            };
+            if let Rejection::UnboundVsid(v) = why {
+                assert!(VDEVS.iter().all(|(vs, _)| *vs != v.0), "{v:?} is bound");
+            }
+        }
         // The struct path agrees.
         let rec2 = Rec(RefCell::new(Vec::new()));
         let out2 = router.invalidate(id, &entries, &rec2);

@@ -4,6 +4,7 @@
 //! not set.
 #![no_main]
 
+use arm_smmuv3::error::{Error, Rejection};
 use arm_smmuv3::ste::{Granule, S2Config, Ste};
 use arm_smmuv3::viommu::NestedSte;
 use arm_smmuv3::viommu::vste::{GUEST_STE0_ALLOWED, GUEST_STE1_ALLOWED};
@@ -25,6 +26,26 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             assert_eq!(e.errno(), -5);
             assert_eq!(d0 & 1, 1, "a V = 0 vSTE is never refused");
+            // The reason names the first rule broken, from the guest's own words: forbidden
+            // bits of dword 0, of dword 1, Config (bits [3:1]) not 0/4/5, EATS (bits [29:28])
+            // above 1.
+            let (bad0, bad1) = (d0 & !GUEST_STE0_ALLOWED, d1 & !GUEST_STE1_ALLOWED);
+            let why = match ((d0 >> 1) & 7) as u8 {
+                _ if bad0 != 0 => Rejection::SteBits {
+                    dword: 0,
+                    bits: bad0,
+                },
+                _ if bad1 != 0 => Rejection::SteBits {
+                    dword: 1,
+                    bits: bad1,
+                },
+                c @ (1..=3 | 6 | 7) => Rejection::SteConfig(c),
+                _ => Rejection::SteBits {
+                    dword: 1,
+                    bits: d1 & (3 << 28),
+                },
+            };
+            assert_eq!(e, Error::Rejected(why));
             return;
         }
     };

@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use arm_smmuv3::command::{Command, Opcode};
-use arm_smmuv3::error::Error;
+use arm_smmuv3::error::{CmdqError, Error, Object, WaitFor};
 use arm_smmuv3::event::{EventRecord, EvtqEntry};
 use arm_smmuv3::features::Features;
 use arm_smmuv3::iommufd::{HwptPageResponse, HwptPgfault, VeventqType, ViommuArmSmmuv3Invalidate};
@@ -42,7 +42,7 @@ impl CommandSink for Rec {
             cmds.len()
         );
         if self.fail {
-            return Err(Error::Io);
+            return Err(Error::Cmdq(CmdqError::Abort));
         }
         self.cmds.borrow_mut().extend_from_slice(cmds);
         Ok(())
@@ -167,8 +167,8 @@ fuzz_target!(|data: &[u8]| {
                 let res = r.teardown_viommu(h, &rec);
                 check(&rec.cmds.borrow(), model.get(&h.0), "teardown");
                 if !before_live {
-                    assert_eq!(res, Err(Error::NotFound));
-                } else if res != Err(Error::Busy) {
+                    assert_eq!(res, Err(Error::NoSuch(Object::Viommu(h))));
+                } else if !matches!(res, Err(Error::InUse(_))) {
                     let m = model.get_mut(&h.0).unwrap();
                     m.live = false;
                     m.devs.clear();
@@ -181,7 +181,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(m.live && m.devs.is_empty());
                     m.live = false;
                 } else if !before_live {
-                    assert_eq!(res, Err(Error::NotFound));
+                    assert_eq!(res, Err(Error::NoSuch(Object::Viommu(h))));
                 }
             }
             3 => {
@@ -202,11 +202,11 @@ fuzz_target!(|data: &[u8]| {
             4 => {
                 let res = r.destroy_vdevice(h, VStreamId(vsid), &rec);
                 check(&rec.cmds.borrow(), model.get(&h.0), "destroy_vdevice");
-                if res != Err(Error::Busy) && res != Err(Error::NotFound) {
+                if !matches!(res, Err(Error::InUse(_) | Error::NoSuch(_))) {
                     model.get_mut(&h.0).unwrap().devs.remove(&vsid);
                 }
                 if !before_live {
-                    assert_eq!(res, Err(Error::NotFound));
+                    assert_eq!(res, Err(Error::NoSuch(Object::Viommu(h))));
                 }
             }
             5 => {
@@ -218,7 +218,11 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let fail = b & 0x80 != 0;
                 let res = r.attach_nested(h, VStreamId(vsid), ste, &rec, |_, _| {
-                    if fail { Err(Error::Io) } else { Ok(()) }
+                    if fail {
+                        Err(Error::Timeout(WaitFor::CmdSync))
+                    } else {
+                        Ok(())
+                    }
                 });
                 check(&rec.cmds.borrow(), model.get(&h.0), "attach");
                 if let Ok(p) = res {
@@ -334,7 +338,7 @@ fuzz_target!(|data: &[u8]| {
                 let out = r.invalidate(h, &[ent, ent], &rec);
                 check(&rec.cmds.borrow(), model.get(&h.0), "invalidate");
                 if !before_live {
-                    assert_eq!(out.result, Err(Error::NotFound));
+                    assert_eq!(out.result, Err(Error::NoSuch(Object::Viommu(h))));
                 }
             }
             12 => match c % 3 {
@@ -380,7 +384,7 @@ fuzz_target!(|data: &[u8]| {
                 );
                 check(&rec.cmds.borrow(), model.get(&stale.0), "stale invalidate");
                 if !model.get(&stale.0).is_some_and(|m| m.live) {
-                    assert_eq!(out.result, Err(Error::NotFound));
+                    assert_eq!(out.result, Err(Error::NoSuch(Object::Viommu(stale))));
                 }
             }
         }

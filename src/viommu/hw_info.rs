@@ -11,6 +11,7 @@ use crate::features::IdRegs;
 use crate::iommufd::{
     HwCapabilities, HwInfo, HwInfoArmSmmuv3, HwInfoFlags, HwInfoTegra241Cmdqv, HwInfoType,
 };
+use crate::regs::{IDR0, IDR1, IDR3, IDR5};
 
 /// `IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI`: the host SMMU needs each TLBI and CFGI
 /// repeated (Linux's `tegra241-cmdqv.c`, Linux's `arm_smmu_hw_info`).
@@ -20,17 +21,22 @@ pub const ERRATA_REPEAT_TLBI_CFGI: u32 = 1 << 0;
 /// IDR0 ST_LEVEL, TERM_MODEL, STALL_MODEL, TTENDIAN, CD2L, ASID16, TTF; IDR1 SIDSIZE, SSIDSIZE;
 /// IDR3 BBML, RIL; IDR5 VAX, GRAN64K/16K/4K and OAS (which QEMU reads).
 pub const VMM_IDR_FIELDS: [u32; 6] = [
-    // ST_LEVEL [28:27], TERM_MODEL [26], STALL_MODEL [25:24], TTENDIAN [22:21], CD2L [19],
-    // ASID16 [12], TTF [3:2].
-    (3 << 27) | (1 << 26) | (3 << 24) | (3 << 21) | (1 << 19) | (1 << 12) | (3 << 2),
-    // SSIDSIZE [10:6], SIDSIZE [5:0].
-    (0x1f << 6) | 0x3f,
+    IDR0::ST_LEVEL::SET.value
+        | IDR0::TERM_MODEL::SET.value
+        | IDR0::STALL_MODEL::SET.value
+        | IDR0::TTENDIAN::SET.value
+        | IDR0::CD2L::SET.value
+        | IDR0::ASID16::SET.value
+        | IDR0::TTF::SET.value,
+    IDR1::SSIDSIZE::SET.value | IDR1::SIDSIZE::SET.value,
     0,
-    // BBML [12:11], RIL [10].
-    (3 << 11) | (1 << 10),
+    IDR3::BBML::SET.value | IDR3::RIL::SET.value,
     0,
-    // VAX [11:10], GRAN64K [6], GRAN16K [5], GRAN4K [4], OAS [2:0].
-    (3 << 10) | (1 << 6) | (1 << 5) | (1 << 4) | 7,
+    IDR5::VAX::SET.value
+        | IDR5::GRAN64K::SET.value
+        | IDR5::GRAN16K::SET.value
+        | IDR5::GRAN4K::SET.value
+        | IDR5::OAS::SET.value,
 ];
 
 /// The SMMUv3 HW info blob, as Linux fills it: raw registers, flags = the errata bit if the
@@ -116,11 +122,21 @@ fn hw_info_of(
 ) -> Result<(), Error> {
     use crate::error::Feature;
     if arg.size < HwInfo::MIN_SIZE {
-        return Err(Error::InvalidArgument);
+        return Err(Error::Invalid {
+            field: "iommu_hw_info.size",
+            value: u64::from(arg.size),
+        });
     }
-    let flags = HwInfoFlags::from_bits(arg.flags).ok_or(Error::Unsupported(Feature::Stage1))?;
+    let flags = HwInfoFlags::from_bits(arg.flags).ok_or(Error::Reserved {
+        field: "iommu_hw_info.flags",
+        value: u64::from(arg.flags),
+    })?;
+    let [r0, r1, r2] = arg.reserved;
     if arg.reserved != [0; 3] {
-        return Err(Error::Unsupported(Feature::Stage1));
+        return Err(Error::Reserved {
+            field: "iommu_hw_info.__reserved",
+            value: u64::from(u32::from_le_bytes([r0, r1, r2, 0])),
+        });
     }
     let ty = if flags.contains(HwInfoFlags::INPUT_TYPE) {
         HwInfoType::from_raw(arg.data_type)
@@ -138,11 +154,20 @@ fn hw_info_of(
             cmdqv_blob = c.to_bytes();
             (HwInfoType::Tegra241Cmdqv, &cmdqv_blob)
         }
-        _ => return Err(Error::Unsupported(Feature::Stage1)),
+        (Some(HwInfoType::Tegra241Cmdqv), None) => return Err(Error::Unsupported(Feature::Cmdqv)),
+        _ => {
+            return Err(Error::Reserved {
+                field: "iommu_hw_info.in_data_type",
+                value: u64::from(arg.data_type),
+            });
+        }
     };
     let user = data
         .get_mut(..arg.data_len as usize)
-        .ok_or(Error::InvalidArgument)?;
+        .ok_or(Error::Invalid {
+            field: "iommu_hw_info.data_len",
+            value: u64::from(arg.data_len),
+        })?;
     let n = user.len().min(blob.len());
     let (head, tail) = user.split_at_mut(n);
     head.copy_from_slice(blob.get(..n).unwrap_or(&[]));
@@ -189,6 +214,15 @@ mod tests {
         let v = vmm_view(&i);
         assert_eq!(v.idr[0], regs.idr0 & VMM_IDR_FIELDS[0]);
         assert_eq!(v.idr[2], 0);
+    }
+
+    /// The uAPI's list by bit positions (IHI 0070 §6.3.1-6), written out rather than taken from
+    /// the field definitions: IDR0 ST_LEVEL [28:27], TERM_MODEL [26], STALL_MODEL [25:24],
+    /// TTENDIAN [22:21], CD2L [19], ASID16 [12], TTF [3:2]; IDR1 SSIDSIZE [10:6], SIDSIZE
+    /// [5:0]; IDR3 BBML [12:11], RIL [10]; IDR5 VAX [11:10], GRAN64K/16K/4K [6:4], OAS [2:0].
+    #[test]
+    fn vmm_fields_by_position() {
+        assert_eq!(VMM_IDR_FIELDS, [0x1f68_100c, 0x7ff, 0, 0x1c00, 0, 0xc77]);
     }
 
     #[test]
@@ -238,32 +272,47 @@ mod tests {
         .unwrap();
         assert_eq!((a.out_capabilities, a.out_max_pasid_log2), (7, 20));
 
-        let e = |a: &mut HwInfo| get_hw_info(a, &mut [], &info, caps).unwrap_err().errno();
-        assert_eq!(e(&mut HwInfo { flags: 2, ..arg(0) }), -95);
-        assert_eq!(
-            e(&mut HwInfo {
-                reserved: [0, 1, 0],
-                ..arg(0)
-            }),
-            -95
-        );
-        assert_eq!(
-            e(&mut HwInfo {
-                flags: 1,
-                data_type: 3,
-                ..arg(0)
-            }),
-            -95
-        );
-        assert_eq!(
-            e(&mut HwInfo {
-                flags: 1,
-                data_type: 1,
-                ..arg(0)
-            }),
-            -95
-        );
-        assert_eq!(e(&mut HwInfo { size: 24, ..arg(0) }), -22);
+        let e = |a: &mut HwInfo| get_hw_info(a, &mut [], &info, caps).unwrap_err();
+        let reserved = |field, value| Error::Reserved { field, value };
+        let cases = [
+            (
+                HwInfo { flags: 2, ..arg(0) },
+                reserved("iommu_hw_info.flags", 2),
+            ),
+            (
+                HwInfo {
+                    reserved: [0, 1, 0],
+                    ..arg(0)
+                },
+                reserved("iommu_hw_info.__reserved", 0x100),
+            ),
+            (
+                HwInfo {
+                    flags: 1,
+                    data_type: 3,
+                    ..arg(0)
+                },
+                Error::Unsupported(crate::error::Feature::Cmdqv),
+            ),
+            (
+                HwInfo {
+                    flags: 1,
+                    data_type: 1,
+                    ..arg(0)
+                },
+                reserved("iommu_hw_info.in_data_type", 1),
+            ),
+        ];
+        for (mut a, want) in cases {
+            assert_eq!(e(&mut a), want);
+            assert_eq!(want.errno(), -95);
+        }
+        let size = Error::Invalid {
+            field: "iommu_hw_info.size",
+            value: 24,
+        };
+        assert_eq!(e(&mut HwInfo { size: 24, ..arg(0) }), size);
+        assert_eq!(size.errno(), -22);
         let mut a = HwInfo {
             flags: 1,
             data_type: 2,
@@ -271,12 +320,12 @@ mod tests {
         };
         assert!(get_hw_info(&mut a, &mut [], &info, caps).is_ok());
         let mut a = arg(8);
-        assert_eq!(
-            get_hw_info(&mut a, &mut [0; 4], &info, caps)
-                .unwrap_err()
-                .errno(),
-            -22
-        );
+        let short = Error::Invalid {
+            field: "iommu_hw_info.data_len",
+            value: 8,
+        };
+        assert_eq!(get_hw_info(&mut a, &mut [0; 4], &info, caps), Err(short));
+        assert_eq!(short.errno(), -22);
     }
 
     #[test]

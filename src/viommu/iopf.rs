@@ -31,6 +31,27 @@ use crate::event::{EventRecord, EvtqEntry};
 use crate::ids::{StreamId, SubstreamId};
 use crate::iommufd::{HwptPageResponse, HwptPgfault, PageResponseCode, PgfaultFlags, PgfaultPerm};
 use crate::pri::{PageRequest, PriqEntry};
+use crate::regs::bits::{get, is_set, put};
+use tock_registers::register_bitfields;
+
+register_bitfields![u64,
+    /// Word 0 of a fault in the IRQ ring ([`FaultRing`]'s own packing; word 1 is the
+    /// SubstreamID, word 2 the address).
+    FAULT0 [
+        /// The physical StreamID.
+        PSID OFFSET(0) NUMBITS(32) [],
+        /// A stall (answered with CMD_RESUME), else a page request (CMD_PRI_RESP).
+        STALL OFFSET(32) NUMBITS(1) [],
+        /// The last fault of its group.
+        LAST OFFSET(33) NUMBITS(1) [],
+        /// Word 1 holds a SubstreamID.
+        SSV OFFSET(34) NUMBITS(1) [],
+        /// The `PgfaultPerm` bits (READ, WRITE, EXEC, PRIV).
+        PERM OFFSET(36) NUMBITS(4) [],
+        /// The PRG index (page request) or STAG (stall).
+        GRPID OFFSET(40) NUMBITS(16) []
+    ]
+];
 
 /// Where a fault came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,12 +126,12 @@ impl Fault {
     }
 
     fn encode(&self) -> [u64; 3] {
-        let w0 = u64::from(self.psid.0)
-            | (u64::from(self.kind == FaultKind::Stall) << 32)
-            | (u64::from(self.last) << 33)
-            | (u64::from(self.ssid.is_some()) << 34)
-            | (u64::from(self.perm.bits() & 0xf) << 36)
-            | (u64::from(self.grpid) << 40);
+        let w0 = put(FAULT0::PSID, u64::from(self.psid.0))
+            | put(FAULT0::STALL, u64::from(self.kind == FaultKind::Stall))
+            | put(FAULT0::LAST, u64::from(self.last))
+            | put(FAULT0::SSV, u64::from(self.ssid.is_some()))
+            | put(FAULT0::PERM, u64::from(self.perm.bits()))
+            | put(FAULT0::GRPID, u64::from(self.grpid));
         let w1 = u64::from(self.ssid.map_or(0, |s| s.0));
         [w0, w1, self.addr]
     }
@@ -118,16 +139,16 @@ impl Fault {
     fn decode(w: [u64; 3]) -> Self {
         let [w0, w1, addr] = w;
         Self {
-            kind: if w0 & (1 << 32) != 0 {
+            kind: if is_set(FAULT0::STALL, w0) {
                 FaultKind::Stall
             } else {
                 FaultKind::Pri
             },
-            psid: StreamId(w0 as u32),
-            ssid: (w0 & (1 << 34) != 0).then_some(SubstreamId(w1 as u32)),
-            grpid: (w0 >> 40) as u16,
-            perm: PgfaultPerm::from_bits_truncate(((w0 >> 36) & 0xf) as u32),
-            last: w0 & (1 << 33) != 0,
+            psid: StreamId(get(FAULT0::PSID, w0) as u32),
+            ssid: is_set(FAULT0::SSV, w0).then_some(SubstreamId(w1 as u32)),
+            grpid: get(FAULT0::GRPID, w0) as u16,
+            perm: PgfaultPerm::from_bits_truncate(get(FAULT0::PERM, w0) as u32),
+            last: is_set(FAULT0::LAST, w0),
             addr,
         }
     }
@@ -413,7 +434,7 @@ impl<const P: usize> FaultGroups<P> {
     }
 
     /// Removes the group delivered with `cookie` and returns the command answering it with
-    /// `code` (its last fault gives the SSID for PRI_RESP). [`Error::InvalidArgument`] (EINVAL)
+    /// `code` (its last fault gives the SSID for PRI_RESP). [`Error::Invalid`] (EINVAL)
     /// for an unknown cookie or a code other than SUCCESS/INVALID, as Linux.
     pub fn respond(&mut self, resp: &HwptPageResponse) -> Result<Command, Error> {
         let cmd = self.response(resp)?;
@@ -425,14 +446,20 @@ impl<const P: usize> FaultGroups<P> {
     /// [`respond`](Self::respond) but leaving the group in place (to be [`retire`](Self::retire)d
     /// once the command was issued).
     pub fn response(&self, resp: &HwptPageResponse) -> Result<Command, Error> {
-        let code = PageResponseCode::from_raw(resp.code).ok_or(Error::InvalidArgument)?;
+        let code = PageResponseCode::from_raw(resp.code).ok_or(Error::Invalid {
+            field: "iommu_hwpt_page_response.code",
+            value: u64::from(resp.code),
+        })?;
         let state = State::Delivered(resp.cookie);
         let last = self
             .pool
             .iter()
             .rfind(|e| e.state == state)
             .map(|e| e.fault)
-            .ok_or(Error::InvalidArgument)?;
+            .ok_or(Error::Invalid {
+                field: "iommu_hwpt_page_response.cookie",
+                value: u64::from(resp.cookie),
+            })?;
         Ok(last.response(code))
     }
 
@@ -571,9 +598,19 @@ mod tests {
             cookie: c + 100,
             code: 0,
         };
-        assert_eq!(g.respond(&bad), Err(Error::InvalidArgument));
+        let unknown = Error::Invalid {
+            field: "iommu_hwpt_page_response.cookie",
+            value: u64::from(c + 100),
+        };
+        assert_eq!(g.respond(&bad), Err(unknown));
+        assert_eq!(unknown.errno(), -22);
         let bad = HwptPageResponse { cookie: c, code: 2 };
-        assert_eq!(g.respond(&bad).unwrap_err().errno(), -22);
+        let code = Error::Invalid {
+            field: "iommu_hwpt_page_response.code",
+            value: 2,
+        };
+        assert_eq!(g.respond(&bad), Err(code));
+        assert_eq!(code.errno(), -22);
         let cmd = g.respond(&HwptPageResponse { cookie: c, code: 0 }).unwrap();
         assert_eq!(
             cmd,

@@ -20,7 +20,7 @@
 )]
 
 use super::sync::{AtomicU32, AtomicU64, Ordering, fence, spin_hint};
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::ids::{StreamId, VStreamId};
 
 /// How often a reader retries a slot a writer is changing before giving up on this record.
@@ -267,11 +267,11 @@ impl<const S: usize> RoutingTable<S> {
         self.candidates(psid).find(|s| s.holds(psid))
     }
 
-    /// Adds a route. [`Error::Exists`] if `psid` has one, [`Error::NoSpace`] if both of its
+    /// Adds a route. [`Error::AlreadyExists`] if `psid` has one, [`Error::NoSpace`] if both of its
     /// buckets are full.
     pub fn insert(&self, psid: StreamId, route: Route) -> Result<(), Error> {
         if self.find(psid).is_some() {
-            return Err(Error::Exists);
+            return Err(Error::AlreadyExists(Object::Stream(psid)));
         }
         let [b1, b2] = Self::buckets(psid);
         let used = |b: usize| {
@@ -290,9 +290,9 @@ impl<const S: usize> RoutingTable<S> {
         Ok(())
     }
 
-    /// Replaces the route of `psid`; [`Error::NotFound`] if it has none.
+    /// Replaces the route of `psid`; [`Error::NoSuch`] if it has none.
     pub fn update(&self, psid: StreamId, route: Route) -> Result<(), Error> {
-        let slot = self.find(psid).ok_or(Error::NotFound)?;
+        let slot = self.find(psid).ok_or(Error::NoSuch(Object::Stream(psid)))?;
         slot.write(psid.0, route.val());
         Ok(())
     }
@@ -316,30 +316,39 @@ impl<const S: usize> RoutingTable<S> {
     }
 }
 
+/// An attached route of vIOMMU `v` to `vsid`, for the tests and the loom models.
+#[cfg(test)]
+fn route(v: u16, vsid: u32) -> Route {
+    Route {
+        viommu: v,
+        vsid: VStreamId(vsid),
+        attached: true,
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn route(v: u16, vsid: u32) -> Route {
-        Route {
-            viommu: v,
-            vsid: VStreamId(vsid),
-            attached: true,
-        }
-    }
-
     #[test]
     fn insert_lookup_remove() {
         let t: RoutingTable<8> = RoutingTable::new();
         assert_eq!(t.lookup(StreamId(5)), Lookup::Absent);
         t.insert(StreamId(5), route(1, 0x50)).unwrap();
-        assert_eq!(t.insert(StreamId(5), route(2, 0x51)), Err(Error::Exists));
+        assert_eq!(
+            t.insert(StreamId(5), route(2, 0x51)),
+            Err(Error::AlreadyExists(Object::Stream(StreamId(5))))
+        );
         assert_eq!(t.lookup(StreamId(5)), Lookup::Found(route(1, 0x50)));
         assert_eq!(t.remove(StreamId(5)), Some(route(1, 0x50)));
         assert_eq!(t.lookup(StreamId(5)), Lookup::Absent);
         assert_eq!(t.remove(StreamId(5)), None);
+        assert_eq!(
+            t.update(StreamId(5), route(1, 0x50)),
+            Err(Error::NoSuch(Object::Stream(StreamId(5))))
+        );
     }
 
     #[test]
@@ -413,7 +422,7 @@ mod tests {
                 if ins {
                     let res = t.insert(sid, route(1, vsid));
                     if model.contains_key(&sid.0) {
-                        prop_assert_eq!(res, Err(Error::Exists));
+                        prop_assert_eq!(res, Err(Error::AlreadyExists(Object::Stream(sid))));
                     } else if model.len() == 16 {
                         prop_assert_eq!(res, Err(Error::NoSpace));
                     } else {
@@ -438,14 +447,6 @@ mod tests {
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
-
-    fn route(v: u16, vsid: u32) -> Route {
-        Route {
-            viommu: v,
-            vsid: VStreamId(vsid),
-            attached: true,
-        }
-    }
 
     /// A reader racing a detach and a re-attach of the same StreamID to another vIOMMU sees one
     /// of the three states whole, never a mix (vIOMMU of one, vSID of the other).

@@ -2,21 +2,17 @@
 //! `struct iommu_hwpt_arm_smmuv3` (`struct iommu_hwpt_arm_smmuv3` in `include/uapi/linux/iommufd.h`, Linux's `arm_smmu_validate_vste`) and the physical STE built from the result
 //! (IHI 0070 §5.2 STE, Linux's `arm_smmu_make_nested_domain_ste`).
 
-use crate::error::Error;
+use crate::error::{Error, Rejection};
 use crate::iommufd::HwptArmSmmuv3;
-use crate::ste::{S2Config, Ste};
+use crate::regs::bits;
+use crate::ste::STE0::CONFIG::Value as Config;
+use crate::ste::{S2Config, STE0, STE1, Ste};
+use tock_registers::LocalRegisterCopy;
 
 /// STE dword 0 bits a guest may set (V, Config, S1Fmt, S1ContextPtr, S1CDMax): `struct iommu_hwpt_arm_smmuv3` in `include/uapi/linux/iommufd.h`, Linux's `arm_smmu_validate_vste`.
-pub const GUEST_STE0_ALLOWED: u64 = 0xf80f_ffff_ffff_ffff;
+pub const GUEST_STE0_ALLOWED: u64 = Ste::GUEST_DWORD0_MASK;
 /// STE dword 1 bits a guest may set (S1DSS, S1CIR, S1COR, S1CSH, S1STALLD, EATS): `struct iommu_hwpt_arm_smmuv3` in `include/uapi/linux/iommufd.h`, Linux's `arm_smmu_validate_vste`.
-pub const GUEST_STE1_ALLOWED: u64 = 0x3800_00ff;
-
-const _: () = assert!(GUEST_STE0_ALLOWED == Ste::GUEST_DWORD0_MASK);
-const _: () = assert!(GUEST_STE1_ALLOWED == Ste::GUEST_DWORD1_MASK);
-
-const CONFIG_SHIFT: u32 = 1;
-const EATS_SHIFT: u32 = 28;
-const EATS_MASK: u64 = 3 << EATS_SHIFT;
+pub const GUEST_STE1_ALLOWED: u64 = Ste::GUEST_DWORD1_MASK;
 
 /// What a sanitised guest STE asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,34 +41,42 @@ impl NestedSte {
     /// Sanitises a guest STE exactly as Linux's `IOMMU_HWPT_ALLOC` for SMMUv3 nesting does
     /// (`struct iommu_hwpt_arm_smmuv3` in `include/uapi/linux/iommufd.h`, Linux's `arm_smmu_validate_vste` "Validation and translation"):
     /// - V = 0: the whole STE is treated as zero (an abort STE), whatever else is set;
-    /// - any bit outside [`GUEST_STE0_ALLOWED`] / [`GUEST_STE1_ALLOWED`] → [`Error::Io`] (EIO);
-    /// - Config other than 0 (abort), 4 (bypass), 5 (stage 1) → EIO;
-    /// - EATS 2 (S1CHK) or 3 → EIO; EATS is removed, and ATS is enabled only for Config = 5 with
-    ///   EATS = 1.
+    /// - any bit outside [`GUEST_STE0_ALLOWED`] / [`GUEST_STE1_ALLOWED`] → EIO
+    ///   ([`Rejection::SteBits`] with the dword and the offending bits);
+    /// - Config other than 0 (abort), 4 (bypass), 5 (stage 1) → EIO ([`Rejection::SteConfig`]);
+    /// - EATS 2 (S1CHK) or 3 → EIO ([`Rejection::SteBits`] with the EATS bits); EATS is
+    ///   removed, and ATS is enabled only for Config = 5 with EATS = 1.
     pub fn from_guest(ste: [u64; 2]) -> Result<Self, Error> {
         let [d0, d1] = ste;
-        if d0 & 1 == 0 {
+        if !bits::is_set(STE0::V, d0) {
             return Ok(Self {
                 ste: [0, 0],
                 config: GuestConfig::Abort,
                 enable_ats: false,
             });
         }
-        if d0 & !GUEST_STE0_ALLOWED != 0 || d1 & !GUEST_STE1_ALLOWED != 0 {
-            return Err(Error::Io);
+        let refuse = |dword, bits| Err(Error::Rejected(Rejection::SteBits { dword, bits }));
+        for (dword, bits) in [(0, d0 & !GUEST_STE0_ALLOWED), (1, d1 & !GUEST_STE1_ALLOWED)] {
+            if bits != 0 {
+                return refuse(dword, bits);
+            }
         }
-        let config = match (d0 >> CONFIG_SHIFT) & 7 {
-            0 => GuestConfig::Abort,
-            4 => GuestConfig::Bypass,
-            5 => GuestConfig::Translate,
-            _ => return Err(Error::Io),
-        };
-        let eats = (d1 & EATS_MASK) >> EATS_SHIFT;
+        let config =
+            match LocalRegisterCopy::<u64, STE0::Register>::new(d0).read_as_enum(STE0::CONFIG) {
+                Some(Config::Abort) => GuestConfig::Abort,
+                Some(Config::Bypass) => GuestConfig::Bypass,
+                Some(Config::S1Trans) => GuestConfig::Translate,
+                _ => {
+                    let raw = bits::get(STE0::CONFIG, d0) as u8;
+                    return Err(Error::Rejected(Rejection::SteConfig(raw)));
+                }
+            };
+        let eats = bits::get(STE1::EATS, d1);
         if eats > 1 {
-            return Err(Error::Io);
+            return refuse(1, d1 & STE1::EATS::SET.value);
         }
         Ok(Self {
-            ste: [d0, d1 & !EATS_MASK],
+            ste: [d0, d1 & !STE1::EATS::SET.value],
             config,
             enable_ats: config == GuestConfig::Translate && eats == 1,
         })
@@ -139,6 +143,19 @@ mod tests {
     const CDMAX: u64 = 3 << 59;
     const S1FMT: u64 = 1 << 4;
     const D1_GUEST: u64 = 0x1 | (1 << 2) | (1 << 4) | (3 << 6) | (1 << 27);
+    const EATS: u64 = 3 << 28;
+
+    fn refused(dword: u8, bits: u64) -> Result<NestedSte, Error> {
+        Err(Error::Rejected(Rejection::SteBits { dword, bits }))
+    }
+
+    /// The masks are Linux's `STRTAB_STE_0_NESTING_ALLOWED` / `STRTAB_STE_1_NESTING_ALLOWED`
+    /// (`arm-smmu-v3.h`), written out here rather than taken from the field definitions.
+    #[test]
+    fn allowed_masks_are_linuxs() {
+        assert_eq!(GUEST_STE0_ALLOWED, 0xf80f_ffff_ffff_ffff);
+        assert_eq!(GUEST_STE1_ALLOWED, 0x3800_00ff);
+    }
 
     #[test]
     fn each_forbidden_bit_is_eio_with_v_set() {
@@ -147,18 +164,15 @@ mod tests {
         for bit in 0..64 {
             if GUEST_STE0_ALLOWED & (1 << bit) == 0 {
                 let ste = [good[0] | 1 << bit, good[1]];
-                assert_eq!(
-                    NestedSte::from_guest(ste),
-                    Err(Error::Io),
-                    "dword0 bit {bit}"
-                );
-                assert_eq!(Error::Io.errno(), -5);
+                let r = NestedSte::from_guest(ste);
+                assert_eq!(r, refused(0, 1 << bit), "dword0 bit {bit}");
+                assert_eq!(r.unwrap_err().errno(), -5);
             }
             if GUEST_STE1_ALLOWED & (1 << bit) == 0 {
                 let ste = [good[0], good[1] | 1 << bit];
                 assert_eq!(
                     NestedSte::from_guest(ste),
-                    Err(Error::Io),
+                    refused(1, 1 << bit),
                     "dword1 bit {bit}"
                 );
             }
@@ -181,7 +195,11 @@ mod tests {
                 0 => assert_eq!(r.unwrap().config(), GuestConfig::Abort),
                 4 => assert_eq!(r.unwrap().config(), GuestConfig::Bypass),
                 5 => assert_eq!(r.unwrap().config(), GuestConfig::Translate),
-                _ => assert_eq!(r, Err(Error::Io), "config {cfg}"),
+                _ => assert_eq!(
+                    r,
+                    Err(Error::Rejected(Rejection::SteConfig(cfg as u8))),
+                    "config {cfg}"
+                ),
             }
         }
     }
@@ -194,13 +212,13 @@ mod tests {
                 0 | 1 => {
                     let n = r.unwrap();
                     assert_eq!(n.enable_ats(), eats == 1);
-                    assert_eq!(n.words()[1] & EATS_MASK, 0, "EATS is stripped");
+                    assert_eq!(n.words()[1] & EATS, 0, "EATS is stripped");
                     let p = n.physical(&s2(), true, false);
                     assert_eq!(u64::from(p.eats()), eats);
                     // A device without ATS never gets EATS.
                     assert_eq!(n.physical(&s2(), false, false).eats(), 0);
                 }
-                _ => assert_eq!(r, Err(Error::Io)),
+                _ => assert_eq!(r, refused(1, eats << 28)),
             }
         }
         // EATS = 1 on a bypass vSTE does not enable ATS.

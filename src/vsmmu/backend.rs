@@ -11,11 +11,12 @@ use crate::command::CmdqEntry;
 use crate::error::Error;
 use crate::features::Features;
 use crate::ids::VStreamId;
+use crate::ste::STE0;
 use crate::viommu::InvalidateOutcome;
 
 /// Guest STE dwords 0-1 for a stream the guest bypasses: V = 1, Config = 0b100 (IHI 0070
 /// §5.2 STE.Config). Through the sanitiser this becomes the vIOMMU's stage-2-only STE.
-pub const GUEST_STE_BYPASS: [u64; 2] = [1 | (4 << 1), 0];
+pub const GUEST_STE_BYPASS: [u64; 2] = [STE0::V::SET.value | STE0::CONFIG::Bypass.value, 0];
 /// Guest STE dwords 0-1 of an aborting stream (V = 0): the sanitiser makes it an abort STE.
 pub const GUEST_STE_ABORT: [u64; 2] = [0, 0];
 
@@ -35,8 +36,8 @@ pub trait Backend {
     /// installed as a nested STE on the physical SMMU (`Router::attach_nested`).
     ///
     /// # Errors
-    /// [`Error::Io`] when the sanitiser refuses the STE (nothing reaches the hardware);
-    /// [`Error::NotFound`] when `vsid` is no vDEVICE of this vIOMMU; anything the physical
+    /// [`Error::Rejected`] when the sanitiser refuses the STE (nothing reaches the hardware);
+    /// [`Error::NoSuch`] when `vsid` is no vDEVICE of this vIOMMU; anything the physical
     /// driver returns.
     fn attach(&self, vsid: VStreamId, guest_ste: [u64; 2]) -> Result<(), Error>;
 

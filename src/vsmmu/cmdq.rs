@@ -159,7 +159,7 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
         match error {
             Some((at, code)) => {
                 st.stats.cmdq_errors += 1;
-                st.regs.cmdq_cons = at.to_reg() | (code << regs::CONS_ERR_SHIFT);
+                st.regs.cmdq_cons = at.to_reg() | (code << regs::CONS_ERR.shift);
                 self.gerror(st, regs::GERROR_CMDQ);
             }
             None => st.regs.cmdq_cons = cons.to_reg(),

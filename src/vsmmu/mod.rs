@@ -57,7 +57,7 @@ mod tests;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{Error, Feature};
+use crate::error::{Error, Feature, Quantity};
 use crate::features::IdRegs;
 use crate::ids::Ipa;
 use crate::queue::MAX_LOG2;
@@ -252,18 +252,27 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
     ///
     /// # Errors
     /// [`Error::Unsupported`] ([`Feature::Nesting`]) when the physical SMMU lacks stage 1 or
-    /// stage 2; [`Error::InvalidArgument`] for a size outside the ranges of [`VSmmuConfig`].
+    /// stage 2; [`Error::TooSmall`] or [`Error::OutOfRange`] for a size outside the ranges of
+    /// [`VSmmuConfig`] (the first one found: StreamID bits, command queue, event queue, IPA
+    /// bits).
     pub fn new(cfg: VSmmuConfig, backend: B, mem: M, irq: I) -> Result<Self, Error> {
         let phys = backend.features();
         if !(phys.stage1 && phys.stage2) {
             return Err(Error::Unsupported(Feature::Nesting));
         }
-        let ok = (1..=32).contains(&cfg.sid_bits)
-            && (1..=MAX_LOG2).contains(&cfg.cmdq_log2)
-            && (1..=MAX_LOG2).contains(&cfg.evtq_log2)
-            && (32..=52).contains(&cfg.ipa_bits);
-        if !ok {
-            return Err(Error::InvalidArgument);
+        for (what, value, min, max) in [
+            (Quantity::StreamIdBits, cfg.sid_bits, 1u8, 32u8),
+            (Quantity::QueueLog2, cfg.cmdq_log2, 1, MAX_LOG2),
+            (Quantity::QueueLog2, cfg.evtq_log2, 1, MAX_LOG2),
+            (Quantity::AddressBits, cfg.ipa_bits, 32, 52),
+        ] {
+            let (value, min, max) = (u64::from(value), u64::from(min), u64::from(max));
+            if value < min {
+                return Err(Error::TooSmall { what, value, min });
+            }
+            if value > max {
+                return Err(Error::OutOfRange { what, value, max });
+            }
         }
         let idr = regs::guest_idregs(&phys, &cfg);
         Ok(Self {
@@ -454,8 +463,8 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
         let set_lo = |r: &mut u64, v: u32| *r = (*r & !0xffff_ffff) | u64::from(v);
         let set_hi = |r: &mut u64, v: u32| *r = (*r & 0xffff_ffff) | (u64::from(v) << 32);
         let ipa = regs::addr_mask(self.cfg.ipa_bits);
-        let strtab_mask = regs::BASE_RA | (ipa & !0x3f);
-        let q_mask = regs::BASE_RA | (ipa & !0x1f) | 0x1f;
+        let strtab_mask = regs::strtab_base_impl(ipa);
+        let q_mask = regs::q_base_impl(ipa);
         let cmdq_idx = regs::index_mask(self.cfg.cmdq_log2);
         let evtq_idx = regs::index_mask(self.cfg.evtq_log2);
         let smmuen = st.regs.smmuen();
@@ -554,7 +563,7 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
         let was = st.regs.gerror_active();
         st.regs.gerrorn = v;
         if was & regs::GERROR_CMDQ != 0 && st.regs.gerror_active() & regs::GERROR_CMDQ == 0 {
-            st.regs.cmdq_cons &= !(0x7f << regs::CONS_ERR_SHIFT);
+            st.regs.cmdq_cons &= !(regs::CONS_ERR.mask << regs::CONS_ERR.shift);
             self.run_cmdq(st);
         }
     }

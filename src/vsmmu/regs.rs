@@ -4,7 +4,10 @@
 use tock_registers::fields::Field;
 
 use crate::features::{Features, IdRegs};
-use crate::regs::{CR0, CR2, GBPA, GERROR, IDR0, IDR1, IDR3, IDR5, IRQ_CTRL};
+use crate::regs::{
+    AIDR, CMDQ_CONS, CR0, CR1, CR2, EVENTQ_PROD, GBPA, GERROR, IDR0, IDR1, IDR3, IDR5, IRQ_CTRL,
+    Q_BASE, STRTAB_BASE, STRTAB_BASE_CFG,
+};
 
 use super::VSmmuConfig;
 
@@ -13,7 +16,12 @@ use super::VSmmuConfig;
 pub(super) const CR0_IMPL: u32 =
     CR0::SMMUEN::SET.value | CR0::EVENTQEN::SET.value | CR0::CMDQEN::SET.value;
 /// CR1: the six cacheability/shareability fields, bits [11:0] (IHI 0070 §6.3.10).
-pub(super) const CR1_IMPL: u32 = 0xfff;
+pub(super) const CR1_IMPL: u32 = CR1::QUEUE_IC::SET.value
+    | CR1::QUEUE_OC::SET.value
+    | CR1::QUEUE_SH::SET.value
+    | CR1::TABLE_IC::SET.value
+    | CR1::TABLE_OC::SET.value
+    | CR1::TABLE_SH::SET.value;
 /// CR2: RECINVSID and PTM; E2H needs IDR0.HYP and REC_CFG_ATS needs ATS, neither offered
 /// (IHI 0070 §6.3.11).
 pub(super) const CR2_IMPL: u32 = CR2::RECINVSID::SET.value | CR2::PTM::SET.value;
@@ -30,7 +38,7 @@ pub(super) const GBPA_UPDATE: u32 = GBPA::UPDATE::SET.value;
 /// GBPA.ABORT, bit [20].
 pub(super) const GBPA_ABORT: u32 = GBPA::ABORT::SET.value;
 /// GBPA reset value apart from ABORT: SHCFG = 0b01 (use incoming), as QEMU resets it.
-const GBPA_RESET: u32 = 1 << 12;
+const GBPA_RESET: u32 = GBPA::SHCFG::UseIncoming.value;
 /// IRQ_CTRL: GERROR_IRQEN and EVENTQ_IRQEN (no PRI queue; IHI 0070 §6.3.16).
 pub(super) const IRQ_CTRL_IMPL: u32 =
     IRQ_CTRL::GERROR_IRQEN::SET.value | IRQ_CTRL::EVENTQ_IRQEN::SET.value;
@@ -42,17 +50,29 @@ pub(super) const GERROR_CMDQ: u32 = GERROR::CMDQ_ERR::SET.value;
 /// GERROR.EVENTQ_ABT_ERR.
 pub(super) const GERROR_EVTQ_ABT: u32 = GERROR::EVENTQ_ABT_ERR::SET.value;
 /// STRTAB_BASE_CFG: LOG2SIZE [5:0], SPLIT [10:6], FMT [17:16] (IHI 0070 §6.3.25).
-pub(super) const STRTAB_CFG_IMPL: u32 = 0x3_07ff;
+pub(super) const STRTAB_CFG_IMPL: u32 = STRTAB_BASE_CFG::LOG2SIZE::SET.value
+    | STRTAB_BASE_CFG::SPLIT::SET.value
+    | STRTAB_BASE_CFG::FMT::SET.value;
 /// STRTAB_BASE.RA, bit [62], and *Q_BASE.RA/WA, bit [62].
-pub(super) const BASE_RA: u64 = 1 << 62;
+pub(super) const BASE_RA: u64 = STRTAB_BASE::RA::SET.value;
+const _: () = assert!(BASE_RA == Q_BASE::RA_WA::SET.value);
+/// STRTAB_BASE: RA and the ADDR bits within the guest's `ipa` mask (IHI 0070 §6.3.24).
+pub(super) const fn strtab_base_impl(ipa: u64) -> u64 {
+    BASE_RA | (ipa & STRTAB_BASE::ADDR::SET.value)
+}
+/// CMDQ_BASE/EVENTQ_BASE: RA/WA, the ADDR bits within the guest's `ipa` mask, and LOG2SIZE
+/// (IHI 0070 §6.3.26, §6.3.29).
+pub(super) const fn q_base_impl(ipa: u64) -> u64 {
+    BASE_RA | (ipa & Q_BASE::ADDR::SET.value) | Q_BASE::LOG2SIZE::SET.value
+}
 /// PROD/CONS bit 31 (EVENTQ_PROD.OVFLG, EVENTQ_CONS.OVACKFLG).
-pub(super) const OVF: u32 = 1 << 31;
+pub(super) const OVF: u32 = EVENTQ_PROD::OVFLG::SET.value;
 /// CMDQ_CONS.ERR, bits [30:24].
-pub(super) const CONS_ERR_SHIFT: u32 = 24;
+pub(super) const CONS_ERR: Field<u32, CMDQ_CONS::Register> = CMDQ_CONS::ERR;
 /// CERROR_ILL (IHI 0070 §4.8).
-pub(super) const CERROR_ILL: u32 = 1;
+pub(super) const CERROR_ILL: u32 = CMDQ_CONS::ERR::Value::Illegal as u32;
 /// CERROR_ABT: abort on command fetch (IHI 0070 §4.8).
-pub(super) const CERROR_ABT: u32 = 2;
+pub(super) const CERROR_ABT: u32 = CMDQ_CONS::ERR::Value::Abort as u32;
 
 /// Mask of the `bits`-wide address space, for address fields of the registers the guest
 /// programs: bits above the advertised OAS (the guest's IPA size) are RES0.
@@ -105,7 +125,7 @@ pub(super) fn guest_idregs(phys: &Features, cfg: &VSmmuConfig) -> IdRegs {
         idr4: 0,
         idr5,
         iidr: cfg.iidr,
-        aidr: p.aidr & 0xff,
+        aidr: p.aidr & (AIDR::ARCHMAJORREV::SET.value | AIDR::ARCHMINORREV::SET.value),
     }
 }
 

@@ -4,7 +4,12 @@
 use crate::error::Error;
 use crate::event::EventRecord;
 use crate::ids::{Ipa, PhysAddr, StreamId, VStreamId};
+use crate::regs::STRTAB_BASE_CFG::FMT::Value as Fmt;
+use crate::regs::bits::{self, get32};
+use crate::regs::{STRTAB_BASE, STRTAB_BASE_CFG};
 use crate::ste::L1Std;
+use crate::ste::STE0::{self, CONFIG::Value as Config};
+use tock_registers::LocalRegisterCopy;
 
 use super::regs;
 use super::{Backend, GuestIrq, GuestMemory, State, VSmmu};
@@ -14,14 +19,9 @@ const STE_BYTES: u64 = 64;
 /// Bytes of one L1 descriptor (IHI 0070 §5.1).
 const L1_BYTES: u64 = 8;
 
-/// STE.V, dword 0 bit [0] (IHI 0070 §5.2).
-const STE_V: u64 = 1;
-/// STE.Config, dword 0 bits [3:1]: abort (0b000) and bypass (0b100) (IHI 0070 §5.2).
-const CONFIG_ABORT: u64 = 0;
-const CONFIG_BYPASS: u64 = 4;
-
+/// STE.Config of dword 0 (IHI 0070 §5.2).
 const fn config(d0: u64) -> u64 {
-    (d0 >> 1) & 7
+    bits::get(STE0::CONFIG, d0)
 }
 
 /// What the guest's table holds for a StreamID.
@@ -52,18 +52,20 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
     /// bounded by the table geometry the registers give).
     pub(super) fn fetch_ste(&self, st: &State, sid: u32) -> Fetch {
         let cfg = st.regs.strtab_base_cfg;
-        let base = st.regs.strtab_base & regs::addr_mask(self.cfg.ipa_bits) & !0x3f;
+        let base =
+            st.regs.strtab_base & regs::addr_mask(self.cfg.ipa_bits) & STRTAB_BASE::ADDR::SET.value;
         // LOG2SIZE above IDR1.SIDSIZE is taken as SIDSIZE (IHI 0070 §6.3.25).
-        let log2 = ((cfg & 0x3f) as u8).min(self.cfg.sid_bits);
+        let log2 = (get32(STRTAB_BASE_CFG::LOG2SIZE, cfg) as u8).min(self.cfg.sid_bits);
         let sid = u64::from(sid);
         if log2 < 64 && sid >> log2 != 0 {
             return Fetch::Missing;
         }
-        let fmt = (cfg >> 16) & 3;
-        let split = ((cfg >> 6) & 0x1f) as u8;
+        let fmt = LocalRegisterCopy::<u32, STRTAB_BASE_CFG::Register>::new(cfg)
+            .read_as_enum(STRTAB_BASE_CFG::FMT);
+        let split = get32(STRTAB_BASE_CFG::SPLIT, cfg) as u8;
         let ste_at = match fmt {
-            0 => base + sid * STE_BYTES,
-            1 if matches!(split, 6 | 8 | 10) => {
+            Some(Fmt::Linear) => base + sid * STE_BYTES,
+            Some(Fmt::TwoLevel) if matches!(split, 6 | 8 | 10) => {
                 let l1 = base + (sid >> split) * L1_BYTES;
                 let desc = match self.read_u64s::<1>(l1) {
                     Ok([d]) => L1Std(d),
@@ -100,16 +102,20 @@ impl<B: Backend, M: GuestMemory, I: GuestIrq> VSmmu<B, M, I> {
                 // sets SHCFG = incoming in its bypass STE, a field the nesting sanitiser refuses;
                 // QEMU's accelerated SMMUv3 likewise attaches such streams to its own abort or
                 // bypass domain). Only a stage-1 STE goes through the sanitiser.
-                Fetch::Ste([d0, _]) if d0 & STE_V == 0 || config(d0) == CONFIG_ABORT => {
+                Fetch::Ste([d0, _])
+                    if !bits::is_set(STE0::V, d0) || config(d0) == Config::Abort as u64 =>
+                {
                     self.backend.abort(vsid)
                 }
-                Fetch::Ste([d0, _]) if config(d0) == CONFIG_BYPASS => self.backend.bypass(vsid),
+                Fetch::Ste([d0, _]) if config(d0) == Config::Bypass as u64 => {
+                    self.backend.bypass(vsid)
+                }
                 Fetch::Ste(ste) => match self.backend.attach(vsid, ste) {
                     Ok(()) => {
                         st.stats.ste_installed += 1;
                         Ok(())
                     }
-                    Err(Error::Io) => {
+                    Err(Error::Rejected(_)) => {
                         st.stats.ste_refused += 1;
                         self.push_event(st, EventRecord::bad_ste(StreamId(vsid.0)).encode());
                         self.backend.abort(vsid)

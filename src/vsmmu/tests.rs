@@ -66,7 +66,7 @@ impl Backend for Rec {
         Features::decode(QEMU_VIRT)
     }
     fn attach(&self, vsid: VStreamId, guest_ste: [u64; 2]) -> Result<(), Error> {
-        Self::psid(vsid).ok_or(Error::NotFound)?;
+        Self::psid(vsid).ok_or(Error::NoSuch(crate::error::Object::VDevice(vsid)))?;
         NestedSte::from_guest(guest_ste)?;
         self.attached.borrow_mut().push((vsid.0, guest_ste));
         Ok(())
@@ -785,6 +785,80 @@ fn delivery_from_the_irq_path_never_waits_for_a_trapped_access() {
     // The holder ran the delivery when it let go.
     assert_eq!(v.stats().events_written, 1);
     assert!(!v.pending.load(Ordering::SeqCst));
+}
+
+/// A size outside the ranges of [`VSmmuConfig`] names the quantity, the value and the limit.
+#[test]
+fn new_names_the_size_it_refuses() {
+    let new = |cfg| VSmmu::new(cfg, Rec::default(), Ram::new(), Lines::default()).err();
+    let out = |what, value, max| Some(Error::OutOfRange { what, value, max });
+    let small = |what, value, min| Some(Error::TooSmall { what, value, min });
+    use crate::error::Quantity::{AddressBits, QueueLog2, StreamIdBits};
+    let cases = [
+        (
+            VSmmuConfig {
+                sid_bits: 0,
+                ..cfg()
+            },
+            small(StreamIdBits, 0, 1),
+        ),
+        (
+            VSmmuConfig {
+                sid_bits: 33,
+                ..cfg()
+            },
+            out(StreamIdBits, 33, 32),
+        ),
+        (
+            VSmmuConfig {
+                cmdq_log2: 20,
+                ..cfg()
+            },
+            out(QueueLog2, 20, 19),
+        ),
+        (
+            VSmmuConfig {
+                evtq_log2: 0,
+                ..cfg()
+            },
+            small(QueueLog2, 0, 1),
+        ),
+        (
+            VSmmuConfig {
+                ipa_bits: 31,
+                ..cfg()
+            },
+            small(AddressBits, 31, 32),
+        ),
+        (
+            VSmmuConfig {
+                ipa_bits: 53,
+                ..cfg()
+            },
+            out(AddressBits, 53, 52),
+        ),
+    ];
+    for (c, want) in cases {
+        assert_eq!(new(c), want);
+        assert_eq!(want.map(Error::errno), Some(-22));
+    }
+}
+
+/// The register masks by bit position (IHI 0070 §6.3), written out rather than taken from the
+/// field definitions they are built from.
+#[test]
+fn register_masks_by_position() {
+    assert_eq!(regs::CR1_IMPL, 0xfff);
+    assert_eq!(regs::STRTAB_CFG_IMPL, 0x3_07ff);
+    assert_eq!(regs::OVF, 1 << 31);
+    assert_eq!((regs::CONS_ERR.shift, regs::CONS_ERR.mask), (24, 0x7f));
+    assert_eq!((regs::CERROR_ILL, regs::CERROR_ABT), (1, 2));
+    assert_eq!(
+        regs::strtab_base_impl(u64::MAX),
+        (1 << 62) | 0x00ff_ffff_ffff_ffc0
+    );
+    assert_eq!(regs::q_base_impl((1 << 40) - 1), (1 << 62) | 0xff_ffff_ffff);
+    assert_eq!(GUEST_STE_BYPASS, [1 | (4 << 1), 0]);
 }
 
 impl V {

@@ -6,7 +6,7 @@ use super::super::invalidate::INVALIDATE_BATCH;
 use super::super::iopf::{FaultGroups, FaultRing};
 use super::{TEARDOWN_SPINS, Tenant, Viommu, ViommuId};
 use crate::command::Command;
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::ids::StreamId;
 use crate::iommufd::{HwptPageResponse, HwptPgfault, PageResponseCode};
 use crate::smmu::CommandSink;
@@ -26,7 +26,7 @@ impl<
         self.with_ctl(id, |v, c| {
             v.faults
                 .open(FaultRing::new(), c.generation)
-                .map_err(|_| Error::Exists)
+                .map_err(|_| Error::AlreadyExists(Object::FaultQueue(id)))
         })
     }
 
@@ -41,8 +41,8 @@ impl<
         self.with_ctl(id, |v, c| {
             let ring = match v.faults.close(TEARDOWN_SPINS, || self.producer_round()) {
                 Ok(Some(ring)) => ring,
-                Ok(None) => return Err(Error::NotFound),
-                Err(()) => return Err(Error::Busy),
+                Ok(None) => return Err(Error::NoSuch(Object::FaultQueue(id))),
+                Err(()) => return Err(Error::InUse(Object::FaultQueue(id))),
             };
             let mut n = 0;
             drain_invalid(&ring, &mut c.groups, cmds, &mut n)?;
@@ -56,7 +56,7 @@ impl<
     pub fn read_faults(&self, id: ViommuId, out: &mut [HwptPgfault]) -> Result<usize, Error> {
         self.with_ctl(id, |v, c| {
             if v.faults.read(|_, ring| c.groups.pull(ring)).is_none() {
-                return Err(Error::NotFound);
+                return Err(Error::NoSuch(Object::FaultQueue(id)));
             }
             let devs = &c.vdevices;
             let dev_id =
@@ -86,7 +86,10 @@ impl<
                 for r in chunk {
                     // A cookie answered earlier in this batch is unknown by now.
                     let cmd = match cookies.contains(&r.cookie) {
-                        true => Err(Error::InvalidArgument),
+                        true => Err(Error::Invalid {
+                            field: "iommu_hwpt_page_response.cookie",
+                            value: u64::from(r.cookie),
+                        }),
                         false => c.groups.response(r),
                     };
                     match cmd {
@@ -128,13 +131,14 @@ impl<
     /// done) if the grace round did not come in time.
     pub(super) fn purge_faults(
         &self,
+        id: ViommuId,
         v: &Viommu<VDEVICES, VEVENTS, FAULTS>,
         c: &mut Tenant<VDEVICES, FAULTS>,
         filter: Option<StreamId>,
         cmds: &impl CommandSink,
     ) -> Result<usize, Error> {
         if !self.producer_round() {
-            return Err(Error::Busy);
+            return Err(Error::InUse(Object::FaultQueue(id)));
         }
         let matches = |psid: StreamId| filter.is_none_or(|s| s == psid);
         // The ring holds at most F faults, so `owed` cannot overflow.

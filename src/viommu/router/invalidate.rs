@@ -7,7 +7,7 @@ use super::super::invalidate::{
 };
 use super::ViommuId;
 use crate::command::CmdqEntry;
-use crate::error::{Error, Feature};
+use crate::error::Error;
 use crate::iommufd::{HwptInvalidate, HwptInvalidateDataType, ViommuArmSmmuv3Invalidate};
 use crate::smmu::CommandSink;
 
@@ -81,17 +81,27 @@ impl<
         data: &[u8],
         cmds: &impl CommandSink,
     ) -> Result<(), Error> {
-        let (img, _) = read_sized::<{ HwptInvalidate::SIZE }>(arg, HwptInvalidate::MIN_SIZE)?;
+        let (img, _) = read_sized::<{ HwptInvalidate::SIZE }>(
+            arg,
+            HwptInvalidate::MIN_SIZE,
+            "iommu_hwpt_invalidate.size",
+        )?;
         let a = HwptInvalidate::from_bytes(&img);
         let out = if a.reserved != 0 {
             InvalidateOutcome {
                 entry_num: 0,
-                result: Err(Error::Unsupported(Feature::Nesting)),
+                result: Err(Error::Reserved {
+                    field: "iommu_hwpt_invalidate.__reserved",
+                    value: u64::from(a.reserved),
+                }),
             }
         } else if a.data_type != HwptInvalidateDataType::ArmSmmuv3.raw() {
             InvalidateOutcome {
                 entry_num: 0,
-                result: Err(Error::InvalidArgument),
+                result: Err(Error::Invalid {
+                    field: "iommu_hwpt_invalidate.data_type",
+                    value: u64::from(a.data_type),
+                }),
             }
         } else {
             self.invalidate_bytes(id, data, a.entry_len, a.entry_num, cmds)
@@ -124,6 +134,7 @@ impl<
                     &c.policy,
                     |vsid, atc| {
                         c.vdevice(vsid)
+                            .ok()
                             .filter(|d| !atc || d.ats_enabled())
                             .map(|d| d.psid)
                     },

@@ -10,7 +10,7 @@ use loom::sync::Arc;
 
 use super::{Router, ViommuConfig};
 use crate::command::Command;
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::features::Features;
 use crate::ids::{PhysAddr, StreamId, SubstreamId, VStreamId, Vmid};
 use crate::iommufd::{HwptPgfault, ViommuArmSmmuv3Invalidate};
@@ -75,7 +75,7 @@ fn stale_handle_never_reaches_the_next_vm() {
         match result {
             Ok(()) => assert_eq!(cmds, [Command::TlbiNhAll { vmid: Vmid(1) }]),
             Err(e) => {
-                assert_eq!(e, Error::NotFound);
+                assert_eq!(e, Error::NoSuch(Object::Viommu(a)));
                 assert!(cmds.is_empty());
             }
         }

@@ -55,7 +55,7 @@ use super::producer::Producer;
 use super::routing::{MAX_VIOMMUS, RoutingTable};
 use super::sync::{AtomicU64, Mutex, Ordering, array_of, ctor};
 use super::vste::NestedSte;
-use crate::error::Error;
+use crate::error::{Error, Object};
 use crate::event::EventId;
 use crate::features::Features;
 use crate::ids::{StreamId, VStreamId};
@@ -66,7 +66,7 @@ use crate::ste::S2Config;
 use crate::vevent::VeventQueue;
 
 /// How many rounds teardown waits for an IRQ-path producer or a vEVENTQ reader inside a
-/// vIOMMU's ring before it reports [`Error::Busy`] (the caller retries; no new producer or
+/// vIOMMU's ring before it reports [`Error::InUse`] (the caller retries; no new producer or
 /// reader can get in meanwhile).
 pub const TEARDOWN_SPINS: u32 = 1 << 16;
 
@@ -345,8 +345,27 @@ struct Tenant<const VDEVICES: usize, const FAULTS: usize> {
 }
 
 impl<const VDEVICES: usize, const FAULTS: usize> Tenant<VDEVICES, FAULTS> {
-    fn vdevice(&self, vsid: VStreamId) -> Option<&VDevice> {
-        self.vdevices.iter().find(|d| d.vsid == vsid)
+    fn vdevice(&self, vsid: VStreamId) -> Result<&VDevice, Error> {
+        self.vdevices
+            .iter()
+            .find(|d| d.vsid == vsid)
+            .ok_or(Error::NoSuch(Object::VDevice(vsid)))
+    }
+
+    fn vdevice_mut(&mut self, vsid: VStreamId) -> Result<&mut VDevice, Error> {
+        self.vdevices
+            .iter_mut()
+            .find(|d| d.vsid == vsid)
+            .ok_or(Error::NoSuch(Object::VDevice(vsid)))
+    }
+
+    /// Ok for an ARM_SMMUV3 vIOMMU (`id` is this one's handle); a TEGRA241_CMDQV one is
+    /// handled by the `*_cmdqv` calls.
+    fn plain(&self, id: ViommuId) -> Result<(), Error> {
+        match self.vintf {
+            Some(_) => Err(Error::WrongType(Object::Viommu(id))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -571,7 +590,7 @@ impl<
     fn slot(&self, id: ViommuId) -> Result<&Viommu<VDEVICES, VEVENTS, FAULTS>, Error> {
         self.viommus
             .get(usize::from(id.index()))
-            .ok_or(Error::NotFound)
+            .ok_or(Error::NoSuch(Object::Viommu(id)))
     }
 
     /// Runs `f` on vIOMMU `id` under its lock, once the lock is held and the slot's occupant is
@@ -588,7 +607,7 @@ impl<
         let mut guard = v.tenant.lock();
         match guard.as_mut() {
             Some(c) if c.generation == id.generation() && !c.dying => f(v, c),
-            _ => Err(Error::NotFound),
+            _ => Err(Error::NoSuch(Object::Viommu(id))),
         }
     }
 
@@ -598,7 +617,7 @@ impl<
         if v.accepts(id.generation()) {
             Ok(v.stats())
         } else {
-            Err(Error::NotFound)
+            Err(Error::NoSuch(Object::Viommu(id)))
         }
     }
 

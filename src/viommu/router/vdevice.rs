@@ -3,8 +3,8 @@
 
 use super::super::routing::Route;
 use super::super::vste::NestedSte;
-use super::{Tenant, VDevice, ViommuId};
-use crate::error::Error;
+use super::{Tenant, VDevice, Viommu, ViommuId};
+use crate::error::{Error, Object, Quantity};
 use crate::ids::{StreamId, VStreamId};
 use crate::smmu::CommandSink;
 use crate::ste::Ste;
@@ -39,10 +39,7 @@ impl<
             psid,
             virt_id,
             ats_capable,
-            |c, _| match c.vintf {
-                Some(_) => Err(Error::InvalidArgument),
-                None => Ok(()),
-            },
+            |c, _| c.plain(id),
             |_, _| {},
         )
     }
@@ -60,19 +57,23 @@ impl<
         bind: impl FnOnce(&Tenant<VDEVICES, FAULTS>, VStreamId) -> Result<(), Error>,
         unbind: impl FnOnce(&Tenant<VDEVICES, FAULTS>, VStreamId),
     ) -> Result<VStreamId, Error> {
-        let vsid = VStreamId(u32::try_from(virt_id).map_err(|_| Error::InvalidArgument)?);
+        let vsid = VStreamId(u32::try_from(virt_id).map_err(|_| Error::OutOfRange {
+            what: Quantity::VStreamId,
+            value: virt_id,
+            max: u64::from(u32::MAX),
+        })?);
         let _w = self.writers.lock();
         self.with_ctl(id, |_, c| {
             let bits = c.cfg.features.sid_bits;
             if bits < 32 && psid.0 >> bits != 0 {
-                return Err(Error::InvalidArgument);
+                return Err(Error::BadStreamId(psid));
             }
             // Every vDEVICE, of a live or a dying vIOMMU, has its route until it is gone.
             if self.routes.get(psid).is_some() || c.vdevices.iter().any(|d| d.psid == psid) {
-                return Err(Error::Exists);
+                return Err(Error::AlreadyExists(Object::Stream(psid)));
             }
-            if c.vdevice(vsid).is_some() {
-                return Err(Error::Exists);
+            if c.vdevice(vsid).is_ok() {
+                return Err(Error::AlreadyExists(Object::VDevice(vsid)));
             }
             if c.vdevices.is_full() {
                 return Err(Error::NoMemory);
@@ -117,10 +118,7 @@ impl<
         vsid: VStreamId,
         cmds: &impl CommandSink,
     ) -> Result<(), Error> {
-        self.destroy_vdevice_with(id, vsid, cmds, |c, _| match c.vintf {
-            Some(_) => Err(Error::InvalidArgument),
-            None => Ok(()),
-        })
+        self.destroy_vdevice_with(id, vsid, cmds, |c, _| c.plain(id))
     }
 
     /// [`Router::destroy_vdevice`](super::Router::destroy_vdevice) with `check` run once the vDEVICE is found and before
@@ -134,23 +132,14 @@ impl<
     ) -> Result<(), Error> {
         let _w = self.writers.lock();
         self.with_ctl(id, |v, c| {
-            let pos = c
-                .vdevices
-                .iter()
-                .position(|d| d.vsid == vsid)
-                .ok_or(Error::NotFound)?;
+            c.vdevice(vsid)?;
             check(c, vsid)?;
-            let psid = c.vdevices.get(pos).map(|d| d.psid).ok_or(Error::NotFound)?;
-            self.detach_route(id, psid, vsid)?;
-            if let Some(d) = c.vdevices.get_mut(pos) {
-                d.nested = None;
-            }
-            let answered = self.purge_faults(v, c, Some(psid), cmds);
-            if answered == Err(Error::Busy) {
-                return Err(Error::Busy);
+            let (psid, answered) = self.detach(id, v, c, vsid, cmds)?;
+            if let Err(e @ Error::InUse(Object::FaultQueue(_))) = answered {
+                return Err(e);
             }
             self.routes.remove(psid);
-            c.vdevices.swap_remove(pos);
+            c.vdevices.retain(|d| d.vsid != vsid);
             answered.map(|_| ())
         })
     }
@@ -174,9 +163,7 @@ impl<
 
     /// The physical StreamID of vSID `vsid` in vIOMMU `id`.
     pub fn vsid_to_psid(&self, id: ViommuId, vsid: VStreamId) -> Result<StreamId, Error> {
-        self.with_ctl(id, |_, c| {
-            c.vdevice(vsid).map(|d| d.psid).ok_or(Error::NotFound)
-        })
+        self.with_ctl(id, |_, c| c.vdevice(vsid).map(|d| d.psid))
     }
 
     /// Attaches the device with vSID `vsid` to a nested HWPT of this vIOMMU (IOMMU_HWPT_ALLOC
@@ -201,7 +188,7 @@ impl<
         let nested = NestedSte::from_guest(guest_ste)?;
         let _w = self.writers.lock();
         self.with_ctl(id, |v, c| {
-            let d = *c.vdevice(vsid).ok_or(Error::NotFound)?;
+            let d = *c.vdevice(vsid)?;
             let shcfg = c.cfg.features.attr_types_ovr;
             let ste = nested.physical(&c.cfg.s2, d.ats_capable, shcfg);
             let attached = Route {
@@ -211,7 +198,7 @@ impl<
             };
             if d.nested.is_some() {
                 self.detach_route(id, d.psid, vsid)?;
-                if let Err(e) = self.purge_faults(v, c, Some(d.psid), cmds) {
+                if let Err(e) = self.purge_faults(id, v, c, Some(d.psid), cmds) {
                     // The old attachment stays (its groups were taken; EBUSY: nothing was).
                     self.routes.update(d.psid, attached)?;
                     return Err(e);
@@ -225,7 +212,7 @@ impl<
                 return Err(e);
             }
             self.routes.update(d.psid, attached)?;
-            if let Some(x) = c.vdevices.iter_mut().find(|x| x.vsid == vsid) {
+            if let Ok(x) = c.vdevice_mut(vsid) {
                 x.nested = Some(nested);
             }
             Ok(ste)
@@ -245,16 +232,25 @@ impl<
         cmds: &impl CommandSink,
     ) -> Result<(), Error> {
         let _w = self.writers.lock();
-        self.with_ctl(id, |v, c| {
-            let d = c
-                .vdevices
-                .iter_mut()
-                .find(|x| x.vsid == vsid)
-                .ok_or(Error::NotFound)?;
-            d.nested = None;
-            let psid = d.psid;
-            self.detach_route(id, psid, vsid)?;
-            self.purge_faults(v, c, Some(psid), cmds).map(|_| ())
-        })
+        self.with_ctl(id, |v, c| self.detach(id, v, c, vsid, cmds)?.1.map(|_| ()))
+    }
+
+    /// Detaches the vDEVICE with `vsid`: no nested STE any more, its route not attached, then,
+    /// after a round of the producer token, its fault groups answered INVALID. Returns its
+    /// physical StreamID and the outcome of the answering (the groups answered, or EBUSY
+    /// when the round did not come, or the error of issuing the answers).
+    fn detach(
+        &self,
+        id: ViommuId,
+        v: &Viommu<VDEVICES, VEVENTS, FAULTS>,
+        c: &mut Tenant<VDEVICES, FAULTS>,
+        vsid: VStreamId,
+        cmds: &impl CommandSink,
+    ) -> Result<(StreamId, Result<usize, Error>), Error> {
+        let d = c.vdevice_mut(vsid)?;
+        d.nested = None;
+        let psid = d.psid;
+        self.detach_route(id, psid, vsid)?;
+        Ok((psid, self.purge_faults(id, v, c, Some(psid), cmds)))
     }
 }

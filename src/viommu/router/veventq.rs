@@ -2,7 +2,7 @@
 //! `struct iommu_veventq_alloc`; Documentation/userspace-api/iommufd.rst, "IOMMUFD_OBJ_VEVENTQ").
 
 use super::{TEARDOWN_SPINS, ViommuId};
-use crate::error::{Error, Feature};
+use crate::error::{Error, Object};
 use crate::iommufd::VeventqType;
 use crate::vevent::VeventQueue;
 
@@ -20,23 +20,26 @@ impl<
     /// feature `cmdqv` the TEGRA241_CMDQV type → EOPNOTSUPP.
     pub fn alloc_veventq(&self, id: ViommuId, ty: VeventqType, depth: u32) -> Result<(), Error> {
         self.with_ctl(id, |v, c| match ty {
-            VeventqType::Default => Err(Error::Unsupported(Feature::Nesting)),
+            VeventqType::Default => Err(Error::Reserved {
+                field: "iommu_veventq_alloc.type",
+                value: u64::from(ty.raw()),
+            }),
             VeventqType::ArmSmmuv3 => v
                 .veventq
                 .open(VeventQueue::new(depth)?, c.generation)
-                .map_err(|_| Error::Exists),
+                .map_err(|_| Error::AlreadyExists(Object::Veventq(ty.raw()))),
             #[cfg(feature = "cmdqv")]
             VeventqType::Tegra241Cmdqv => v
                 .veventq_cmdqv
                 .open(VeventQueue::new(depth)?, c.generation)
-                .map_err(|_| Error::Exists),
+                .map_err(|_| Error::AlreadyExists(Object::Veventq(ty.raw()))),
             #[cfg(not(feature = "cmdqv"))]
-            VeventqType::Tegra241Cmdqv => Err(Error::Unsupported(Feature::Cmdqv)),
+            VeventqType::Tegra241Cmdqv => Err(Error::Unsupported(crate::error::Feature::Cmdqv)),
         })
     }
 
     /// Destroys the vEVENTQ of type `ty`, dropping its unread records, once no reader is inside
-    /// and a round of its producer token passed (bounded: [`crate::Error::Busy`] otherwise, and
+    /// and a round of its producer token passed (bounded: [`crate::Error::InUse`] otherwise, and
     /// nothing enters it meanwhile; call again). ENOENT if there is none.
     pub fn destroy_veventq(&self, id: ViommuId, ty: VeventqType) -> Result<(), Error> {
         self.with_ctl(id, |v, _| {
@@ -54,8 +57,8 @@ impl<
             };
             match taken {
                 Ok(true) => Ok(()),
-                Ok(false) => Err(Error::NotFound),
-                Err(()) => Err(Error::Busy),
+                Ok(false) => Err(Error::NoSuch(Object::Veventq(ty.raw()))),
+                Err(()) => Err(Error::InUse(Object::Veventq(ty.raw()))),
             }
         })
     }
@@ -76,12 +79,16 @@ impl<
     ) -> Result<usize, Error> {
         let v = self.slot(id)?;
         let mine = |tag: u64| tag == id.generation() && v.accepts(id.generation());
+        let absent = || match v.accepts(id.generation()) {
+            true => Error::NoSuch(Object::Veventq(ty.raw())),
+            false => Error::NoSuch(Object::Viommu(id)),
+        };
         let r = match ty {
             VeventqType::ArmSmmuv3 => v.veventq.read(|tag, q| {
                 if mine(tag) {
                     q.read(buf)
                 } else {
-                    Err(Error::NotFound)
+                    Err(absent())
                 }
             }),
             #[cfg(feature = "cmdqv")]
@@ -89,12 +96,12 @@ impl<
                 if mine(tag) {
                     q.read(buf)
                 } else {
-                    Err(Error::NotFound)
+                    Err(absent())
                 }
             }),
             _ => None,
         };
-        r.unwrap_or(Err(Error::NotFound))
+        r.unwrap_or_else(|| Err(absent()))
     }
 
     /// Whether a read of the vEVENTQ would return something (POLLIN).

@@ -7,7 +7,7 @@ use super::super::iopf::FaultGroups;
 use super::super::routing::Route;
 use super::super::sync::Ordering;
 use super::{GENERATION_MASK, LIVE, TEARDOWN_SPINS, Tenant, Viommu, ViommuConfig, ViommuId};
-use crate::error::{Error, Feature};
+use crate::error::{Error, Feature, Object, Quantity};
 use crate::ids::Vmid;
 use crate::iommufd::HwInfoArmSmmuv3;
 use crate::smmu::CommandSink;
@@ -31,18 +31,29 @@ impl<
             return Err(Error::Unsupported(Feature::Nesting));
         }
         if !cfg.coherent_devices && !cfg.features.fwb {
-            return Err(Error::Unsupported(Feature::Nesting));
+            return Err(Error::Unsupported(Feature::S2Fwb));
         }
         let vmid = cfg.s2.vmid;
-        if vmid.0 == 0 || Vmid::new(vmid.0, cfg.features.vmid_bits()).is_none() {
-            return Err(Error::InvalidArgument);
+        if vmid.0 == 0 {
+            return Err(Error::TooSmall {
+                what: Quantity::Vmid,
+                value: 0,
+                min: 1,
+            });
+        }
+        if Vmid::new(vmid.0, cfg.features.vmid_bits()).is_none() {
+            return Err(Error::OutOfRange {
+                what: Quantity::Vmid,
+                value: u64::from(vmid.0),
+                max: (1 << cfg.features.vmid_bits()) - 1,
+            });
         }
         let _w = self.writers.lock();
         let mut free = None;
         for (i, v) in self.viommus.iter().enumerate() {
             match v.tenant.lock().as_ref() {
                 Some(c) if c.cfg.s2.vmid == vmid && c.cfg.s2 != cfg.s2 => {
-                    return Err(Error::Exists);
+                    return Err(Error::AlreadyExists(Object::Vmid(vmid.0)));
                 }
                 Some(_) => {}
                 None => free = free.or(Some((i, v))),
@@ -74,10 +85,7 @@ impl<
     /// vDEVICE, a vEVENTQ or a fault queue. A TEGRA241_CMDQV vIOMMU is destroyed with
     /// `Router::destroy_viommu_cmdqv` (EINVAL here).
     pub fn destroy_viommu(&self, id: ViommuId) -> Result<(), Error> {
-        self.destroy_viommu_with(id, |c| match c.vintf {
-            Some(_) => Err(Error::InvalidArgument),
-            None => Ok(()),
-        })
+        self.destroy_viommu_with(id, |c| c.plain(id))
     }
 
     /// [`Router::destroy_viommu`](super::Router::destroy_viommu) with `release` run after the busy checks and before the slot
@@ -92,16 +100,16 @@ impl<
         let mut guard = v.tenant.lock();
         let c = match guard.as_ref() {
             Some(c) if c.generation == id.generation() && !c.dying => c,
-            _ => return Err(Error::NotFound),
+            _ => return Err(Error::NoSuch(Object::Viommu(id))),
         };
         let busy = !c.vdevices.is_empty() || v.veventq.is_open() || v.faults.is_open();
         #[cfg(feature = "cmdqv")]
         let busy = busy || v.veventq_cmdqv.is_open();
         if busy {
-            return Err(Error::Busy);
+            return Err(Error::InUse(Object::Viommu(id)));
         }
         // A ring whose destruction was refused (EBUSY) is still closed with its value: finish.
-        self.close_rings(v)?;
+        self.close_rings(id, v)?;
         release(c)?;
         v.state.store(id.generation() << 1, Ordering::Release);
         *guard = Held::Empty;
@@ -110,7 +118,11 @@ impl<
 
     /// Closes every ring of `v` and drops what they hold, once no reader or producer is inside
     /// (bounded): EBUSY otherwise, the rings then stay closed and a retry finishes.
-    fn close_rings(&self, v: &Viommu<VDEVICES, VEVENTS, FAULTS>) -> Result<(), Error> {
+    fn close_rings(
+        &self,
+        id: ViommuId,
+        v: &Viommu<VDEVICES, VEVENTS, FAULTS>,
+    ) -> Result<(), Error> {
         let mut ok = v
             .veventq
             .close(TEARDOWN_SPINS, || self.producer_round())
@@ -126,7 +138,11 @@ impl<
             .faults
             .close(TEARDOWN_SPINS, || self.producer_round())
             .is_ok();
-        if ok { Ok(()) } else { Err(Error::Busy) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InUse(Object::Viommu(id)))
+        }
     }
 
     /// Releases everything of a vIOMMU at once, as closing the iommufd does: the IRQ path stops
@@ -136,7 +152,7 @@ impl<
     /// [`TEARDOWN_SPINS`]), and the routes go. The STEs of its devices are the caller's to
     /// replace. Returns the number of fault groups answered.
     ///
-    /// Every step can be retried: on an error ([`Error::Busy`] when a producer or reader did not
+    /// Every step can be retried: on an error ([`Error::InUse`] when a producer or reader did not
     /// leave in time, or the error of a failed release step) the vIOMMU is dying, nothing
     /// reaches it and no call but this one reaches it, its devices stay reserved (no other
     /// vIOMMU can take them), and calling again resumes. If issuing the answers fails, the
@@ -144,15 +160,7 @@ impl<
     ///
     /// A TEGRA241_CMDQV vIOMMU is torn down with `Router::teardown_viommu_cmdqv` (EINVAL here).
     pub fn teardown_viommu(&self, id: ViommuId, cmds: &impl CommandSink) -> Result<usize, Error> {
-        self.teardown_viommu_with(
-            id,
-            cmds,
-            |c| match c.vintf {
-                Some(_) => Err(Error::InvalidArgument),
-                None => Ok(()),
-            },
-            |_| Ok(()),
-        )
+        self.teardown_viommu_with(id, cmds, |c| c.plain(id), |_| Ok(()))
     }
 
     /// [`Router::teardown_viommu`](super::Router::teardown_viommu) with `check` run first on every attempt (an error on the
@@ -171,7 +179,7 @@ impl<
         let mut guard = v.tenant.lock();
         let ctl = match guard.as_mut() {
             Some(c) if c.generation == id.generation() => c,
-            _ => return Err(Error::NotFound),
+            _ => return Err(Error::NoSuch(Object::Viommu(id))),
         };
         check(ctl)?;
         // 1. Nothing but teardown reaches the vIOMMU any more.
@@ -193,12 +201,12 @@ impl<
             }
         }
         // 3. Faults: after a producer round, nothing more arrives; answer everything.
-        let answered = self.purge_faults(v, ctl, None, cmds);
-        if answered == Err(Error::Busy) {
-            return Err(Error::Busy);
+        let answered = self.purge_faults(id, v, ctl, None, cmds);
+        if let Err(e @ Error::InUse(Object::FaultQueue(_))) = answered {
+            return Err(e);
         }
         // 4. Rings.
-        self.close_rings(v)?;
+        self.close_rings(id, v)?;
         // 5. What the vIOMMU type holds besides (CMDQV queues, SID pairs, VINTF).
         release(ctl)?;
         // 6. Routes and slot.

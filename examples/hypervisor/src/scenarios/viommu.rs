@@ -230,8 +230,12 @@ fn setup(
         |_, _| Ok(()),
     );
     say!("    attach with a guest STE that sets STRW: {:?}", bad);
-    // Refused as Linux refuses it (EIO from the guest-STE check).
-    if bad.map_err(Error::errno) != Err(-5) {
+    let strw = arm_smmuv3::Rejection::SteBits {
+        dword: 1,
+        bits: 2 << 30,
+    };
+    // Refused as Linux refuses it (EIO from the guest-STE check), naming the STRW bits.
+    if bad != Err(Error::Rejected(strw)) {
         return Err(SetupError::Check(
             "the guest STE with STRW = EL2 was not refused",
         ));
