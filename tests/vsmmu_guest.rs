@@ -5,7 +5,7 @@
 #![cfg(feature = "fakes")]
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -17,9 +17,7 @@ use arm_smmuv3::regs::{Page0, Page1};
 use arm_smmuv3::smmu::{Config, EventSink, Smmu};
 use arm_smmuv3::ste::{Granule, S1Fmt, S1StreamConfig, S2Config, Ste, SteConfig};
 use arm_smmuv3::viommu::{Router, ViommuId};
-use arm_smmuv3::vsmmu::{
-    GuestIrq, GuestMemory, IrqLine, OutsideRam, RouterBackend, VSmmu, VSmmuConfig,
-};
+use arm_smmuv3::vsmmu::{GuestMemory, IrqLine, OutsideRam, RouterBackend, VSmmu, VSmmuConfig};
 use arm_smmuv3::{
     BumpDma, Error, Iova, Ipa, MmioAccess, PhysAddr, Platform, StreamId, SubstreamId, Vmid, WaitFor,
 };
@@ -85,14 +83,7 @@ impl GuestMemory for GuestRam {
     }
 }
 
-#[derive(Default)]
-struct Lines(RefCell<Vec<IrqLine>>);
-
-impl GuestIrq for Lines {
-    fn raise(&self, line: IrqLine) {
-        self.0.borrow_mut().push(line);
-    }
-}
+type Lines = arm_smmuv3::fake::rig::RaisedLines;
 
 type Backend<'a> = RouterBackend<'a, arm_smmuv3::fake::ModelPlatform, arm_smmuv3::fake::ModelArena>;
 type Vs<'a> = VSmmu<Backend<'a>, &'a GuestRam, &'a Lines>;

@@ -98,3 +98,14 @@ pub fn vevents(buf: &[u8]) -> Vec<(VeventHeader, Option<[u64; 4]>)> {
     }
     out
 }
+
+/// A guest's interrupt lines for a [`VSmmu`](crate::vsmmu::VSmmu) under test: records every
+/// line raised, in order.
+#[derive(Debug, Default)]
+pub struct RaisedLines(pub core::cell::RefCell<Vec<crate::vsmmu::IrqLine>>);
+
+impl crate::vsmmu::GuestIrq for RaisedLines {
+    fn raise(&self, line: crate::vsmmu::IrqLine) {
+        self.0.borrow_mut().push(line);
+    }
+}

@@ -148,14 +148,7 @@ impl GuestMemory for Ram {
     }
 }
 
-#[derive(Default)]
-struct Lines(RefCell<Vec<IrqLine>>);
-
-impl GuestIrq for Lines {
-    fn raise(&self, line: IrqLine) {
-        self.0.borrow_mut().push(line);
-    }
-}
+type Lines = crate::fake::rig::RaisedLines;
 
 type V = VSmmu<Rec, Ram, Lines>;
 
