@@ -40,6 +40,35 @@ struct Models {
     out: Vec<String>,
     /// Whether the CMDQV windows are mapped (false: a board that cannot reach them).
     mapped_cmdqv: bool,
+    /// Hand out every DMA buffer no more aligned than asked ([`Arena`]).
+    stingy: bool,
+}
+
+/// A model's DMA arena as the bring-up gets it. Stingy: each buffer is aligned to exactly what
+/// was asked and never to twice that, as firmware's allocator may happen to give, so a request
+/// for less alignment than the hardware needs fails here every time, not by the luck of where
+/// the previous buffers ended.
+struct Arena {
+    inner: ModelArena,
+    stingy: bool,
+}
+
+// SAFETY: forwards to the model's arena; a stingy buffer is a sub-range of one the arena gave
+// (`size + align` bytes), so it is as reachable, zeroed and unshared as that one.
+unsafe impl DmaMemory for Arena {
+    fn alloc(&self, size: usize, align: usize) -> Option<arm_smmuv3::platform::DmaBuf> {
+        if !self.stingy {
+            return self.inner.alloc(size, align);
+        }
+        let mut b = self.inner.alloc(size.checked_add(align)?, align)?;
+        if b.paddr.0 % (2 * align as u64) == 0 {
+            // SAFETY: `align < size + align`: still inside the buffer the arena gave.
+            b.vaddr = unsafe { b.vaddr.add(align) };
+            b.paddr = PhysAddr(b.paddr.0 + align as u64);
+        }
+        b.size = size;
+        Some(b)
+    }
 }
 
 impl Models {
@@ -64,6 +93,7 @@ impl Models {
             smmus,
             out: Vec::new(),
             mapped_cmdqv: true,
+            stingy: false,
         }
     }
 
@@ -81,7 +111,7 @@ impl Models {
 // the bring-up creates one driver per model.
 unsafe impl Machine for Models {
     type Platform = ModelPlatform;
-    type Dma = ModelArena;
+    type Dma = Arena;
 
     fn smmu_pages(
         &mut self,
@@ -107,8 +137,11 @@ unsafe impl Machine for Models {
         self.smmus[index].1.platform()
     }
 
-    fn dma(&self, index: usize) -> ModelArena {
-        self.smmus[index].1.lend_dma()
+    fn dma(&self, index: usize) -> Arena {
+        Arena {
+            inner: self.smmus[index].1.lend_dma(),
+            stingy: self.stingy,
+        }
     }
 
     fn line(&mut self, args: fmt::Arguments<'_>) {
@@ -268,12 +301,7 @@ fn thor_image_with_cmdqvs_enabled_uses_the_vcmdqs() {
 
 #[test]
 fn grace_image_brings_up_four_smmus_each_with_its_cmdqv() {
-    let topo = Iort::new(GRACE_IORT)
-        .unwrap()
-        .topology(&grace_cmdqvs())
-        .unwrap();
-    let mut models = Models::new(&topo);
-    let (summary, text) = run(&mut models, "Grace (Tegra241)", &topo);
+    let (summary, text) = run_grace(|_| {});
     assert_eq!(
         summary,
         Summary {
@@ -320,28 +348,24 @@ fn grace_image_without_the_dsdt_cmdqvs_fails_each_smmu() {
     );
 }
 
-#[test]
-fn stage2_root_is_allocated_at_its_concatenated_size_and_alignment() {
-    // A 40-bit IPA space starts at level 1 with two concatenated tables: 8 KiB, aligned to 8 KiB.
-    // An arena whose next free page is only 4 KiB aligned must still give a usable root (edk2's
-    // AllocatePages hands out such regions).
+/// The Grace image on the fixtures' IORT and DSDT/SSDT CMDQVs; `prepare` runs on the models
+/// first.
+fn run_grace(prepare: impl FnOnce(&mut Models)) -> (Summary, String) {
     let topo = Iort::new(GRACE_IORT)
         .unwrap()
         .topology(&grace_cmdqvs())
         .unwrap();
     let mut models = Models::new(&topo);
-    for i in 0..topo.smmus().len() {
-        let odd = models.dma(i).alloc(4096, 4096).unwrap();
-        assert_eq!(odd.paddr.0 % 8192, 0, "the arena starts 8 KiB aligned");
-    }
-    let (summary, text) = run(&mut models, "Grace (Tegra241)", &topo);
-    assert_eq!(
-        summary,
-        Summary {
-            passed: 16,
-            failed: 0
-        },
-        "{text}"
-    );
+    prepare(&mut models);
+    run(&mut models, "Grace (Tegra241)", &topo)
+}
+
+#[test]
+fn stage2_root_is_allocated_at_its_concatenated_size_and_alignment() {
+    // A 40-bit IPA space starts at level 1 with two concatenated tables: 8 KiB, aligned to 8 KiB.
+    // Every buffer only as aligned as asked (edk2's AllocatePages region made the 4 KiB-aligned
+    // request of an earlier bring-up land on an odd page): every step still passes.
+    let (_, text) = run_grace(|models| models.stingy = true);
+    assert_eq!(contract::summary(&text), Some((16, 0, 16)), "{text}");
     assert_eq!(text.matches("-stage2-ste PASS").count(), 4, "{text}");
 }
