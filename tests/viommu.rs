@@ -1435,3 +1435,55 @@ fn reattach_that_cannot_answer_keeps_the_old_attachment() {
         Routed::Forwarded { .. }
     ));
 }
+
+#[test]
+fn records_arriving_while_a_drain_holds_the_token_go_to_the_host_unrouted() {
+    let (r, id, _rec) = setup();
+    r.alloc_veventq(id, VeventqType::ArmSmmuv3, 4).unwrap();
+    r.alloc_fault_queue(id).unwrap();
+    let mut drain_host = HostSink::default();
+    let mut host = HostSink::default();
+    let e = s1_fault(PSID);
+    let req = page_request(3, true, 0x3000);
+    {
+        let mut sink = r.sink(&mut drain_host);
+        // A record of no vDEVICE: the drain's sink takes the token and keeps it for its chunk.
+        EventSink::event(&mut sink, &s1_fault(StreamId(0x7)));
+        assert_eq!(
+            r.route_event(&e, &mut host),
+            Routed::Host(HostReason::Contended)
+        );
+        assert_eq!(
+            r.route_page_request(&req, &mut host),
+            Routed::Host(HostReason::Contended)
+        );
+    }
+    assert_eq!(
+        drain_host.events,
+        vec![s1_fault(StreamId(0x7))],
+        "the drain's own record"
+    );
+    assert_eq!(host.events, vec![e]);
+    assert_eq!(host.requests, vec![req]);
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        r.read_vevents(id, VeventqType::ArmSmmuv3, &mut buf),
+        Ok(0),
+        "nothing is routed without the token"
+    );
+    let mut out = [HwptPgfault::default(); 2];
+    assert_eq!(r.read_faults(id, &mut out), Ok(0));
+    // Once the drain has let go, the same records are routed.
+    assert_eq!(
+        r.route_event(&e, &mut host),
+        Routed::Forwarded {
+            viommu: id.index(),
+            sequence: 0
+        }
+    );
+    assert_eq!(
+        r.route_page_request(&req, &mut host),
+        Routed::Iopf { viommu: id.index() }
+    );
+    assert_eq!((host.events.len(), host.requests.len()), (1, 1));
+}

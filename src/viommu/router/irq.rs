@@ -40,18 +40,7 @@ impl<
     /// rounds, else the record goes to `host` ([`HostReason::Contended`]). A drain routes many
     /// records per take through [`Router::sink`](super::Router::sink).
     pub fn route_event(&self, entry: &EvtqEntry, host: &mut impl EventSink) -> Routed {
-        let routed = match self
-            .producer
-            .enter(PRODUCER_SPINS, &mut |n| self.mark_lost(n))
-        {
-            Some(()) => {
-                // SAFETY: we hold `self.producer` until the `leave` below.
-                let r = unsafe { self.event_held(entry) };
-                self.producer.leave(&mut |n| self.mark_lost(n));
-                r
-            }
-            None => self.contended(),
-        };
+        let routed = self.route_one(Self::event_held, entry);
         if let Routed::Host(_) = routed {
             host.event(entry);
         }
@@ -63,22 +52,23 @@ impl<
     /// full fault queue) goes to `host`, which must answer it with PRI_RESP if Last is set.
     /// Takes the producer token as [`Router::route_event`](super::Router::route_event) does.
     pub fn route_page_request(&self, entry: &PriqEntry, host: &mut impl PriSink) -> Routed {
-        let routed = match self
-            .producer
-            .enter(PRODUCER_SPINS, &mut |n| self.mark_lost(n))
-        {
-            Some(()) => {
-                // SAFETY: we hold `self.producer` until the `leave` below.
-                let r = unsafe { self.request_held(entry) };
-                self.producer.leave(&mut |n| self.mark_lost(n));
-                r
-            }
-            None => self.contended(),
-        };
+        let routed = self.route_one(Self::request_held, entry);
         if let Routed::Host(_) = routed {
             host.request(entry);
         }
         routed
+    }
+
+    /// One record through `held` (a `*_held` path) as a one-record [`RouterSink`]: the producer
+    /// token taken, the record routed, the token released (when the sink drops) before the
+    /// host sees the record.
+    fn route_one<E>(&self, held: unsafe fn(&Self, &E) -> Routed, entry: &E) -> Routed {
+        RouterSink {
+            router: self,
+            host: &mut (),
+            held: 0,
+        }
+        .route(held, entry)
     }
 
     /// A record given to the host because the producer token did not come.
@@ -335,6 +325,25 @@ impl<
         }
     }
 
+    /// Routes one record with `held` (one of the router's `*_held` paths) under the token, or
+    /// counts it as contended when the token did not come in time.
+    #[inline]
+    fn route<E>(
+        &mut self,
+        held: unsafe fn(&super::Router<VIOMMUS, ROUTES, VDEVICES, VEVENTS, FAULTS>, &E) -> Routed,
+        entry: &E,
+    ) -> Routed {
+        if self.hold() {
+            // SAFETY: `hold` made sure we hold the router's producer token, which is all the
+            // `*_held` paths ask.
+            let r = unsafe { held(self.router, entry) };
+            self.done_one();
+            r
+        } else {
+            self.router.contended()
+        }
+    }
+
     /// Counts one more record under the token; releases it after [`SINK_CHUNK`].
     #[inline]
     fn done_one(&mut self) {
@@ -378,15 +387,7 @@ impl<
 {
     #[inline]
     fn event(&mut self, entry: &EvtqEntry) {
-        let routed = if self.hold() {
-            // SAFETY: `hold` made sure we hold the router's producer token.
-            let r = unsafe { self.router.event_held(entry) };
-            self.done_one();
-            r
-        } else {
-            self.router.contended()
-        };
-        if let Routed::Host(_) = routed {
+        if let Routed::Host(_) = self.route(super::Router::event_held, entry) {
             self.host.event(entry);
         }
     }
@@ -415,15 +416,7 @@ impl<
 {
     #[inline]
     fn request(&mut self, entry: &PriqEntry) {
-        let routed = if self.hold() {
-            // SAFETY: `hold` made sure we hold the router's producer token.
-            let r = unsafe { self.router.request_held(entry) };
-            self.done_one();
-            r
-        } else {
-            self.router.contended()
-        };
-        if let Routed::Host(_) = routed {
+        if let Routed::Host(_) = self.route(super::Router::request_held, entry) {
             self.host.request(entry);
         }
     }
